@@ -1,0 +1,1 @@
+"""Run engine: prompt building, token accounting and model calls."""

@@ -204,8 +204,8 @@ class Tool(_message.Message):
         """A function the caller implements and answers through SubmitToolOutputs."""
 
     @_builtins.property
-    def file_search(self) -> Global___FileSearchTool:
-        """The file search tool."""
+    def file_search(self) -> Global___FileSearchSettings:
+        """The file search tool and its settings."""
 
     @_builtins.property
     def code_interpreter(self) -> Global___CodeInterpreterTool:
@@ -215,7 +215,7 @@ class Tool(_message.Message):
         self,
         *,
         function: Global___FunctionDefinition | None = ...,
-        file_search: Global___FileSearchTool | None = ...,
+        file_search: Global___FileSearchSettings | None = ...,
         code_interpreter: Global___CodeInterpreterTool | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["code_interpreter", b"code_interpreter", "file_search", b"file_search", "function", b"function", "tool", b"tool"]  # noqa: Y015
@@ -298,32 +298,6 @@ class FunctionDefinition(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__strict) -> _WhichOneofReturnType__strict | None: ...
 
 Global___FunctionDefinition: _TypeAlias = FunctionDefinition  # noqa: Y015
-
-@_typing.final
-class FileSearchTool(_message.Message):
-    """The file search tool's settings."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    FILE_SEARCH_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def file_search(self) -> Global___FileSearchSettings:
-        """The settings; absent means the defaults."""
-
-    def __init__(
-        self,
-        *,
-        file_search: Global___FileSearchSettings | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_file_search", b"_file_search", "file_search", b"file_search"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_file_search", b"_file_search", "file_search", b"file_search"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__file_search: _TypeAlias = _typing.Literal["file_search"]  # noqa: Y015
-    _WhichOneofArgType__file_search: _TypeAlias = _typing.Literal["_file_search", b"_file_search"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__file_search) -> _WhichOneofReturnType__file_search | None: ...
-
-Global___FileSearchTool: _TypeAlias = FileSearchTool  # noqa: Y015
 
 @_typing.final
 class FileSearchSettings(_message.Message):

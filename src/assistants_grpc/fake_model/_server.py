@@ -210,8 +210,11 @@ class _Connection:
             self._watcher = asyncio.ensure_future(self._watch())
 
     async def _watch(self) -> None:
-        while await self._fill():
-            pass
+        try:
+            while await self._fill():
+                pass
+        except Exception:  # treat anything unexpected as the client being gone
+            self.eof = True
 
     async def unwatch(self) -> None:
         watcher, self._watcher = self._watcher, None
@@ -483,6 +486,8 @@ class FakeModelServer:
         """Every chat-completions request body received, in order."""
         self.disconnects = 0
         """Responses whose client went away before the response was complete."""
+        self.connections = 0
+        """TCP connections accepted (to check that clients keep connections alive)."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -560,6 +565,7 @@ class FakeModelServer:
             self._responders.clear()
             self.requests.clear()
             self.disconnects = 0
+            self.connections = 0
 
     async def wait_for_disconnects(self, count: int = 1, timeout: float = 1.0) -> bool:
         """Poll until ``disconnects >= count``; False on timeout. Works from any loop."""
@@ -585,9 +591,14 @@ class FakeModelServer:
     # -- HTTP ----------------------------------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._server is None:  # accepted while stopping
+            writer.close()
+            return
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
+        with self._lock:
+            self.connections += 1
         conn = _Connection(reader, writer)
         try:
             while True:
@@ -609,9 +620,10 @@ class FakeModelServer:
         except Exception:
             _LOG.exception("fake model connection failed")
         finally:
-            await conn.unwatch()
             writer.close()
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await conn.unwatch()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await writer.wait_closed()
             if task is not None:
                 self._tasks.discard(task)

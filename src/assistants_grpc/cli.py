@@ -1,0 +1,105 @@
+"""`assistants-grpc serve | migrate | fake-model`.
+
+Flags override `ASSISTANTS_*` environment variables, which override the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from assistants_grpc.config import Settings
+
+log = logging.getLogger("assistants_grpc")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="assistants-grpc", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gRPC server")
+    serve.add_argument("--host", help="address to bind (ASSISTANTS_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (ASSISTANTS_PORT, default 50051)")
+    serve.add_argument("--database-url", help="SQLAlchemy URL (ASSISTANTS_DATABASE_URL)")
+    serve.add_argument("--log-level", help="DEBUG, INFO, WARNING... (ASSISTANTS_LOG_LEVEL)")
+    serve.add_argument(
+        "--shutdown-grace", type=float, help="seconds for in-flight calls at shutdown"
+    )
+
+    migrate = commands.add_parser("migrate", help="apply the database migrations and exit")
+    migrate.add_argument("--database-url", help="SQLAlchemy URL (ASSISTANTS_DATABASE_URL)")
+    migrate.add_argument("--log-level")
+
+    fake = commands.add_parser("fake-model", help="run a scripted OpenAI-compatible model server")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=8089)
+    fake.add_argument("--log-level")
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+async def _serve(settings: Settings) -> int:
+    from assistants_grpc.server import AssistantsServer
+
+    server = AssistantsServer(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await server.start()
+    await stop.wait()
+    log.info("shutting down (grace %.1f s)", settings.shutdown_grace)
+    await server.stop()
+    return 0
+
+
+def _run(main: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional (not on Windows)
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if k != "command"}
+    if args.command == "fake-model":
+        from assistants_grpc.fake_model import main as fake_main
+
+        _configure_logging(args.log_level or "INFO")
+        return fake_main(["--host", args.host, "--port", str(args.port)]) or 0
+    try:
+        settings = Settings.load(overrides)
+    except (TypeError, ValueError) as error:
+        print(f"assistants-grpc: {error}", file=sys.stderr)
+        return 2
+    _configure_logging(settings.log_level)
+    if args.command == "migrate":
+        from assistants_grpc.store import migrate
+        from assistants_grpc.store.database import Database
+
+        database = Database(settings.database_url)
+        try:
+            migrate.upgrade(database)
+            log.info("database at revision %s", migrate.current_revision(database))
+        finally:
+            database.dispose()
+        return 0
+    with contextlib.suppress(KeyboardInterrupt):
+        return _run(_serve(settings))
+    return 0
+
+
+__all__ = ["main"]

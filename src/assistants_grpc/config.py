@@ -1,0 +1,69 @@
+"""Settings, read once at start-up: CLI flags over `ASSISTANTS_*` environment variables over
+defaults, into one frozen object that is passed down (no global state)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from assistants_grpc.store.database import DEFAULT_DATABASE_URL
+
+ENV_PREFIX = "ASSISTANTS_"
+
+
+def _default_max_concurrent_runs() -> int:
+    # Runs mostly wait on the model, so a few per core keep the CPU busy without piling up.
+    return max(8, 16 * (os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    database_url: str = DEFAULT_DATABASE_URL
+    log_level: str = "INFO"
+    # How long in-flight calls may take to finish after SIGTERM before they are cancelled.
+    shutdown_grace: float = 10.0
+    # Run execution.
+    max_concurrent_runs: int = field(default_factory=_default_max_concurrent_runs)
+    run_expiry_seconds: int = 600
+    models_config: str | None = None
+    # Retries of a 429/5xx from the model endpoint (the openai SDK backs off between them).
+    model_max_retries: int = 3
+    # Whether `serve` applies pending migrations itself before serving.
+    migrate_on_start: bool = True
+
+    @classmethod
+    def load(
+        cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Defaults, then `ASSISTANTS_<NAME>` variables from `env`, then non-None overrides."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _parse(f.name, raw, f.type)
+        for name, value in (overrides or {}).items():
+            if value is not None:
+                values[name] = value
+        return cls(**values)
+
+
+def _parse(name: str, raw: str, annotation: Any) -> Any:
+    kind = str(annotation)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+    except ValueError:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}: not a valid {kind}: {raw!r}") from None
+    return raw
+
+
+__all__ = ["ENV_PREFIX", "Settings"]

@@ -1,0 +1,105 @@
+"""Loads what a run's next model turn needs from the database: the thread's messages and the
+run's own earlier steps, in the shape `prompt.build_prompt` takes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, select
+
+from assistants_grpc.engine.prompt import ImageRef, ThreadMessage, ToolCallRecord, ToolRound
+from assistants_grpc.store import repository as repo
+
+_MESSAGE_COLUMNS = (
+    repo.MESSAGES.c.id,
+    repo.MESSAGES.c.role,
+    repo.MESSAGES.c.content,
+    repo.MESSAGES.c.run_id,
+    repo.MESSAGES.c.token_count,
+    repo.MESSAGES.c.token_encoding,
+)
+
+
+@dataclass(frozen=True)
+class TurnContext:
+    messages: list[ThreadMessage]
+    rounds: list[ToolRound]
+    # What the run has spent so far over all its turns (budgets are per run, CONTRACT.md §6).
+    prompt_tokens_used: int
+    completion_tokens_used: int
+
+
+def _thread_message(row: RowMapping) -> ThreadMessage:
+    texts: list[str] = []
+    images: list[ImageRef] = []
+    for part in row["content"]:
+        kind = part.get("type")
+        if kind == "text":
+            texts.append(part["text"]["value"])
+        elif kind == "refusal":
+            texts.append(part["refusal"])
+        elif kind == "image_url":
+            image = part["image_url"]
+            images.append(ImageRef(url=image["url"], file_id=None, detail=image.get("detail")))
+        elif kind == "image_file":
+            image = part["image_file"]
+            images.append(ImageRef(url=None, file_id=image["file_id"], detail=image.get("detail")))
+    return ThreadMessage(
+        role=row["role"],
+        text="\n".join(texts),
+        images=tuple(images),
+        token_count=row["token_count"],
+        token_encoding=row["token_encoding"],
+    )
+
+
+def _round(after: int, details: dict[str, Any]) -> ToolRound:
+    calls = tuple(
+        ToolCallRecord(
+            id=call["id"],
+            name=call["function"]["name"],
+            arguments=call["function"]["arguments"],
+            output=call["function"].get("output"),
+        )
+        for call in details.get("tool_calls", [])
+        if call.get("type") == "function"
+    )
+    return ToolRound(after_message=after, text=None, calls=calls)
+
+
+def load_turn_context(connection: Connection, thread_id: str, run_id: str) -> TurnContext:
+    """The thread's messages from before the run, then the run's own steps in their order: a
+    message it wrote, or a tool round with the outputs submitted for it."""
+    rows: Sequence[RowMapping] = list(
+        connection.execute(
+            select(*_MESSAGE_COLUMNS)
+            .where(repo.MESSAGES.c.thread_id == thread_id)
+            .order_by(repo.MESSAGES.c.pk)
+        ).mappings()
+    )
+    own = {row["id"]: row for row in rows if row["run_id"] == run_id}
+    messages = [_thread_message(row) for row in rows if row["run_id"] != run_id]
+    rounds: list[ToolRound] = []
+    prompt_used = completion_used = 0
+    steps = connection.execute(
+        select(repo.RUN_STEPS.c.type, repo.RUN_STEPS.c.step_details, repo.RUN_STEPS.c.usage)
+        .where(repo.RUN_STEPS.c.run_id == run_id)
+        .order_by(repo.RUN_STEPS.c.pk)
+    ).mappings()
+    for step in steps:
+        details = step["step_details"]
+        if step["type"] == "message_creation":
+            row = own.get(details["message_creation"]["message_id"])
+            if row is not None:
+                messages.append(_thread_message(row))
+        else:
+            rounds.append(_round(len(messages), details))
+        if step["usage"]:
+            prompt_used += step["usage"]["prompt_tokens"]
+            completion_used += step["usage"]["completion_tokens"]
+    return TurnContext(messages, rounds, prompt_used, completion_used)
+
+
+__all__ = ["TurnContext", "load_turn_context"]

@@ -1,0 +1,689 @@
+"""Executes one turn of a run: build the prompt, stream the model, turn what it says into steps,
+messages and events, and leave the run completed, incomplete, failed, cancelled, expired or
+waiting for tool outputs.
+
+Two tasks cooperate. A reader task only reads the model stream and puts what it gets into the
+turn's inbox; the turn loop takes from the inbox and writes. A cancel or an expiry is one more item
+in the same inbox, so the loop reacts to it between writes (never half-way through a transaction)
+and stops the reader, which closes the HTTP stream at once.
+
+Deltas are coalesced: the first text goes out as soon as it arrives (latency to the first token is
+what callers feel), later ones are written at most every `flush_interval` seconds, each write one
+transaction holding the rows and the events, published after it commits. Each gRPC event costs
+far more CPU than a row, so this is what makes runs cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import Connection, RowMapping
+
+from assistants_grpc.contract.openai_json import render_value
+from assistants_grpc.contract.pb import common_pb2, message_pb2, run_pb2
+from assistants_grpc.engine import transitions as tr
+from assistants_grpc.engine.context import TurnContext, load_turn_context
+from assistants_grpc.engine.model_stream import (
+    Finished,
+    ModelError,
+    ModelEvent,
+    RefusalDelta,
+    TextDelta,
+    ToolCallArguments,
+    ToolCallStarted,
+    UsageReport,
+    stream_completion,
+)
+from assistants_grpc.engine.models import ModelRouter
+from assistants_grpc.engine.prompt import Prompt, PromptRequest, build_prompt, chat_tools
+from assistants_grpc.engine.tokens import TokenCounter
+from assistants_grpc.events import log
+from assistants_grpc.events.bus import EventBus
+from assistants_grpc.services.deps import Dependencies
+from assistants_grpc.store import repository as repo
+from assistants_grpc.store.mapping import (
+    message_from_row,
+    message_values,
+    run_from_row,
+    step_values,
+)
+
+logger = logging.getLogger(__name__)
+
+Reason = Literal["cancel", "expire", "shutdown"]
+RunEvent = run_pb2.RunEvent
+
+# Tokens kept free for the answer when the run sets no completion budget.
+DEFAULT_COMPLETION_RESERVE = 4096
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    reason: Reason
+
+
+@dataclass(frozen=True)
+class _StreamEnd:
+    error: ModelError | None = None
+
+
+@dataclass
+class RunControl:
+    """The line into a running turn: the scheduler interrupts it here (cancel, expiry, shutdown)."""
+
+    run_id: str
+    inbox: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
+    reason: Reason | None = None
+
+    def interrupt(self, reason: Reason) -> None:
+        if self.reason is None:
+            self.reason = reason
+            self.inbox.put_nowait(Interrupt(reason))
+
+
+_ENDINGS: dict[Reason, tr.Ending] = {
+    "cancel": tr.CANCELLED,
+    "expire": tr.EXPIRED,
+    "shutdown": tr.failed("server_error", "The server shut down while the run was in progress."),
+}
+
+
+@dataclass
+class _Call:
+    index: int
+    id: str
+    name: str
+    arguments: str = ""
+
+
+class RunExecutor:
+    def __init__(
+        self,
+        deps: Dependencies,
+        router: ModelRouter,
+        bus: EventBus,
+        *,
+        flush_interval: float = 0.025,
+    ) -> None:
+        self._deps = deps
+        self._router = router
+        self._bus = bus
+        self._flush_interval = flush_interval
+
+    @property
+    def tokens(self) -> TokenCounter:
+        return self._deps.tokens
+
+    async def _write(self, run_id: str, work: Any) -> Any:
+        """Run `work(connection) -> (result, events)` in one transaction, then publish."""
+        result, events = await self._deps.database.transaction(work)
+        self._bus.publish(run_id, events)
+        return result
+
+    async def execute(self, run_id: str, control: RunControl) -> None:
+        start = await self._write(run_id, lambda c: self._start(c, run_id))
+        if start is None:
+            return
+        run_row, context = start
+        if control.reason is not None:
+            await self._end(run_row, _ENDINGS[control.reason])
+            return
+        turn = _Turn(self, run_row, context, control)
+        await turn.run()
+
+    def _start(
+        self, connection: Connection, run_id: str
+    ) -> tuple[tuple[RowMapping, TurnContext] | None, list[RunEvent]]:
+        row = tr.load_run(connection, run_id, lock=True)
+        if row is None:
+            return None, []
+        status, now = row["status"], self._deps.now()
+        if status == "cancelling":
+            return None, tr.finish_run(connection, row, tr.CANCELLED, now)
+        if status == "in_progress" and tr.open_steps(connection, run_id):
+            # A worker died half-way through writing a step: what the model said next is lost.
+            ending = tr.failed("server_error", "The run was interrupted by a server restart.")
+            return None, tr.finish_run(connection, row, ending, now)
+        if status not in ("queued", "in_progress"):
+            return None, []
+        events: list[RunEvent] = []
+        if status == "queued":
+            values = {"status": "in_progress", "started_at": now}
+            repo.update_by_id(connection, repo.RUNS, run_id, values)
+            row = {**row, **values}  # type: ignore[assignment]
+            run = run_from_row(row)
+            events = log.append(
+                connection,
+                run_id,
+                row["thread_id"],
+                [tr.event("thread.run.in_progress", run=run)],
+            )
+        return (row, load_turn_context(connection, row["thread_id"], run_id)), events
+
+    async def _end(
+        self,
+        run_row: RowMapping,
+        ending: tr.Ending,
+        *,
+        usage: common_pb2.Usage | None = None,
+    ) -> None:
+        def work(connection: Connection) -> tuple[None, list[RunEvent]]:
+            row = tr.load_run(connection, run_row["id"], lock=True)
+            if row is None or row["status"] in tr.TERMINAL_STATUSES:
+                return None, []
+            return None, tr.finish_run(connection, row, ending, self._deps.now(), step_usage=usage)
+
+        await self._write(run_row["id"], work)
+
+    # --- the model call's parameters ------------------------------------------------------
+
+    def prompt_for(self, run_row: RowMapping, context: TurnContext) -> tuple[Prompt, int | None]:
+        """The prompt, and the completion budget left (None when the run sets none)."""
+        route = self._router.route(run_row["model"])
+        completion_left = None
+        if run_row["max_completion_tokens"] is not None:
+            completion_left = run_row["max_completion_tokens"] - context.completion_tokens_used
+        prompt_left = None
+        if run_row["max_prompt_tokens"] is not None:
+            prompt_left = run_row["max_prompt_tokens"] - context.prompt_tokens_used
+        strategy = run_row["truncation_strategy"] or {"type": "auto", "last_messages": None}
+        reserve = min(
+            completion_left if completion_left is not None else DEFAULT_COMPLETION_RESERVE,
+            route.context_window // 2,
+        )
+        request = PromptRequest(
+            model=run_row["model"],
+            instructions=run_row["instructions"],
+            messages=context.messages,
+            rounds=context.rounds,
+            tools=chat_tools(run_row["tools"]),
+            truncation=strategy["type"],
+            last_messages=strategy.get("last_messages"),
+            context_window=route.context_window,
+            completion_reserve=max(reserve, 0),
+            max_prompt_tokens=prompt_left,
+        )
+        return build_prompt(request, self.tokens), completion_left
+
+    def params_for(
+        self, run_row: RowMapping, prompt: Prompt, completion_left: int | None
+    ) -> dict[str, Any]:
+        route = self._router.route(run_row["model"])
+        params: dict[str, Any] = {"model": route.upstream_model, "messages": prompt.messages}
+        for name in ("temperature", "top_p"):
+            if run_row[name] is not None:
+                params[name] = run_row[name]
+        tools = chat_tools(run_row["tools"])
+        if tools:
+            params["tools"] = tools
+            params["parallel_tool_calls"] = run_row["parallel_tool_calls"]
+            choice = _chat_tool_choice(run_row["tool_choice"])
+            if choice is not None:
+                params["tool_choice"] = choice
+        response_format = _chat_response_format(run_row["response_format"])
+        if response_format is not None:
+            params["response_format"] = response_format
+        if completion_left is not None:
+            params["max_completion_tokens"] = completion_left
+        if run_row["reasoning_effort"]:
+            params["reasoning_effort"] = run_row["reasoning_effort"]
+        return params
+
+    def client_for(self, model: str) -> Any:
+        return self._router.client_for(model)
+
+
+def _chat_tool_choice(choice: Any) -> Any:
+    if choice is None or isinstance(choice, str):
+        return choice
+    if choice.get("type") == "function":
+        return {"type": "function", "function": {"name": choice["function"]["name"]}}
+    return None  # file_search / code_interpreter do not run here; let the model choose
+
+
+def _chat_response_format(fmt: Any) -> Any:
+    if fmt is None or fmt == "auto":
+        return None
+    if fmt.get("type") == "json_schema":
+        schema = {k: v for k, v in fmt["json_schema"].items() if v is not None}
+        return {"type": "json_schema", "json_schema": schema}
+    return {"type": fmt["type"]}
+
+
+class _Turn:
+    """The state of one model turn between writes."""
+
+    def __init__(
+        self,
+        executor: RunExecutor,
+        run_row: RowMapping,
+        context: TurnContext,
+        control: RunControl,
+    ) -> None:
+        self.x = executor
+        self.run_row = run_row
+        self.run_id: str = run_row["id"]
+        self.thread_id: str = run_row["thread_id"]
+        self.context = context
+        self.control = control
+        self.prompt_tokens = 0
+        # The message being written, its step, and the text/refusal not yet written.
+        self.message: message_pb2.Message | None = None
+        self.message_step: run_pb2.RunStep | None = None
+        self.parts: list[list[str]] = []  # per content part: [kind, text so far]
+        self.pending: dict[int, str] = {}  # part index -> text not yet sent
+        # The tool calls step and the calls not yet sent.
+        self.tool_step: run_pb2.RunStep | None = None
+        self.calls: dict[int, _Call] = {}
+        self.new_calls: list[int] = []
+        self.pending_arguments: dict[int, str] = {}
+        self.finish_reason: str | None = None
+        self.usage: common_pb2.Usage | None = None
+        self.structural = False
+
+    # --- driving --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        x = self.x
+        prompt, completion_left = x.prompt_for(self.run_row, self.context)
+        if not prompt.fits:
+            await x._end(self.run_row, tr.incomplete("max_prompt_tokens"))
+            return
+        if completion_left is not None and completion_left <= 0:
+            await x._end(self.run_row, tr.incomplete("max_completion_tokens"))
+            return
+        self.prompt_tokens = prompt.prompt_tokens
+        params = x.params_for(self.run_row, prompt, completion_left)
+        reader = asyncio.create_task(self._read(params), name=f"model-stream-{self.run_id}")
+        try:
+            await self._loop()
+        finally:
+            if not reader.done():
+                reader.cancel()
+            # Wait for the reader so the HTTP stream is closed before the turn is over.
+            await asyncio.gather(reader, return_exceptions=True)
+
+    async def _read(self, params: dict[str, Any]) -> None:
+        inbox = self.control.inbox
+        try:
+            async with stream_completion(
+                self.x.client_for(self.run_row["model"]), params
+            ) as stream:
+                async for item in stream:
+                    inbox.put_nowait(item)
+        except ModelError as error:
+            inbox.put_nowait(_StreamEnd(error))
+            return
+        inbox.put_nowait(_StreamEnd())
+
+    async def _loop(self) -> None:
+        inbox = self.control.inbox
+        last_flush: float | None = None
+        while True:
+            end = self._fold([await inbox.get()])
+            # Coalesce: new steps, new calls and the very first text are written at once; later
+            # deltas wait for the rest of the flush interval, gathering what arrives meanwhile.
+            if end is None and not self.structural and last_flush is not None:
+                deadline = last_flush + self.x._flush_interval
+                while end is None and (remaining := deadline - time.monotonic()) > 0:
+                    try:
+                        end = self._fold([await asyncio.wait_for(inbox.get(), remaining)])
+                    except TimeoutError:
+                        break
+            if end is not None:
+                await self._finish(end)
+                return
+            if self._has_pending():
+                await self.x._write(self.run_id, self._flush)
+                last_flush = time.monotonic()
+            self.structural = False
+
+    def _fold(self, items: list[object]) -> _StreamEnd | Interrupt | None:
+        """Take `items` and whatever else is already waiting; return how the turn ends, if it
+        does. An interrupt outranks the stream's own end."""
+        inbox = self.control.inbox
+        while not inbox.empty():
+            items.append(inbox.get_nowait())
+        end: _StreamEnd | Interrupt | None = None
+        for item in items:
+            if isinstance(item, Interrupt):
+                end = item
+            elif isinstance(item, _StreamEnd):
+                end = end or item
+            else:
+                self.structural |= self._take(item)  # type: ignore[arg-type]
+        return end
+
+    def _take(self, item: ModelEvent) -> bool:
+        """Fold one model event into the pending state; True if it opens a new step or call."""
+        if isinstance(item, (TextDelta, RefusalDelta)):
+            kind = "text" if isinstance(item, TextDelta) else "refusal"
+            if not item.text:
+                return False
+            opens = self.message is None
+            index = next((i for i, part in enumerate(self.parts) if part[0] == kind), None)
+            if index is None:
+                index = len(self.parts)
+                self.parts.append([kind, ""])
+            self.parts[index][1] += item.text
+            self.pending[index] = self.pending.get(index, "") + item.text
+            return opens
+        if isinstance(item, ToolCallStarted):
+            self.calls[item.index] = _Call(item.index, item.call_id, item.name)
+            self.new_calls.append(item.index)
+            return True
+        if isinstance(item, ToolCallArguments):
+            call = self.calls.get(item.index)
+            if call is not None:
+                call.arguments += item.fragment
+                self.pending_arguments[item.index] = (
+                    self.pending_arguments.get(item.index, "") + item.fragment
+                )
+            return False
+        if isinstance(item, Finished):
+            self.finish_reason = item.reason
+        elif isinstance(item, UsageReport):
+            self.usage = common_pb2.Usage(
+                prompt_tokens=item.prompt_tokens,
+                completion_tokens=item.completion_tokens,
+                total_tokens=item.prompt_tokens + item.completion_tokens,
+            )
+        return False
+
+    def _has_pending(self) -> bool:
+        return bool(self.pending or self.new_calls or self.pending_arguments)
+
+    # --- writing --------------------------------------------------------------------------
+
+    def _flush(self, connection: Connection) -> tuple[None, list[RunEvent]]:
+        events = self._pending_events(connection)
+        return None, log.append(connection, self.run_id, self.thread_id, events)
+
+    def _pending_events(self, connection: Connection) -> list[RunEvent]:
+        events: list[RunEvent] = []
+        now = self.x._deps.now()
+        if self.pending and self.tool_step is None:
+            if self.message is None:
+                events += self._open_message(connection, now)
+            events.append(self._message_delta())
+            self._save_message(connection)
+        if self.new_calls or self.pending_arguments:
+            if self.message is not None:
+                events += self._complete_message(connection, now)
+            if self.tool_step is None:
+                events += self._open_tool_step(connection, now)
+            events += self._tool_deltas()
+            repo.update_by_id(
+                connection,
+                repo.RUN_STEPS,
+                self.tool_step.id,  # type: ignore[union-attr]
+                {"step_details": self._tool_details(with_output=True)},
+            )
+        return events
+
+    def _open_message(self, connection: Connection, now: int) -> list[RunEvent]:
+        new_id = self.x._deps.new_id
+        run = self.run_row
+        self.message = message_pb2.Message(
+            id=new_id("message"),
+            created_at=now,
+            thread_id=self.thread_id,
+            status=message_pb2.MESSAGE_STATUS_IN_PROGRESS,
+            role=message_pb2.MESSAGE_ROLE_ASSISTANT,
+            assistant_id=run["assistant_id"],
+            run_id=self.run_id,
+        )
+        self.message_step = self._new_step(new_id("step"), now, "message_creation")
+        self.message_step.step_details.message_creation.message_id = self.message.id
+        repo.insert_row(connection, repo.RUN_STEPS, step_values(self.message_step))
+        repo.insert_row(
+            connection,
+            repo.MESSAGES,
+            message_values(self.message) | {"token_encoding": "o200k_base"},
+        )
+        return [
+            tr.event("thread.run.step.created", run_step=self.message_step),
+            tr.event("thread.run.step.in_progress", run_step=self.message_step),
+            tr.event("thread.message.created", message=self.message),
+            tr.event("thread.message.in_progress", message=self.message),
+        ]
+
+    def _new_step(self, step_id: str, now: int, kind: str) -> run_pb2.RunStep:
+        return run_pb2.RunStep(
+            id=step_id,
+            created_at=now,
+            run_id=self.run_id,
+            assistant_id=self.run_row["assistant_id"],
+            thread_id=self.thread_id,
+            type=run_pb2.RunStepType.Value("RUN_STEP_TYPE_" + kind.upper()),
+            status=run_pb2.RUN_STEP_STATUS_IN_PROGRESS,
+        )
+
+    def _message_delta(self) -> RunEvent:
+        content = []
+        for index, text in sorted(self.pending.items()):
+            if self.parts[index][0] == "text":
+                content.append(
+                    message_pb2.MessageContentDelta(
+                        index=index, text=message_pb2.TextDelta(value=text)
+                    )
+                )
+            else:
+                content.append(message_pb2.MessageContentDelta(index=index, refusal=text))
+        self.pending.clear()
+        delta = message_pb2.MessageDelta(
+            id=self.message.id,  # type: ignore[union-attr]
+            delta=message_pb2.MessageDeltaBody(content=content),
+        )
+        return tr.event("thread.message.delta", message_delta=delta)
+
+    def _content_json(self) -> list[dict[str, Any]]:
+        return [
+            {"type": "text", "text": {"value": text, "annotations": []}}
+            if kind == "text"
+            else {"type": "refusal", "refusal": text}
+            for kind, text in self.parts
+        ]
+
+    def _save_message(self, connection: Connection) -> None:
+        """Keep the row's content equal to what was streamed, so a reader (or a crash) never
+        sees less than the deltas said."""
+        text = "".join(text for kind, text in self.parts if kind == "text")
+        repo.update_by_id(
+            connection,
+            repo.MESSAGES,
+            self.message.id,  # type: ignore[union-attr]
+            {
+                "content": self._content_json(),
+                "token_count": self.x.tokens.count_text("gpt-4o", text) if text else 0,
+            },
+        )
+
+    def _complete_message(self, connection: Connection, now: int) -> list[RunEvent]:
+        """The model moved on from text to tool calls: finish the message and its step first
+        (one step at a time, CONTRACT.md §9)."""
+        assert self.message is not None and self.message_step is not None
+        if self.pending:
+            events = [self._message_delta()]
+            self._save_message(connection)
+        else:
+            events = []
+        row = repo.get_by_id(connection, repo.MESSAGES, self.message.id)
+        repo.update_by_id(
+            connection, repo.MESSAGES, self.message.id, {"status": "completed", "completed_at": now}
+        )
+        message = message_from_row({**row, "status": "completed", "completed_at": now})  # type: ignore[dict-item]
+        step = self.message_step
+        step.status = run_pb2.RUN_STEP_STATUS_COMPLETED
+        step.completed_at = now
+        step.usage.SetInParent()  # the turn's usage goes to its last step
+        repo.update_by_id(connection, repo.RUN_STEPS, step.id, step_values(step))
+        events += [
+            tr.event("thread.message.completed", message=message),
+            tr.event("thread.run.step.completed", run_step=step),
+        ]
+        self.message = None
+        self.message_step = None
+        return events
+
+    def _open_tool_step(self, connection: Connection, now: int) -> list[RunEvent]:
+        self.tool_step = self._new_step(self.x._deps.new_id("step"), now, "tool_calls")
+        self.tool_step.step_details.tool_calls.SetInParent()
+        repo.insert_row(connection, repo.RUN_STEPS, step_values(self.tool_step))
+        return [
+            tr.event("thread.run.step.created", run_step=self.tool_step),
+            tr.event("thread.run.step.in_progress", run_step=self.tool_step),
+        ]
+
+    def _tool_deltas(self) -> list[RunEvent]:
+        """A call's first delta carries its id and name with empty arguments; later ones only
+        argument fragments (CONTRACT.md §9, §11.3)."""
+        assert self.tool_step is not None
+        events = []
+        if self.new_calls:
+            starts = [
+                run_pb2.ToolCallDelta(
+                    index=index,
+                    id=self.calls[index].id,
+                    function=run_pb2.FunctionToolCallDelta(
+                        name=self.calls[index].name, arguments=""
+                    ),
+                )
+                for index in self.new_calls
+            ]
+            events.append(self._step_delta(starts))
+            self.new_calls.clear()
+        if self.pending_arguments:
+            fragments = [
+                run_pb2.ToolCallDelta(
+                    index=index, function=run_pb2.FunctionToolCallDelta(arguments=text)
+                )
+                for index, text in sorted(self.pending_arguments.items())
+            ]
+            events.append(self._step_delta(fragments))
+            self.pending_arguments.clear()
+        return events
+
+    def _step_delta(self, calls: Sequence[run_pb2.ToolCallDelta]) -> RunEvent:
+        delta = run_pb2.RunStepDelta(
+            id=self.tool_step.id,  # type: ignore[union-attr]
+            delta=run_pb2.RunStepDeltaBody(
+                step_details=run_pb2.StepDetailsDelta(
+                    tool_calls=run_pb2.ToolCallsDelta(tool_calls=calls)
+                )
+            ),
+        )
+        return tr.event("thread.run.step.delta", run_step_delta=delta)
+
+    def _tool_details(self, *, with_output: bool) -> dict[str, Any]:
+        calls = []
+        for index in sorted(self.calls):
+            call = self.calls[index]
+            function: dict[str, Any] = {"name": call.name, "arguments": call.arguments}
+            if with_output:
+                function["output"] = None
+            calls.append({"id": call.id, "type": "function", "function": function})
+        return {"type": "tool_calls", "tool_calls": calls}
+
+    def _turn_usage(self) -> common_pb2.Usage:
+        """The model's reported usage, or an estimate when the endpoint sends none."""
+        if self.usage is not None:
+            return self.usage
+        completion = self.x.tokens.count_text(
+            self.run_row["model"],
+            "".join(text for _, text in self.parts)
+            + "".join(call.arguments for call in self.calls.values()),
+        )
+        return common_pb2.Usage(
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=completion,
+            total_tokens=self.prompt_tokens + completion,
+        )
+
+    async def _finish(self, end: _StreamEnd | Interrupt) -> None:
+        if isinstance(end, Interrupt):
+            ending = _ENDINGS[end.reason]
+            usage = None
+        elif end.error is not None:
+            ending = tr.failed(end.error.code, end.error.message)
+            usage = None
+        elif self.calls and self.finish_reason != "length":
+            await self.x._write(self.run_id, self._requires_action)
+            return
+        elif self.finish_reason == "length":
+            ending, usage = tr.incomplete("max_completion_tokens"), self._turn_usage()
+        elif self.finish_reason == "content_filter":
+            ending = tr.Ending("completed", message_reason="content_filter")
+            usage = self._turn_usage()
+        else:
+            ending, usage = tr.COMPLETED, self._turn_usage()
+
+        def work(connection: Connection) -> tuple[None, list[RunEvent]]:
+            events = self._pending_events(connection)
+            if ending.status == "completed" and self.message is None and self.tool_step is None:
+                # The model said nothing at all: the run still answers with an (empty) message.
+                events += self._open_message(connection, self.x._deps.now())
+            if events:
+                log.append(connection, self.run_id, self.thread_id, events)
+            row = tr.load_run(connection, self.run_id, lock=True)
+            if row is None or row["status"] in tr.TERMINAL_STATUSES:
+                return None, events
+            final = tr.finish_run(connection, row, ending, self.x._deps.now(), step_usage=usage)
+            return None, events + final
+
+        await self.x._write(self.run_id, work)
+
+    def _requires_action(self, connection: Connection) -> tuple[None, list[RunEvent]]:
+        """The model called functions: the run waits for their outputs. The tool step stays
+        in progress with `output: null` until they are submitted (CONTRACT.md §11.5)."""
+        events = self._pending_events(connection)
+        if events:
+            log.append(connection, self.run_id, self.thread_id, events)
+        row = tr.load_run(connection, self.run_id, lock=True)
+        if row is None or row["status"] in tr.TERMINAL_STATUSES:
+            return None, events
+        if row["status"] == "cancelling":
+            # A cancel arrived while the model was answering: honour it rather than pause.
+            return None, events + tr.finish_run(connection, row, tr.CANCELLED, self.x._deps.now())
+        usage = self._turn_usage()
+        repo.update_by_id(
+            connection,
+            repo.RUN_STEPS,
+            self.tool_step.id,  # type: ignore[union-attr]
+            # Known now, shown once the step completes (see mapping.step_from_row).
+            {"usage": tr.usage_json(usage)},
+        )
+        required = run_pb2.RequiredAction(
+            submit_tool_outputs=run_pb2.SubmitToolOutputsAction(
+                tool_calls=[
+                    run_pb2.RequiredToolCall(
+                        id=call.id,
+                        function=run_pb2.FunctionCall(name=call.name, arguments=call.arguments),
+                    )
+                    for call in (self.calls[i] for i in sorted(self.calls))
+                ]
+            )
+        )
+        values = {
+            "status": "requires_action",
+            "required_action": render_value(required),
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        repo.update_by_id(connection, repo.RUNS, self.run_id, values)
+        run = run_from_row({**row, **values})
+        final = log.append(
+            connection,
+            self.run_id,
+            self.thread_id,
+            [tr.event("thread.run.requires_action", run=run), tr.event("done")],
+        )
+        return None, events + final
+
+
+__all__ = ["Interrupt", "RunControl", "RunExecutor"]

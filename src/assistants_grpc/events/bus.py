@@ -1,0 +1,148 @@
+"""Live fan-out of run events to subscribers, with replay from the log.
+
+Writers publish events after their transaction commits, so a subscriber never sees an event the
+log doesn't hold. A subscriber reads contiguous events from memory while the channel has them and
+falls back to the log otherwise (it subscribed late, resumed from an old sequence, or two writers
+published out of order); it then waits for the next publish. The wait also times out now and
+then to re-read the log: another process may have written it (several replicas, issue 5).
+
+A stream ends at a `done` event: the first one for a `segment` subscription (CreateRunStream,
+SubmitToolOutputsStream end where the OpenAI stream ends, e.g. at requires_action), or the final
+one, after the run's terminal event, for a `run` subscription (WatchRun follows the whole run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from assistants_grpc.events.log import TERMINAL_RUN_EVENTS, RunEvent
+
+LoadAfter = Callable[[str, int], Awaitable[list[RunEvent]]]
+"""Reads a run's logged events after a sequence number."""
+LoadOne = Callable[[str, int], Awaitable[RunEvent | None]]
+
+Until = Literal["segment", "run"]
+
+# How long a waiting subscriber trusts memory before it looks at the log itself.
+RECHECK_SECONDS = 1.0
+
+
+@dataclass
+class _Channel:
+    events: dict[int, RunEvent] = field(default_factory=dict)
+    subscribers: int = 0
+    finished: bool = False
+    deleted: bool = False
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def notify(self) -> None:
+        self.wakeup.set()
+        self.wakeup = asyncio.Event()
+
+
+def ends_run(previous: str | None, event: RunEvent) -> bool:
+    return event.event == "done" and previous in TERMINAL_RUN_EVENTS
+
+
+class EventBus:
+    def __init__(self, load_after: LoadAfter, load_one: LoadOne) -> None:
+        self._load_after = load_after
+        self._load_one = load_one
+        self._channels: dict[str, _Channel] = {}
+
+    def publish(self, run_id: str, events: Sequence[RunEvent]) -> None:
+        """Hand committed events to live subscribers."""
+        if not events:
+            return
+        channel = self._channels.get(run_id)
+        if channel is None:
+            channel = self._channels[run_id] = _Channel()
+        previous = channel.events.get(events[0].sequence - 1)
+        previous_name = previous.event if previous is not None else None
+        for event in events:
+            channel.events[event.sequence] = event
+            if ends_run(previous_name, event):
+                channel.finished = True
+            previous_name = event.event
+        channel.notify()
+        self._collect(run_id, channel)
+
+    def wake(self, run_id: str) -> None:
+        """Make waiting subscribers re-read: the log changed elsewhere (another replica)."""
+        channel = self._channels.get(run_id)
+        if channel is not None:
+            channel.notify()
+
+    def forget(self, run_id: str) -> None:
+        """Drop a run's buffered events (its thread was deleted)."""
+        channel = self._channels.pop(run_id, None)
+        if channel is not None:
+            channel.finished = channel.deleted = True
+            channel.notify()
+
+    def _collect(self, run_id: str, channel: _Channel) -> None:
+        # Finished runs are replayed from the log; memory only serves live runs.
+        if channel.finished and channel.subscribers == 0:
+            self._channels.pop(run_id, None)
+
+    async def subscribe(self, run_id: str, after: int, until: Until) -> AsyncIterator[RunEvent]:
+        """Events of `run_id` with a sequence above `after`, in order, until a `done`."""
+        channel = self._channels.get(run_id)
+        if channel is None:
+            channel = self._channels[run_id] = _Channel()
+        channel.subscribers += 1
+        try:
+            previous = await self._previous_name(run_id, channel, after)
+            cursor = after
+            while True:
+                wakeup = channel.wakeup
+                batch = self._from_memory(channel, cursor)
+                if not batch:
+                    batch = await self._load_after(run_id, cursor)
+                for event in batch:
+                    if event.sequence != cursor + 1:
+                        break  # a gap: re-read from where we are
+                    yield event
+                    cursor = event.sequence
+                    if event.event == "done" and (until == "segment" or ends_run(previous, event)):
+                        return
+                    previous = event.event
+                if not batch:
+                    try:
+                        await asyncio.wait_for(wakeup.wait(), RECHECK_SECONDS)
+                    except TimeoutError:
+                        pass
+                    if channel.deleted:
+                        return
+                    if self._channels.get(run_id) is not channel:
+                        # The channel was dropped (thread deleted, or finished and collected while
+                        # we were between reads): continue on a fresh one, reading the log.
+                        channel.subscribers -= 1
+                        channel = self._channels.setdefault(run_id, _Channel())
+                        channel.subscribers += 1
+        finally:
+            channel.subscribers -= 1
+            self._collect(run_id, channel)
+
+    @staticmethod
+    def _from_memory(channel: _Channel, cursor: int) -> list[RunEvent]:
+        batch = []
+        sequence = cursor + 1
+        while (event := channel.events.get(sequence)) is not None:
+            batch.append(event)
+            sequence += 1
+        return batch
+
+    async def _previous_name(self, run_id: str, channel: _Channel, after: int) -> str | None:
+        """The name of the event a subscription resumes after (a resume may land right between
+        a terminal run event and its `done`)."""
+        if after <= 0:
+            return None
+        event = channel.events.get(after) or await self._load_one(run_id, after)
+        return event.event if event is not None else None
+
+
+__all__ = ["EventBus", "Until", "ends_run"]

@@ -1,0 +1,79 @@
+"""The per-run event log in the database: sequence numbers 1, 2, 3 … with no gaps.
+
+Sequences are allocated by bumping `runs.last_sequence` inside the caller's transaction. That row
+update locks the run until commit (PostgreSQL row lock; SQLite's single writer), so two writers
+of one run (the worker streaming it, a cancel arriving) get disjoint, ordered ranges and commit in
+sequence order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, select, update
+
+from assistants_grpc.contract.pb import run_pb2
+from assistants_grpc.store.repository import RUN_EVENTS, RUNS
+
+RunEvent = run_pb2.RunEvent
+
+TERMINAL_RUN_EVENTS = frozenset(
+    {
+        "thread.run.completed",
+        "thread.run.incomplete",
+        "thread.run.failed",
+        "thread.run.cancelled",
+        "thread.run.expired",
+    }
+)
+
+
+def append(
+    connection: Connection, run_id: str, thread_id: str, events: Sequence[RunEvent]
+) -> list[RunEvent]:
+    """Number `events` (in place) after the run's last sequence and write them to the log."""
+    if not events:
+        return []
+    count = len(events)
+    last = connection.execute(
+        update(RUNS)
+        .where(RUNS.c.id == run_id)
+        .values(last_sequence=RUNS.c.last_sequence + count)
+        .returning(RUNS.c.last_sequence)
+    ).scalar_one()
+    first = last - count + 1
+    rows = []
+    for offset, event in enumerate(events):
+        event.sequence = first + offset
+        rows.append(
+            {
+                "run_id": run_id,
+                "sequence": event.sequence,
+                "thread_id": thread_id,
+                "event": event.event,
+                "data": event.SerializeToString(),
+            }
+        )
+    connection.execute(RUN_EVENTS.insert(), rows)
+    return list(events)
+
+
+def read_after(connection: Connection, run_id: str, after: int) -> list[RunEvent]:
+    """The logged events of a run with a sequence above `after`, in order."""
+    query = (
+        select(RUN_EVENTS.c.data)
+        .where(RUN_EVENTS.c.run_id == run_id, RUN_EVENTS.c.sequence > after)
+        .order_by(RUN_EVENTS.c.sequence)
+    )
+    return [RunEvent.FromString(data) for data in connection.execute(query).scalars()]
+
+
+def read_one(connection: Connection, run_id: str, sequence: int) -> RunEvent | None:
+    query = select(RUN_EVENTS.c.data).where(
+        RUN_EVENTS.c.run_id == run_id, RUN_EVENTS.c.sequence == sequence
+    )
+    data = connection.execute(query).scalar()
+    return None if data is None else RunEvent.FromString(data)
+
+
+__all__ = ["TERMINAL_RUN_EVENTS", "RunEvent", "append", "read_after", "read_one"]

@@ -1,0 +1,184 @@
+"""The grpc.aio server: servicers, health, reflection, and an orderly shutdown.
+
+Shutdown order (STYLE.md): health goes NOT_SERVING so balancers stop sending, `stop(grace)` lets
+in-flight calls finish, the run workers hand back their runs, and the database is disposed last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from assistants_grpc.api.runs import RunServicer
+from assistants_grpc.api.servicers import AssistantServicer, MessageServicer, ThreadServicer
+from assistants_grpc.clock import Clock, SystemClock
+from assistants_grpc.config import Settings
+from assistants_grpc.contract.pb import (
+    assistant_pb2,
+    assistant_pb2_grpc,
+    message_pb2,
+    message_pb2_grpc,
+    run_pb2,
+    run_pb2_grpc,
+    thread_pb2,
+    thread_pb2_grpc,
+)
+from assistants_grpc.engine.executor import RunExecutor
+from assistants_grpc.engine.models import ModelConfig, ModelRouter
+from assistants_grpc.engine.scheduler import RunScheduler
+from assistants_grpc.engine.tokens import TokenCounter
+from assistants_grpc.events import log as event_log
+from assistants_grpc.events.bus import EventBus
+from assistants_grpc.ids import IdGenerator, random_id
+from assistants_grpc.services.assistants import AssistantService
+from assistants_grpc.services.deps import Dependencies
+from assistants_grpc.services.messages import MessageService
+from assistants_grpc.services.runs import RunService
+from assistants_grpc.services.threads import ThreadService
+from assistants_grpc.store import migrate
+from assistants_grpc.store.database import Database
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = tuple(
+    module.DESCRIPTOR.services_by_name[name].full_name
+    for module, name in (
+        (assistant_pb2, "AssistantService"),
+        (thread_pb2, "ThreadService"),
+        (message_pb2, "MessageService"),
+        (run_pb2, "RunService"),
+    )
+)
+
+# A shared token counter: loading the encodings costs ~0.5 s, so it happens once per process.
+_TOKENS = TokenCounter()
+
+
+@dataclass
+class Overrides:
+    """What tests (and embedders) may inject instead of the real thing."""
+
+    clock: Clock = field(default_factory=SystemClock)
+    new_id: IdGenerator = random_id
+    tokens: TokenCounter = _TOKENS
+    # Environment for the model routes (OPENAI_BASE_URL, OPENAI_API_KEY); None is os.environ.
+    model_env: dict[str, str] | None = None
+
+
+class AssistantsServer:
+    def __init__(self, settings: Settings, overrides: Overrides | None = None) -> None:
+        self.settings = settings
+        self._overrides = overrides or Overrides()
+        self._server: grpc.aio.Server | None = None
+        self._health = HealthServicer()
+        self.database: Database | None = None
+        self.scheduler: RunScheduler | None = None
+        self._router: ModelRouter | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        """Migrate, wire the services and start serving; returns the bound port."""
+        settings = self.settings
+        self.database = Database(settings.database_url)
+        if settings.migrate_on_start:
+            migrate.upgrade(self.database)
+        self._overrides.tokens.preload()
+        deps = Dependencies(
+            database=self.database,
+            clock=self._overrides.clock,
+            new_id=self._overrides.new_id,
+            tokens=self._overrides.tokens,
+        )
+        database = self.database
+        bus = EventBus(
+            load_after=lambda run_id, after: database.transaction(
+                lambda c: event_log.read_after(c, run_id, after)
+            ),
+            load_one=lambda run_id, sequence: database.transaction(
+                lambda c: event_log.read_one(c, run_id, sequence)
+            ),
+        )
+        self._router = ModelRouter(
+            ModelConfig.load(settings.models_config, self._overrides.model_env),
+            max_retries=settings.model_max_retries,
+        )
+        executor = RunExecutor(deps, self._router, bus)
+        self.scheduler = RunScheduler(
+            deps, executor, bus, max_concurrent=settings.max_concurrent_runs
+        )
+        threads = ThreadService(deps)
+        runs = RunService(
+            deps, threads, self.scheduler, bus, expires_in=settings.run_expiry_seconds
+        )
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        assistant_pb2_grpc.add_AssistantServiceServicer_to_server(
+            AssistantServicer(AssistantService(deps)), server
+        )
+        thread_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(threads), server)
+        run_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(runs), server)
+        message_pb2_grpc.add_MessageServiceServicer_to_server(
+            MessageServicer(MessageService(deps)), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        address = f"{settings.host}:{settings.port}"
+        self.port = server.add_insecure_port(address)
+        await self.scheduler.start()
+        await server.start()
+        self._server = server
+        await self._set_serving(True)
+        log.info(
+            "serving on %s:%d (database %s)", settings.host, self.port, _safe_url(self.database)
+        )
+        return self.port
+
+    async def _set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await self._health.set("", status)
+        for name in SERVICE_NAMES:
+            await self._health.set(name, status)
+
+    async def stop(self, grace: float | None = None) -> None:
+        grace = self.settings.shutdown_grace if grace is None else grace
+        if self._server is not None:
+            await self._set_serving(False)
+            stopping = [self._server.stop(grace)]
+            if self.scheduler is not None:
+                stopping.append(self.scheduler.stop(grace))
+            await asyncio.gather(*stopping)
+            self._server = None
+        if self._router is not None:
+            await self._router.aclose()
+            self._router = None
+        if self.database is not None:
+            self.database.dispose()
+            self.database = None
+        log.info("stopped")
+
+    async def wait_for_termination(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+
+def _safe_url(database: Database) -> str:
+    return database.engine.url.render_as_string(hide_password=True)
+
+
+__all__ = ["SERVICE_NAMES", "AssistantsServer", "Overrides"]

@@ -1,0 +1,176 @@
+"""Assistant use cases: create, get, list, update (partial), delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection
+
+from assistants_grpc.contract.pb import assistant_pb2, common_pb2
+from assistants_grpc.services import validation as check
+from assistants_grpc.services.deps import Dependencies
+from assistants_grpc.services.errors import NotFoundError
+from assistants_grpc.services.listing import list_in
+from assistants_grpc.store import repository as repo
+from assistants_grpc.store.mapping import assistant_from_row, assistant_values
+
+AssistantFields = assistant_pb2.CreateAssistantRequest | assistant_pb2.UpdateAssistantRequest
+
+
+def _has(request: Any, field: str) -> bool:
+    return bool(request.HasField(field))
+
+
+def _check_fields(v: check.Violations, request: AssistantFields, tools: Any) -> None:
+    """The rules both create and update apply to the fields they carry."""
+    creating = isinstance(request, assistant_pb2.CreateAssistantRequest)
+    if creating or _has(request, "model"):
+        check.check_model(v, "model", request.model, required=True)
+    for field, maximum in (
+        ("name", check.MAX_NAME),
+        ("description", check.MAX_DESCRIPTION),
+        ("instructions", check.MAX_INSTRUCTIONS),
+    ):
+        if _has(request, field):
+            check.check_length(v, field, getattr(request, field), maximum)
+    check.check_tools(v, "tools", tools, check.MAX_ASSISTANT_TOOLS)
+    if _has(request, "tool_resources"):
+        check.check_tool_resources(
+            v, "tool_resources", request.tool_resources, create_form=creating
+        )
+    if _has(request, "temperature"):
+        check.check_range(v, "temperature", request.temperature, 0, 2)
+    if _has(request, "top_p"):
+        check.check_range(v, "top_p", request.top_p, 0, 1)
+    if _has(request, "response_format"):
+        check.check_response_format(v, "response_format", request.response_format, tools)
+    if _has(request, "reasoning_effort"):
+        check.check_enum(
+            v,
+            "reasoning_effort",
+            request.reasoning_effort,
+            common_pb2.ReasoningEffort,
+            required=False,
+        )
+
+
+class AssistantService:
+    def __init__(self, deps: Dependencies) -> None:
+        self._deps = deps
+
+    async def create(
+        self, request: assistant_pb2.CreateAssistantRequest
+    ) -> assistant_pb2.Assistant:
+        v = check.Violations()
+        _check_fields(v, request, request.tools)
+        check.check_metadata(v, "metadata", request.metadata)
+        v.raise_if_any()
+        assistant = assistant_pb2.Assistant(
+            id=self._deps.new_id("assistant"),
+            created_at=self._deps.now(),
+            model=request.model,
+            tools=request.tools,
+            metadata=request.metadata,
+        )
+        for field in (
+            "name",
+            "description",
+            "instructions",
+            "tool_resources",
+            "temperature",
+            "top_p",
+            "response_format",
+        ):
+            if _has(request, field):
+                _copy(request, assistant, field)
+        values = assistant_values(assistant)
+        await self._deps.database.transaction(lambda c: repo.insert_row(c, repo.ASSISTANTS, values))
+        return assistant
+
+    async def get(self, assistant_id: str) -> assistant_pb2.Assistant:
+        row = await self._deps.database.transaction(
+            lambda c: repo.get_by_id(c, repo.ASSISTANTS, assistant_id)
+        )
+        if row is None:
+            raise NotFoundError("assistant", assistant_id)
+        return assistant_from_row(row)
+
+    async def list(
+        self, request: assistant_pb2.ListAssistantsRequest
+    ) -> assistant_pb2.ListAssistantsResponse:
+        return await self._deps.database.transaction(
+            lambda c: list_in(
+                c,
+                request,
+                repo.ASSISTANTS,
+                [],
+                assistant_from_row,
+                assistant_pb2.ListAssistantsResponse(),
+            )
+        )
+
+    async def update(
+        self, request: assistant_pb2.UpdateAssistantRequest
+    ) -> assistant_pb2.Assistant:
+        v = check.Violations()
+        check.check_required_id(v, "assistant_id", request.assistant_id)
+        _check_fields(v, request, request.tools.tools)
+        if request.HasField("metadata"):
+            check.check_metadata(v, "metadata", request.metadata.values)
+        v.raise_if_any()
+
+        def work(connection: Connection) -> assistant_pb2.Assistant:
+            row = repo.get_by_id(connection, repo.ASSISTANTS, request.assistant_id)
+            if row is None:
+                raise NotFoundError("assistant", request.assistant_id)
+            assistant = assistant_from_row(row)
+            for field in (
+                "model",
+                "name",
+                "description",
+                "instructions",
+                "tool_resources",
+                "temperature",
+                "top_p",
+                "response_format",
+            ):
+                if _has(request, field):
+                    _copy(request, assistant, field)
+            if request.HasField("tools"):
+                del assistant.tools[:]
+                assistant.tools.extend(request.tools.tools)
+            if request.HasField("metadata"):
+                assistant.metadata.clear()
+                assistant.metadata.update(request.metadata.values)
+            # The json_schema rule spans two fields: check the merged result.
+            if assistant.HasField("response_format"):
+                merged = check.Violations()
+                check.check_response_format(
+                    merged, "response_format", assistant.response_format, assistant.tools
+                )
+                merged.raise_if_any()
+            repo.update_by_id(
+                connection, repo.ASSISTANTS, assistant.id, assistant_values(assistant)
+            )
+            return assistant
+
+        return await self._deps.database.transaction(work)
+
+    async def delete(self, assistant_id: str) -> assistant_pb2.DeleteAssistantResponse:
+        deleted = await self._deps.database.transaction(
+            lambda c: repo.delete_by_id(c, repo.ASSISTANTS, assistant_id)
+        )
+        if not deleted:
+            raise NotFoundError("assistant", assistant_id)
+        return assistant_pb2.DeleteAssistantResponse(id=assistant_id, deleted=True)
+
+
+def _copy(source: Any, target: Any, field: str) -> None:
+    value = getattr(source, field)
+    if hasattr(value, "CopyFrom"):
+        getattr(target, field).CopyFrom(value)
+    else:
+        setattr(target, field, value)
+
+
+__all__ = ["AssistantService"]

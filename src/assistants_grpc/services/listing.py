@@ -1,0 +1,65 @@
+"""Shared plumbing of the List use cases: paging rules, the query, and the response page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from google.protobuf.message import Message as ProtoMessage
+from sqlalchemy import ColumnElement, Connection, Table
+
+from assistants_grpc.services.errors import InvalidArgumentError
+from assistants_grpc.services.pagination import ListRequest, page_request
+from assistants_grpc.store.repository import UnknownCursorError, fetch_page
+
+Item = TypeVar("Item", bound=ProtoMessage)
+
+
+class ListResponse(Protocol):
+    """The shape of every List*Response: data, first_id, last_id, has_more."""
+
+    first_id: str
+    last_id: str
+    has_more: bool
+
+    @property
+    def data(self) -> Any: ...
+
+
+R = TypeVar("R", bound=ListResponse)
+
+
+def list_in(
+    connection: Connection,
+    request: ListRequest,
+    table: Table,
+    scope: Sequence[ColumnElement[bool]],
+    from_row: Callable[[Any], Item],
+    response: R,
+) -> R:
+    """Fill `response` with the page `request` asks for, within one open transaction."""
+    paging = page_request(request)
+    try:
+        rows, has_more = fetch_page(
+            connection,
+            table,
+            scope,
+            limit=paging.limit,
+            ascending=paging.ascending,
+            after=paging.after,
+            before=paging.before,
+        )
+    except UnknownCursorError as error:
+        raise InvalidArgumentError.single(
+            error.field, f"no item with id '{error.cursor}' in this list."
+        ) from None
+    items = [from_row(row) for row in rows]
+    response.data.extend(items)
+    if items:
+        response.first_id = items[0].id  # type: ignore[attr-defined]
+        response.last_id = items[-1].id  # type: ignore[attr-defined]
+    response.has_more = has_more
+    return response
+
+
+__all__ = ["list_in"]

@@ -1,0 +1,190 @@
+"""Message use cases. Adding a message respects the thread lock: while a run is active on the
+thread, CreateMessage fails, checked in the same transaction as the insert."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Connection
+
+from assistants_grpc.contract.pb import message_pb2
+from assistants_grpc.services import validation as check
+from assistants_grpc.services.deps import Dependencies
+from assistants_grpc.services.errors import FailedPreconditionError, NotFoundError
+from assistants_grpc.services.listing import list_in
+from assistants_grpc.store import repository as repo
+from assistants_grpc.store.mapping import message_from_row, message_values
+
+# What an image part weighs in the prompt budget: OpenAI's charge for a low-detail image.
+IMAGE_TOKENS = 85
+# Messages are counted with the encoding of current models; a run on an older model recounts.
+COUNTING_MODEL = "gpt-4o"
+
+
+def check_message_inputs(
+    v: check.Violations, field: str, items: Sequence[message_pb2.MessageInput]
+) -> None:
+    for i, item in enumerate(items):
+        check.check_message_input(
+            v, f"{field}[{i}]", item.role, item.content, item.attachments, item.metadata
+        )
+
+
+def message_text(content: Sequence[message_pb2.MessageContent]) -> str:
+    return "\n".join(part.text.value for part in content if part.WhichOneof("content") == "text")
+
+
+def count_tokens(deps: Dependencies, content: Sequence[message_pb2.MessageContent]) -> int:
+    images = sum(1 for part in content if part.WhichOneof("content") in ("image_file", "image_url"))
+    return deps.tokens.count_text(COUNTING_MODEL, message_text(content)) + images * IMAGE_TOKENS
+
+
+def _content(inputs: Sequence[message_pb2.MessageContentInput]) -> list[message_pb2.MessageContent]:
+    """Request parts to response parts: a text string becomes `{value, annotations: []}`."""
+    parts = []
+    for part in inputs:
+        case = part.WhichOneof("content")
+        if case == "text":
+            parts.append(message_pb2.MessageContent(text=message_pb2.TextContent(value=part.text)))
+        elif case == "image_file":
+            parts.append(message_pb2.MessageContent(image_file=part.image_file))
+        elif case == "image_url":
+            parts.append(message_pb2.MessageContent(image_url=part.image_url))
+    return parts
+
+
+def new_message(
+    deps: Dependencies,
+    thread_id: str,
+    item: message_pb2.MessageInput | message_pb2.CreateMessageRequest,
+    now: int,
+) -> tuple[message_pb2.Message, int]:
+    """A message created through the API (status completed, no run) and its token count."""
+    content = _content(item.content)
+    message = message_pb2.Message(
+        id=deps.new_id("message"),
+        created_at=now,
+        thread_id=thread_id,
+        status=message_pb2.MESSAGE_STATUS_COMPLETED,
+        completed_at=now,
+        role=item.role,
+        content=content,
+        attachments=item.attachments,
+        metadata=item.metadata,
+    )
+    return message, count_tokens(deps, content)
+
+
+def ensure_no_active_run(connection: Connection, thread_id: str) -> None:
+    """Lock the thread and refuse while a run holds it (CONTRACT.md §7, §11.8)."""
+    if repo.lock_thread(connection, thread_id) is None:
+        raise NotFoundError("thread", thread_id)
+    active = repo.active_run_id(connection, thread_id)
+    if active is not None:
+        raise FailedPreconditionError(
+            f"Can't add messages to {thread_id} while a run {active} is active."
+        )
+
+
+def insert_messages(
+    connection: Connection, messages: Sequence[message_pb2.Message], counts: Sequence[int]
+) -> None:
+    repo.insert_rows(
+        connection,
+        repo.MESSAGES,
+        [message_values(m) | {"token_count": n} for m, n in zip(messages, counts, strict=True)],
+    )
+
+
+class MessageService:
+    def __init__(self, deps: Dependencies) -> None:
+        self._deps = deps
+
+    async def create(self, request: message_pb2.CreateMessageRequest) -> message_pb2.Message:
+        v = check.Violations()
+        check.check_required_id(v, "thread_id", request.thread_id)
+        check.check_message_input(
+            v, "", request.role, request.content, request.attachments, request.metadata
+        )
+        v.raise_if_any()
+        message, tokens = new_message(self._deps, request.thread_id, request, self._deps.now())
+
+        def work(connection: Connection) -> None:
+            ensure_no_active_run(connection, request.thread_id)
+            insert_messages(connection, [message], [tokens])
+
+        await self._deps.database.transaction(work)
+        return message
+
+    async def get(self, thread_id: str, message_id: str) -> message_pb2.Message:
+        row = await self._deps.database.transaction(
+            lambda c: repo.get_message(c, thread_id, message_id)
+        )
+        if row is None:
+            raise NotFoundError("message", message_id)
+        return message_from_row(row)
+
+    async def list(
+        self, request: message_pb2.ListMessagesRequest
+    ) -> message_pb2.ListMessagesResponse:
+        scope = [repo.MESSAGES.c.thread_id == request.thread_id]
+        if request.HasField("run_id"):
+            scope.append(repo.MESSAGES.c.run_id == request.run_id)
+
+        def work(connection: Connection) -> message_pb2.ListMessagesResponse:
+            if not repo.thread_exists(connection, request.thread_id):
+                raise NotFoundError("thread", request.thread_id)
+            return list_in(
+                connection,
+                request,
+                repo.MESSAGES,
+                scope,
+                message_from_row,
+                message_pb2.ListMessagesResponse(),
+            )
+
+        return await self._deps.database.transaction(work)
+
+    async def update(self, request: message_pb2.UpdateMessageRequest) -> message_pb2.Message:
+        v = check.Violations()
+        check.check_required_id(v, "thread_id", request.thread_id)
+        check.check_required_id(v, "message_id", request.message_id)
+        if request.HasField("metadata"):
+            check.check_metadata(v, "metadata", request.metadata.values)
+        v.raise_if_any()
+
+        def work(connection: Connection) -> message_pb2.Message:
+            row = repo.get_message(connection, request.thread_id, request.message_id)
+            if row is None:
+                raise NotFoundError("message", request.message_id)
+            message = message_from_row(row)
+            if request.HasField("metadata"):
+                message.metadata.clear()
+                message.metadata.update(request.metadata.values)
+                repo.update_by_id(
+                    connection, repo.MESSAGES, message.id, {"metadata": dict(message.metadata)}
+                )
+            return message
+
+        return await self._deps.database.transaction(work)
+
+    async def delete(self, thread_id: str, message_id: str) -> message_pb2.DeleteMessageResponse:
+        def work(connection: Connection) -> bool:
+            if repo.get_message(connection, thread_id, message_id) is None:
+                return False
+            return repo.delete_by_id(connection, repo.MESSAGES, message_id)
+
+        if not await self._deps.database.transaction(work):
+            raise NotFoundError("message", message_id)
+        return message_pb2.DeleteMessageResponse(id=message_id, deleted=True)
+
+
+__all__ = [
+    "MessageService",
+    "check_message_inputs",
+    "count_tokens",
+    "ensure_no_active_run",
+    "insert_messages",
+    "message_text",
+    "new_message",
+]

@@ -1,0 +1,349 @@
+"""Run use cases: create (the thread lock and the first events in one transaction), read, list,
+update, cancel, submit tool outputs, watch, and the run steps.
+
+Creating a run only writes it `queued` and hands it to the scheduler; the engine executes it.
+Every state change writes its events to the run's log in the same transaction, and they are
+published once it commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy.exc import IntegrityError
+
+from assistants_grpc.contract.pb import run_pb2, thread_pb2
+from assistants_grpc.engine import transitions as tr
+from assistants_grpc.events import log
+from assistants_grpc.events.bus import EventBus, Until
+from assistants_grpc.services import validation as check
+from assistants_grpc.services.deps import Dependencies
+from assistants_grpc.services.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+)
+from assistants_grpc.services.listing import list_in
+from assistants_grpc.services.messages import (
+    ensure_no_active_run,
+    insert_messages,
+    new_message,
+)
+from assistants_grpc.services.run_config import RunRequest, check_run_request, effective_run
+from assistants_grpc.services.threads import ThreadService
+from assistants_grpc.store import repository as repo
+from assistants_grpc.store.mapping import (
+    assistant_from_row,
+    run_from_row,
+    run_values,
+    step_from_row,
+    step_values,
+)
+
+RunEvent = run_pb2.RunEvent
+
+
+class Scheduler(Protocol):
+    """What the run use cases need from the engine's scheduler."""
+
+    def enqueue(self, run_id: str) -> None: ...
+    def cancel(self, run_id: str) -> None: ...
+
+
+class RunService:
+    def __init__(
+        self,
+        deps: Dependencies,
+        threads: ThreadService,
+        scheduler: Scheduler,
+        bus: EventBus,
+        *,
+        expires_in: int,
+    ) -> None:
+        self._deps = deps
+        self._threads = threads
+        self._scheduler = scheduler
+        self._bus = bus
+        self._expires_in = expires_in
+
+    async def _commit(self, run_id: str, work: Any) -> Any:
+        """One transaction returning `(result, events)`; publishes the events after commit."""
+        result, events = await self._deps.database.transaction(work)
+        self._bus.publish(run_id, events)
+        return result
+
+    # --- create ---------------------------------------------------------------------------
+
+    async def create(self, request: run_pb2.CreateRunRequest) -> run_pb2.Run:
+        v = check.Violations()
+        check_run_request(v, request)
+        v.raise_if_any()
+        now = self._deps.now()
+        additional = [
+            new_message(self._deps, request.thread_id, item, now)
+            for item in request.additional_messages
+        ]
+        run_id = self._deps.new_id("run")
+
+        def work(connection: Connection) -> tuple[run_pb2.Run, list[RunEvent]]:
+            ensure_no_active_run(connection, request.thread_id)
+            run = self._new_run(connection, request, run_id, request.thread_id, now)
+            if additional:
+                insert_messages(connection, [m for m, _ in additional], [n for _, n in additional])
+            return run, self._insert_run(connection, run, [])
+
+        run: run_pb2.Run = await self._commit(run_id, work)
+        self._scheduler.enqueue(run.id)
+        return run
+
+    async def create_thread_and_run(
+        self, request: run_pb2.CreateThreadAndRunRequest
+    ) -> run_pb2.Run:
+        v = check.Violations()
+        check_run_request(v, request)
+        thread_request = thread_pb2.CreateThreadRequest(
+            messages=request.thread.messages,
+            metadata=request.thread.metadata,
+        )
+        if request.thread.HasField("tool_resources"):
+            thread_request.tool_resources.CopyFrom(request.thread.tool_resources)
+        self._threads.validate_create(v, thread_request, "thread.")
+        v.raise_if_any()
+        thread, messages, counts = self._threads.prepare(thread_request)
+        run_id = self._deps.new_id("run")
+
+        def work(connection: Connection) -> tuple[run_pb2.Run, list[RunEvent]]:
+            ThreadService.insert(connection, thread, messages, counts)
+            run = self._new_run(connection, request, run_id, thread.id, thread.created_at)
+            first = [tr.event("thread.created", thread=thread)]
+            return run, self._insert_run(connection, run, first)
+
+        run: run_pb2.Run = await self._commit(run_id, work)
+        self._scheduler.enqueue(run.id)
+        return run
+
+    def _new_run(
+        self, connection: Connection, request: RunRequest, run_id: str, thread_id: str, now: int
+    ) -> run_pb2.Run:
+        assistant_row = repo.get_by_id(connection, repo.ASSISTANTS, request.assistant_id)
+        if assistant_row is None:
+            raise NotFoundError("assistant", request.assistant_id)
+        return effective_run(
+            assistant_from_row(assistant_row),
+            request,
+            run_id=run_id,
+            thread_id=thread_id,
+            now=now,
+            expires_in=self._expires_in,
+        )
+
+    def _insert_run(
+        self, connection: Connection, run: run_pb2.Run, first: list[RunEvent]
+    ) -> list[RunEvent]:
+        values = run_values(run)
+        try:
+            # A savepoint, so losing the race for the thread leaves the transaction usable.
+            with connection.begin_nested():
+                repo.insert_row(connection, repo.RUNS, values)
+        except IntegrityError:
+            active = repo.active_run_id(connection, run.thread_id)
+            raise FailedPreconditionError(
+                f"Thread {run.thread_id} already has an active run {active}."
+            ) from None
+        events = [
+            *first,
+            tr.event("thread.run.created", run=run),
+            tr.event("thread.run.queued", run=run),
+        ]
+        return log.append(connection, run.id, run.thread_id, events)
+
+    # --- read -----------------------------------------------------------------------------
+
+    async def get(self, thread_id: str, run_id: str) -> run_pb2.Run:
+        row = await self._deps.database.transaction(lambda c: _run_row(c, thread_id, run_id))
+        return run_from_row(row)
+
+    async def list(self, request: run_pb2.ListRunsRequest) -> run_pb2.ListRunsResponse:
+        def work(connection: Connection) -> run_pb2.ListRunsResponse:
+            if not repo.thread_exists(connection, request.thread_id):
+                raise NotFoundError("thread", request.thread_id)
+            return list_in(
+                connection,
+                request,
+                repo.RUNS,
+                [repo.RUNS.c.thread_id == request.thread_id],
+                run_from_row,
+                run_pb2.ListRunsResponse(),
+            )
+
+        return await self._deps.database.transaction(work)
+
+    async def update(self, request: run_pb2.UpdateRunRequest) -> run_pb2.Run:
+        v = check.Violations()
+        if request.HasField("metadata"):
+            check.check_metadata(v, "metadata", request.metadata.values)
+        v.raise_if_any()
+
+        def work(connection: Connection) -> run_pb2.Run:
+            row = _run_row(connection, request.thread_id, request.run_id)
+            if not request.HasField("metadata"):
+                return run_from_row(row)
+            metadata = dict(request.metadata.values)
+            repo.update_by_id(connection, repo.RUNS, request.run_id, {"metadata": metadata})
+            return run_from_row({**row, "metadata": metadata})
+
+        return await self._deps.database.transaction(work)
+
+    async def get_step(self, request: run_pb2.GetRunStepRequest) -> run_pb2.RunStep:
+        def work(connection: Connection) -> run_pb2.RunStep:
+            _run_row(connection, request.thread_id, request.run_id)
+            row = (
+                connection.execute(
+                    select(repo.RUN_STEPS).where(
+                        repo.RUN_STEPS.c.id == request.step_id,
+                        repo.RUN_STEPS.c.run_id == request.run_id,
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise NotFoundError("run step", request.step_id)
+            return step_from_row(row)
+
+        return await self._deps.database.transaction(work)
+
+    async def list_steps(
+        self, request: run_pb2.ListRunStepsRequest
+    ) -> run_pb2.ListRunStepsResponse:
+        def work(connection: Connection) -> run_pb2.ListRunStepsResponse:
+            _run_row(connection, request.thread_id, request.run_id)
+            return list_in(
+                connection,
+                request,
+                repo.RUN_STEPS,
+                [repo.RUN_STEPS.c.run_id == request.run_id],
+                step_from_row,
+                run_pb2.ListRunStepsResponse(),
+            )
+
+        return await self._deps.database.transaction(work)
+
+    # --- cancel and tool outputs -------------------------------------------------------------
+
+    async def cancel(self, thread_id: str, run_id: str) -> run_pb2.Run:
+        def work(connection: Connection) -> tuple[run_pb2.Run, list[RunEvent]]:
+            row = _run_row(connection, thread_id, run_id, lock=True)
+            if row["status"] not in ("queued", "in_progress", "requires_action"):
+                raise FailedPreconditionError(f"Cannot cancel run with status '{row['status']}'.")
+            repo.update_by_id(connection, repo.RUNS, run_id, {"status": "cancelling"})
+            run = run_from_row({**row, "status": "cancelling"})
+            events = [tr.event("thread.run.cancelling", run=run)]
+            return run, log.append(connection, run_id, thread_id, events)
+
+        run: run_pb2.Run = await self._commit(run_id, work)
+        self._scheduler.cancel(run_id)
+        return run
+
+    async def submit_tool_outputs(
+        self, request: run_pb2.SubmitToolOutputsRequest
+    ) -> tuple[run_pb2.Run, int]:
+        """Accept the complete set of outputs; returns the queued run and the sequence number
+        the continuation's stream starts after."""
+        v = check.Violations()
+        for i, output in enumerate(request.tool_outputs):
+            if not output.HasField("tool_call_id") or not output.tool_call_id:
+                v.add(f"tool_outputs[{i}].tool_call_id", "required.")
+        v.raise_if_any()
+
+        def work(connection: Connection) -> tuple[tuple[run_pb2.Run, int], list[RunEvent]]:
+            row = _run_row(connection, request.thread_id, request.run_id, lock=True)
+            if row["status"] != "requires_action":
+                raise FailedPreconditionError(
+                    f'Runs in status "{row["status"]}" do not accept tool outputs.'
+                )
+            expected = [
+                c["id"] for c in row["required_action"]["submit_tool_outputs"]["tool_calls"]
+            ]
+            given = [o.tool_call_id for o in request.tool_outputs]
+            if sorted(expected) != sorted(given):
+                raise InvalidArgumentError.single(
+                    "tool_outputs", f"Expected tool outputs for call_ids {expected}, got {given}"
+                )
+            outputs = {o.tool_call_id: o.output for o in request.tool_outputs}
+            step_row = _waiting_tool_step(connection, request.run_id)
+            now = self._deps.now()
+            step = step_from_row(step_row)
+            for call in step.step_details.tool_calls.tool_calls:
+                if call.id in outputs:
+                    call.function.output = outputs[call.id]
+            step.status = run_pb2.RUN_STEP_STATUS_COMPLETED
+            step.completed_at = now
+            if step_row["usage"] is not None:
+                step.usage.prompt_tokens = step_row["usage"]["prompt_tokens"]
+                step.usage.completion_tokens = step_row["usage"]["completion_tokens"]
+                step.usage.total_tokens = step_row["usage"]["total_tokens"]
+            repo.update_by_id(connection, repo.RUN_STEPS, step.id, step_values(step))
+            values = {"status": "queued", "required_action": None}
+            repo.update_by_id(connection, repo.RUNS, request.run_id, values)
+            run = run_from_row({**row, **values})
+            events = log.append(
+                connection,
+                request.run_id,
+                request.thread_id,
+                [
+                    tr.event("thread.run.step.completed", run_step=step),
+                    tr.event("thread.run.queued", run=run),
+                ],
+            )
+            return (run, events[0].sequence - 1), events
+
+        result: tuple[run_pb2.Run, int] = await self._commit(request.run_id, work)
+        self._scheduler.enqueue(request.run_id)
+        return result
+
+    # --- streams ------------------------------------------------------------------------------
+
+    def events(self, run_id: str, after: int, until: Until) -> AsyncIterator[RunEvent]:
+        return self._bus.subscribe(run_id, after, until)
+
+    async def watch(self, request: run_pb2.WatchRunRequest) -> AsyncIterator[RunEvent]:
+        if request.after_sequence < 0:
+            raise InvalidArgumentError.single("after_sequence", "must be 0 or more.")
+        await self.get(request.thread_id, request.run_id)
+        return self._bus.subscribe(request.run_id, request.after_sequence, "run")
+
+
+def _run_row(
+    connection: Connection, thread_id: str, run_id: str, *, lock: bool = False
+) -> RowMapping:
+    row = tr.load_run(connection, run_id, lock=lock)
+    if row is None or row["thread_id"] != thread_id:
+        if not repo.thread_exists(connection, thread_id):
+            raise NotFoundError("thread", thread_id)
+        raise NotFoundError("run", run_id)
+    return row
+
+
+def _waiting_tool_step(connection: Connection, run_id: str) -> RowMapping:
+    row = (
+        connection.execute(
+            select(repo.RUN_STEPS)
+            .where(
+                repo.RUN_STEPS.c.run_id == run_id,
+                repo.RUN_STEPS.c.type == "tool_calls",
+                repo.RUN_STEPS.c.status == "in_progress",
+            )
+            .order_by(repo.RUN_STEPS.c.pk.desc())
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:  # requires_action always has its step; a broken invariant, not bad input
+        raise RuntimeError(f"run {run_id} requires action but has no open tool_calls step")
+    return row
+
+
+__all__ = ["RunService", "Scheduler"]

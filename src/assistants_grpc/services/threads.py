@@ -1,0 +1,120 @@
+"""Thread use cases. A thread is created with its first messages in one transaction and deleted
+with everything under it."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from assistants_grpc.contract.pb import message_pb2, thread_pb2
+from assistants_grpc.services import validation as check
+from assistants_grpc.services.deps import Dependencies
+from assistants_grpc.services.errors import NotFoundError
+from assistants_grpc.services.listing import list_in
+from assistants_grpc.services.messages import check_message_inputs, insert_messages, new_message
+from assistants_grpc.store import repository as repo
+from assistants_grpc.store.mapping import thread_from_row, thread_values
+
+
+class ThreadService:
+    def __init__(self, deps: Dependencies) -> None:
+        self._deps = deps
+
+    def validate_create(
+        self, v: check.Violations, request: thread_pb2.CreateThreadRequest | None, prefix: str
+    ) -> None:
+        """The rules of a new thread; `prefix` places its fields ("thread." inside a run)."""
+        if request is None:
+            return
+        check_message_inputs(v, f"{prefix}messages", request.messages)
+        if request.HasField("tool_resources"):
+            check.check_tool_resources(
+                v, f"{prefix}tool_resources", request.tool_resources, create_form=True
+            )
+        check.check_metadata(v, f"{prefix}metadata", request.metadata)
+
+    def prepare(
+        self, request: thread_pb2.CreateThreadRequest
+    ) -> tuple[thread_pb2.Thread, list[message_pb2.Message], list[int]]:
+        """The new thread and its messages (with token counts), ready to insert."""
+        now = self._deps.now()
+        thread = thread_pb2.Thread(
+            id=self._deps.new_id("thread"), created_at=now, metadata=request.metadata
+        )
+        if request.HasField("tool_resources"):
+            thread.tool_resources.CopyFrom(request.tool_resources)
+        messages, counts = [], []
+        for item in request.messages:
+            message, tokens = new_message(self._deps, thread.id, item, now)
+            messages.append(message)
+            counts.append(tokens)
+        return thread, messages, counts
+
+    @staticmethod
+    def insert(
+        connection: Connection,
+        thread: thread_pb2.Thread,
+        messages: list[message_pb2.Message],
+        counts: list[int],
+    ) -> None:
+        repo.insert_row(connection, repo.THREADS, thread_values(thread))
+        insert_messages(connection, messages, counts)
+
+    async def create(self, request: thread_pb2.CreateThreadRequest) -> thread_pb2.Thread:
+        v = check.Violations()
+        self.validate_create(v, request, "")
+        v.raise_if_any()
+        thread, messages, counts = self.prepare(request)
+        await self._deps.database.transaction(lambda c: self.insert(c, thread, messages, counts))
+        return thread
+
+    async def get(self, thread_id: str) -> thread_pb2.Thread:
+        row = await self._deps.database.transaction(
+            lambda c: repo.get_by_id(c, repo.THREADS, thread_id)
+        )
+        if row is None:
+            raise NotFoundError("thread", thread_id)
+        return thread_from_row(row)
+
+    async def list(self, request: thread_pb2.ListThreadsRequest) -> thread_pb2.ListThreadsResponse:
+        return await self._deps.database.transaction(
+            lambda c: list_in(
+                c, request, repo.THREADS, [], thread_from_row, thread_pb2.ListThreadsResponse()
+            )
+        )
+
+    async def update(self, request: thread_pb2.UpdateThreadRequest) -> thread_pb2.Thread:
+        v = check.Violations()
+        check.check_required_id(v, "thread_id", request.thread_id)
+        if request.HasField("tool_resources"):
+            check.check_tool_resources(
+                v, "tool_resources", request.tool_resources, create_form=False
+            )
+        if request.HasField("metadata"):
+            check.check_metadata(v, "metadata", request.metadata.values)
+        v.raise_if_any()
+
+        def work(connection: Connection) -> thread_pb2.Thread:
+            row = repo.get_by_id(connection, repo.THREADS, request.thread_id)
+            if row is None:
+                raise NotFoundError("thread", request.thread_id)
+            thread = thread_from_row(row)
+            if request.HasField("tool_resources"):
+                thread.tool_resources.CopyFrom(request.tool_resources)
+            if request.HasField("metadata"):
+                thread.metadata.clear()
+                thread.metadata.update(request.metadata.values)
+            repo.update_by_id(connection, repo.THREADS, thread.id, thread_values(thread))
+            return thread
+
+        return await self._deps.database.transaction(work)
+
+    async def delete(self, thread_id: str) -> thread_pb2.DeleteThreadResponse:
+        deleted = await self._deps.database.transaction(
+            lambda c: repo.delete_thread_cascade(c, thread_id)
+        )
+        if not deleted:
+            raise NotFoundError("thread", thread_id)
+        return thread_pb2.DeleteThreadResponse(id=thread_id, deleted=True)
+
+
+__all__ = ["ThreadService"]

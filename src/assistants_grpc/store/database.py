@@ -1,0 +1,89 @@
+"""The database engine and the one way the rest of the server touches it.
+
+SQLAlchemy's synchronous engine runs on worker threads: measured on this kind of machine it
+commits about twice as fast as aiosqlite, and SQLite wants one writer anyway (concurrent
+writers spin in SQLite's busy backoff, seen as a 1.3 s p99). So on SQLite every transaction runs
+on one dedicated thread, serialised; PostgreSQL gets a small pool of threads and connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import ConnectionPoolEntry
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_DATABASE_URL = "sqlite:///data/assistants.db"
+_POSTGRES_THREADS = 8
+
+
+def normalize_url(url: str) -> str:
+    """Accept the common spellings of a PostgreSQL URL and pick the installed psycopg driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _prepare_sqlite_file(url: str) -> None:
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run beside the writer; NORMAL syncs at checkpoints, which keeps
+    # committed data through a process crash (only an OS crash may lose the last commits).
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Database:
+    """An engine plus the threads its blocking calls run on."""
+
+    def __init__(self, url: str = DEFAULT_DATABASE_URL) -> None:
+        self.url = normalize_url(url)
+        backend = make_url(self.url).get_backend_name()
+        self.is_sqlite = backend == "sqlite"
+        self.is_postgresql = backend == "postgresql"
+        if self.is_sqlite:
+            _prepare_sqlite_file(self.url)
+            self.engine: Engine = create_engine(self.url, pool_size=2, max_overflow=0)
+            event.listen(self.engine, "connect", _set_sqlite_pragmas)
+            threads = 1
+        else:
+            self.engine = create_engine(
+                self.url, pool_size=_POSTGRES_THREADS, max_overflow=0, pool_pre_ping=True
+            )
+            threads = _POSTGRES_THREADS
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="db")
+
+    async def transaction(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in one transaction on a database thread: committed if it returns."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.transaction_sync, work)
+
+    def transaction_sync(self, work: Callable[[Connection], T]) -> T:
+        with self.engine.begin() as connection:
+            return work(connection)
+
+    def dispose(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.engine.dispose()
+
+
+__all__ = ["DEFAULT_DATABASE_URL", "Database", "normalize_url"]

@@ -1,0 +1,35 @@
+"""Schema migrations with Alembic, run programmatically (`assistants-grpc migrate`, at start-up)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from assistants_grpc.store.database import Database
+
+_SCRIPTS = Path(__file__).parent / "migrations"
+
+
+def _config(connection: object) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_SCRIPTS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(database: Database, revision: str = "head") -> None:
+    """Bring the schema up to `revision`; a no-op when it is already there."""
+    with database.engine.begin() as connection:
+        command.upgrade(_config(connection), revision)
+
+
+def current_revision(database: Database) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with database.engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+__all__ = ["current_revision", "upgrade"]

@@ -1,0 +1,176 @@
+"""The database schema as SQLModel tables.
+
+Scalars get real columns; nested structures (tools, content parts, step details, ...) are kept as
+JSON in their OpenAI shape, so the stored data reads like the API and survives proto evolution.
+Every table has an integer `pk` that orders rows by insertion: OpenAI ids are random, timestamps
+are whole seconds, and list pages must neither skip nor repeat rows that share one second.
+Statuses are stored as the OpenAI strings ("requires_action").
+
+The schema itself is owned by the Alembic migrations in `migrations/versions`; a test checks the
+migrations produce exactly these tables.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, LargeBinary, text
+from sqlmodel import Field, SQLModel
+
+# The statuses during which a run holds its thread (CONTRACT.md §7, §11.8).
+ACTIVE_RUN_STATUSES = ("queued", "in_progress", "requires_action", "cancelling")
+_ACTIVE_SQL = "status IN ('queued', 'in_progress', 'requires_action', 'cancelling')"
+
+
+def _json(*, nullable: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(JSON, nullable=nullable))
+
+
+class AssistantRow(SQLModel, table=True):
+    __tablename__ = "assistants"
+
+    pk: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True, max_length=64)
+    created_at: int
+    name: str | None = None
+    description: str | None = None
+    model: str
+    instructions: str | None = None
+    tools: list[dict[str, Any]] = _json()
+    tool_resources: dict[str, Any] | None = _json(nullable=True)
+    metadata_: dict[str, str] = Field(sa_column=Column("metadata", JSON, nullable=False))
+    temperature: float | None = None
+    top_p: float | None = None
+    response_format: Any = _json(nullable=True)
+
+
+class ThreadRow(SQLModel, table=True):
+    __tablename__ = "threads"
+
+    pk: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True, max_length=64)
+    created_at: int
+    tool_resources: dict[str, Any] | None = _json(nullable=True)
+    metadata_: dict[str, str] = Field(sa_column=Column("metadata", JSON, nullable=False))
+
+
+class MessageRow(SQLModel, table=True):
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_thread_pk", "thread_id", "pk"),)
+
+    pk: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True, max_length=64)
+    thread_id: str = Field(max_length=64)
+    created_at: int
+    status: str
+    incomplete_reason: str | None = None
+    completed_at: int | None = None
+    incomplete_at: int | None = None
+    role: str
+    content: list[dict[str, Any]] = _json()
+    assistant_id: str | None = None
+    run_id: str | None = Field(default=None, index=True, max_length=64)
+    attachments: list[dict[str, Any]] = _json()
+    metadata_: dict[str, str] = Field(sa_column=Column("metadata", JSON, nullable=False))
+    # Tokens of the text content, counted once at creation with `token_encoding`, so truncating a
+    # long thread sums stored counts instead of re-encoding it.
+    token_count: int = 0
+    token_encoding: str = "o200k_base"
+
+
+class RunRow(SQLModel, table=True):
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_thread_pk", "thread_id", "pk"),
+        # The thread lock lives in the schema: at most one active run per thread, enforced by the
+        # database on SQLite and PostgreSQL alike, whatever the number of replicas.
+        Index(
+            "uq_runs_one_active_per_thread",
+            "thread_id",
+            unique=True,
+            sqlite_where=text(_ACTIVE_SQL),
+            postgresql_where=text(_ACTIVE_SQL),
+        ),
+        Index("ix_runs_status", "status"),
+    )
+
+    pk: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True, max_length=64)
+    thread_id: str = Field(max_length=64)
+    assistant_id: str = Field(max_length=64)
+    created_at: int
+    status: str
+    required_action: dict[str, Any] | None = _json(nullable=True)
+    last_error: dict[str, Any] | None = _json(nullable=True)
+    expires_at: int | None = None
+    started_at: int | None = None
+    cancelled_at: int | None = None
+    failed_at: int | None = None
+    completed_at: int | None = None
+    incomplete_reason: str | None = None
+    model: str
+    instructions: str | None = None
+    tools: list[dict[str, Any]] = _json()
+    tool_resources: dict[str, Any] | None = _json(nullable=True)
+    metadata_: dict[str, str] = Field(sa_column=Column("metadata", JSON, nullable=False))
+    usage: dict[str, int] | None = _json(nullable=True)
+    temperature: float | None = None
+    top_p: float | None = None
+    max_prompt_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    truncation_strategy: dict[str, Any] | None = _json(nullable=True)
+    tool_choice: Any = _json(nullable=True)
+    parallel_tool_calls: bool = True
+    response_format: Any = _json(nullable=True)
+    reasoning_effort: str | None = None
+    # The last event sequence number written to the run's event log.
+    last_sequence: int = 0
+    # Execution bookkeeping: which worker holds the run and until when (a lease, renewed by a
+    # heartbeat, so a dead worker's runs can be taken over).
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+
+
+class RunStepRow(SQLModel, table=True):
+    __tablename__ = "run_steps"
+    __table_args__ = (Index("ix_run_steps_run_pk", "run_id", "pk"),)
+
+    pk: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True, max_length=64)
+    run_id: str = Field(max_length=64)
+    thread_id: str = Field(index=True, max_length=64)
+    assistant_id: str = Field(max_length=64)
+    created_at: int
+    type: str
+    status: str
+    step_details: dict[str, Any] = _json()
+    last_error: dict[str, Any] | None = _json(nullable=True)
+    expired_at: int | None = None
+    cancelled_at: int | None = None
+    failed_at: int | None = None
+    completed_at: int | None = None
+    metadata_: dict[str, str] = Field(sa_column=Column("metadata", JSON, nullable=False))
+    usage: dict[str, int] | None = _json(nullable=True)
+
+
+class RunEventRow(SQLModel, table=True):
+    """One event of a run's ordered log: the serialized `RunEvent` under its sequence number."""
+
+    __tablename__ = "run_events"
+
+    run_id: str = Field(primary_key=True, max_length=64)
+    sequence: int = Field(primary_key=True)
+    thread_id: str = Field(index=True, max_length=64)
+    event: str
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+__all__ = [
+    "ACTIVE_RUN_STATUSES",
+    "AssistantRow",
+    "MessageRow",
+    "RunEventRow",
+    "RunRow",
+    "RunStepRow",
+    "ThreadRow",
+]

@@ -1,0 +1,109 @@
+"""Shared fixtures: a real server on 127.0.0.1:0 over a fresh database, and stubs to call it.
+
+Every storage-touching test runs on SQLite, and also on PostgreSQL when
+ASSISTANTS_TEST_DATABASE_URL names one (`.ci/run` points it at the local server).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from sqlalchemy import create_engine, text
+
+from assistants_grpc.clock import ManualClock
+from assistants_grpc.config import Settings
+from assistants_grpc.contract.pb import (
+    assistant_pb2_grpc,
+    message_pb2_grpc,
+    run_pb2_grpc,
+    thread_pb2_grpc,
+)
+from assistants_grpc.server import AssistantsServer, Overrides
+from assistants_grpc.store.database import normalize_url
+
+POSTGRES_URL = os.environ.get("ASSISTANTS_TEST_DATABASE_URL")
+
+
+def reset_postgres(url: str) -> None:
+    """Empty the test database: drop and recreate its public schema."""
+    engine = create_engine(normalize_url(url))
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'assistants.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("PostgreSQL tests need ASSISTANTS_TEST_DATABASE_URL (set by .ci/run)")
+    reset_postgres(POSTGRES_URL)
+    yield POSTGRES_URL
+
+
+@dataclass
+class Stubs:
+    channel: grpc.aio.Channel
+    assistants: assistant_pb2_grpc.AssistantServiceStub
+    threads: thread_pb2_grpc.ThreadServiceStub
+    messages: message_pb2_grpc.MessageServiceStub
+    runs: run_pb2_grpc.RunServiceStub
+
+
+def stubs_for(channel: grpc.aio.Channel) -> Stubs:
+    return Stubs(
+        channel=channel,
+        assistants=assistant_pb2_grpc.AssistantServiceStub(channel),
+        threads=thread_pb2_grpc.ThreadServiceStub(channel),
+        messages=message_pb2_grpc.MessageServiceStub(channel),
+        runs=run_pb2_grpc.RunServiceStub(channel),
+    )
+
+
+@dataclass
+class RunningServer:
+    server: AssistantsServer
+    stubs: Stubs
+    clock: ManualClock
+    database_url: str
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+
+async def start_server(
+    database_url: str, clock: ManualClock, **settings: object
+) -> AssistantsServer:
+    server = AssistantsServer(
+        Settings(host="127.0.0.1", port=0, database_url=database_url, **settings),  # type: ignore[arg-type]
+        Overrides(clock=clock),
+    )
+    await server.start()
+    return server
+
+
+@pytest.fixture
+async def running(database_url: str) -> AsyncIterator[RunningServer]:
+    clock = ManualClock()
+    server = await start_server(database_url, clock)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        yield RunningServer(server, stubs_for(channel), clock, database_url)
+    finally:
+        await channel.close()
+        await server.stop(0)
+
+
+@pytest.fixture
+def stubs(running: RunningServer) -> Stubs:
+    return running.stubs

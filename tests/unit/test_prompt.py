@@ -1,0 +1,584 @@
+"""Prompt building and truncation, counted with the real tiktoken encodings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from assistants_grpc.engine import prompt
+from assistants_grpc.engine.prompt import (
+    IMAGE_TOKENS,
+    ImageRef,
+    PromptRequest,
+    ThreadMessage,
+    ToolCallRecord,
+    ToolRound,
+    build_prompt,
+    chat_tools,
+)
+from assistants_grpc.engine.tokens import (
+    CL100K_BASE,
+    O200K_BASE,
+    REPLY_PRIMING_TOKENS,
+    TOKENS_PER_MESSAGE,
+    TokenCounter,
+)
+
+O200K_MODEL = "gpt-4o"
+CL100K_MODEL = "gpt-4"
+MULTILINGUAL = "Привет мир, こんにちは世界, naïve façade — déjà vu"
+
+
+class SpyCounter(TokenCounter):
+    """A real counter that remembers which texts it was asked to count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counted: list[str] = []
+
+    def count_text(self, model: str, text: str) -> int:
+        self.counted.append(text)
+        return super().count_text(model, text)
+
+
+@pytest.fixture(scope="module")
+def counter() -> TokenCounter:
+    tc = TokenCounter()
+    tc.preload()
+    return tc
+
+
+def stored(
+    counter: TokenCounter, role: str, text: str, images: tuple[ImageRef, ...] = ()
+) -> ThreadMessage:
+    """A message as the store hands it over: counted once, with o200k_base, at creation."""
+    n = counter.count_text(O200K_MODEL, text) + IMAGE_TOKENS * len(images)
+    return ThreadMessage(role, text, images, n, O200K_BASE)
+
+
+def request(
+    messages: Sequence[ThreadMessage],
+    *,
+    model: str = O200K_MODEL,
+    instructions: str | None = None,
+    rounds: Sequence[ToolRound] = (),
+    tools: Sequence[dict[str, Any]] = (),
+    truncation: str = "auto",
+    last_messages: int | None = None,
+    context_window: int = 128_000,
+    completion_reserve: int = 0,
+    max_prompt_tokens: int | None = None,
+) -> PromptRequest:
+    return PromptRequest(
+        model=model,
+        instructions=instructions,
+        messages=messages,
+        rounds=rounds,
+        tools=tools,
+        truncation=truncation,
+        last_messages=last_messages,
+        context_window=context_window,
+        completion_reserve=completion_reserve,
+        max_prompt_tokens=max_prompt_tokens,
+    )
+
+
+def recount(counter: TokenCounter, model: str, messages: list[dict[str, Any]]) -> int:
+    """The cookbook count of rendered messages, computed from the dicts alone."""
+    total = REPLY_PRIMING_TOKENS
+    for m in messages:
+        total += TOKENS_PER_MESSAGE + counter.count_text(model, m["role"])
+        content = m["content"]
+        if isinstance(content, str):
+            total += counter.count_text(model, content)
+        elif isinstance(content, list):
+            for part in content:
+                if part["type"] == "text":
+                    total += counter.count_text(model, part["text"])
+                else:
+                    total += IMAGE_TOKENS
+        for call in m.get("tool_calls", []):
+            fn = call["function"]
+            total += counter.count_text(model, fn["name"]) + counter.count_text(
+                model, fn["arguments"]
+            )
+    return total
+
+
+def message_cost(counter: TokenCounter, model: str, m: ThreadMessage) -> int:
+    content = counter.count_text(model, m.text) + IMAGE_TOKENS * len(m.images)
+    return TOKENS_PER_MESSAGE + counter.count_text(model, m.role) + content
+
+
+def roles_and_text(messages: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    return [(m["role"], m["content"]) for m in messages]
+
+
+def test_public_names() -> None:
+    assert sorted(prompt.__all__) == [
+        "IMAGE_TOKENS",
+        "ImageRef",
+        "Prompt",
+        "PromptRequest",
+        "ThreadMessage",
+        "ToolCallRecord",
+        "ToolRound",
+        "build_prompt",
+        "chat_tools",
+    ]
+
+
+def test_order_system_messages_and_rounds_at_their_place(counter: TokenCounter) -> None:
+    msgs = [
+        stored(counter, "user", "first question"),
+        stored(counter, "assistant", "first answer"),
+        stored(counter, "user", "second question"),
+    ]
+    early = ToolRound(
+        after_message=1,
+        text="looking it up",
+        calls=(
+            ToolCallRecord("call_a", "lookup", '{"q":"x"}', "found x"),
+            ToolCallRecord("call_b", "lookup", '{"q":"y"}', "found y"),
+        ),
+    )
+    late = ToolRound(
+        after_message=3, text=None, calls=(ToolCallRecord("call_c", "now", "{}", "12:00"),)
+    )
+
+    # Rounds are given out of order on purpose: their place comes from after_message.
+    result = build_prompt(request(msgs, instructions="Be brief.", rounds=[late, early]), counter)
+
+    assert result.messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "first question"},
+        {
+            "role": "assistant",
+            "content": "looking it up",
+            "tool_calls": [
+                {
+                    "id": "call_a",
+                    "type": "function",
+                    "function": {"name": "lookup", "arguments": '{"q":"x"}'},
+                },
+                {
+                    "id": "call_b",
+                    "type": "function",
+                    "function": {"name": "lookup", "arguments": '{"q":"y"}'},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_a", "content": "found x"},
+        {"role": "tool", "tool_call_id": "call_b", "content": "found y"},
+        {"role": "assistant", "content": "first answer"},
+        {"role": "user", "content": "second question"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "call_c", "type": "function", "function": {"name": "now", "arguments": "{}"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_c", "content": "12:00"},
+    ]
+    assert result.dropped == 0
+    assert result.fits
+
+
+def test_no_system_message_without_instructions(counter: TokenCounter) -> None:
+    msgs = [stored(counter, "user", "hi")]
+    for instructions in (None, ""):
+        result = build_prompt(request(msgs, instructions=instructions), counter)
+        assert result.messages == [{"role": "user", "content": "hi"}]
+
+
+def test_missing_output_renders_as_empty_string(counter: TokenCounter) -> None:
+    msgs = [stored(counter, "user", "hi")]
+    rnd = ToolRound(1, None, (ToolCallRecord("call_x", "f", "{}", None),))
+    result = build_prompt(request(msgs, rounds=[rnd]), counter)
+    assert result.messages[-1] == {"role": "tool", "tool_call_id": "call_x", "content": ""}
+
+
+def test_images_render_as_url_parts_and_file_placeholders(counter: TokenCounter) -> None:
+    images = (
+        ImageRef(url="https://example.com/cat.png", file_id=None, detail="low"),
+        ImageRef(url="https://example.com/dog.png", file_id=None, detail=None),
+        ImageRef(url=None, file_id="file-abc123", detail="high"),
+    )
+    user = stored(counter, "user", "What is in these?", images)
+    image_only = stored(counter, "user", "", images[:1])
+    result = build_prompt(request([user, image_only]), counter)
+
+    assert result.messages == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is in these?"},
+                {
+                    "type": "image_url",
+                    "image_url": {"url": "https://example.com/cat.png", "detail": "low"},
+                },
+                {"type": "image_url", "image_url": {"url": "https://example.com/dog.png"}},
+                {"type": "text", "text": "[image file file-abc123]"},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "image_url",
+                    "image_url": {"url": "https://example.com/cat.png", "detail": "low"},
+                }
+            ],
+        },
+    ]
+    # Every image part weighs IMAGE_TOKENS, as the stored count says.
+    assert result.prompt_tokens == REPLY_PRIMING_TOKENS + sum(
+        message_cost(counter, O200K_MODEL, m) for m in (user, image_only)
+    )
+
+
+def test_images_in_assistant_messages_become_text(counter: TokenCounter) -> None:
+    images = (
+        ImageRef(url="https://example.com/chart.png", file_id=None, detail=None),
+        ImageRef(url="data:image/png;base64,iVBORw0KGgo=", file_id=None, detail=None),
+    )
+    result = build_prompt(request([stored(counter, "assistant", "Here:", images)]), counter)
+    assert result.messages == [
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Here:"},
+                {"type": "text", "text": "[image https://example.com/chart.png]"},
+                {"type": "text", "text": "[image inline data]"},
+            ],
+        }
+    ]
+
+
+def test_last_messages_keeps_the_n_newest_and_every_round(counter: TokenCounter) -> None:
+    msgs = [stored(counter, "user" if i % 2 == 0 else "assistant", f"m{i}") for i in range(6)]
+    lost_place = ToolRound(2, None, (ToolCallRecord("call_1", "f", "{}", "one"),))
+    in_place = ToolRound(5, None, (ToolCallRecord("call_2", "f", "{}", "two"),))
+    result = build_prompt(
+        request(
+            msgs,
+            instructions="sys",
+            rounds=[lost_place, in_place],
+            truncation="last_messages",
+            last_messages=2,
+        ),
+        counter,
+    )
+
+    assert result.dropped == 4
+    assert [(m["role"], m.get("content"), m.get("tool_call_id")) for m in result.messages] == [
+        ("system", "sys", None),
+        # its message was dropped: the round goes right after the system message
+        ("assistant", None, None),
+        ("tool", "one", "call_1"),
+        ("user", "m4", None),
+        ("assistant", None, None),
+        ("tool", "two", "call_2"),
+        ("assistant", "m5", None),
+    ]
+    assert result.fits
+    assert result.prompt_tokens == recount(counter, O200K_MODEL, result.messages)
+
+
+def test_last_messages_does_not_drop_more_when_over_budget(counter: TokenCounter) -> None:
+    msgs = [stored(counter, "user", "word " * 50) for _ in range(4)]
+    result = build_prompt(
+        request(msgs, truncation="last_messages", last_messages=3, context_window=100), counter
+    )
+    assert result.dropped == 1
+    assert len(result.messages) == 3
+    assert not result.fits
+    assert result.prompt_tokens > 100
+
+
+def test_last_messages_larger_than_the_thread_keeps_everything(counter: TokenCounter) -> None:
+    msgs = [stored(counter, "user", "a"), stored(counter, "assistant", "b")]
+    result = build_prompt(request(msgs, truncation="last_messages", last_messages=10), counter)
+    assert result.dropped == 0
+    assert roles_and_text(result.messages) == [("user", "a"), ("assistant", "b")]
+
+
+def test_auto_drops_the_oldest_until_it_fits(counter: TokenCounter) -> None:
+    msgs = [
+        stored(counter, "user" if i % 2 == 0 else "assistant", f"message number {i} " * (i + 1))
+        for i in range(8)
+    ]
+    costs = [message_cost(counter, O200K_MODEL, m) for m in msgs]
+    fixed = REPLY_PRIMING_TOKENS + message_cost(
+        counter, O200K_MODEL, ThreadMessage("system", "sys", (), 0, "")
+    )
+    # Room for exactly the 3 newest messages, and one token short of the 4th.
+    budget = fixed + sum(costs[5:]) + costs[4] - 1
+    result = build_prompt(
+        request(msgs, instructions="sys", context_window=budget + 500, completion_reserve=500),
+        counter,
+    )
+
+    assert result.dropped == 5
+    assert roles_and_text(result.messages) == [("system", "sys")] + [
+        (m.role, m.text) for m in msgs[5:]
+    ]
+    assert result.prompt_tokens == fixed + sum(costs[5:]) <= budget
+    assert result.fits
+
+
+def test_auto_never_drops_the_newest_user_message(counter: TokenCounter) -> None:
+    msgs = [
+        stored(counter, "user", "old question"),
+        stored(counter, "assistant", "old answer"),
+        stored(counter, "user", "a very long question " * 100),
+        stored(counter, "assistant", "partial answer of this run"),
+    ]
+    rnd = ToolRound(4, None, (ToolCallRecord("call_1", "f", "{}", "out"),))
+    result = build_prompt(
+        request(msgs, instructions="sys", rounds=[rnd], context_window=50), counter
+    )
+
+    # The minimum: system, the newest user message and what follows it, and the round.
+    assert result.dropped == 2
+    assert [m["role"] for m in result.messages] == [
+        "system",
+        "user",
+        "assistant",
+        "assistant",
+        "tool",
+    ]
+    assert not result.fits
+    assert result.prompt_tokens == recount(counter, O200K_MODEL, result.messages) > 50
+
+
+def test_auto_keeps_everything_when_it_fits(counter: TokenCounter) -> None:
+    msgs = [stored(counter, "user", "q"), stored(counter, "assistant", "a")]
+    result = build_prompt(request(msgs), counter)
+    assert result.dropped == 0
+    assert result.fits
+
+
+def test_fits_is_false_when_even_the_instructions_do_not_fit(counter: TokenCounter) -> None:
+    msgs = [stored(counter, "user", "hi")]
+    result = build_prompt(
+        request(msgs, instructions="rule " * 300, context_window=1_000, completion_reserve=900),
+        counter,
+    )
+    assert not result.fits
+    assert [m["role"] for m in result.messages] == ["system", "user"]
+    assert result.dropped == 0
+
+
+def test_max_prompt_tokens_below_the_context_budget_wins(counter: TokenCounter) -> None:
+    msgs = [
+        stored(counter, "user" if i % 2 == 0 else "assistant", "filler " * 40) for i in range(9)
+    ]
+    roomy = build_prompt(request(msgs, context_window=100_000, completion_reserve=4_000), counter)
+    tight = build_prompt(
+        request(msgs, context_window=100_000, completion_reserve=4_000, max_prompt_tokens=300),
+        counter,
+    )
+    assert roomy.dropped == 0
+    assert tight.dropped > 0
+    assert (
+        tight.prompt_tokens
+        <= 300
+        < tight.prompt_tokens + message_cost(counter, O200K_MODEL, msgs[tight.dropped - 1])
+    )
+    assert tight.fits
+
+    # ... and the context budget wins when it is the lower one.
+    small_window = build_prompt(
+        request(msgs, context_window=400, completion_reserve=100, max_prompt_tokens=100_000),
+        counter,
+    )
+    assert small_window.prompt_tokens <= 300
+    assert small_window.dropped == tight.dropped
+
+
+def test_cl100k_model_recounts_o200k_messages(counter: TokenCounter) -> None:
+    msgs = [stored(counter, "user", MULTILINGUAL), stored(counter, "assistant", MULTILINGUAL * 2)]
+    assert counter.count_text(CL100K_MODEL, MULTILINGUAL) != counter.count_text(
+        O200K_MODEL, MULTILINGUAL
+    )
+    result = build_prompt(request(msgs, model=CL100K_MODEL), counter)
+    fresh = REPLY_PRIMING_TOKENS + sum(message_cost(counter, CL100K_MODEL, m) for m in msgs)
+    assert result.prompt_tokens == fresh
+    assert result.prompt_tokens == recount(counter, CL100K_MODEL, result.messages)
+
+
+def test_matching_encoding_uses_the_stored_count() -> None:
+    spy = SpyCounter()
+    # A stored count that is plainly not the text's: used as is, since the encodings agree.
+    msgs = [ThreadMessage("user", "lots of words " * 50, (), 7, O200K_BASE)]
+    result = build_prompt(request(msgs), spy)
+    assert result.prompt_tokens == REPLY_PRIMING_TOKENS + TOKENS_PER_MESSAGE + 1 + 7
+    assert spy.counted == ["user"]
+
+
+def test_recount_only_for_messages_the_cut_looks_at() -> None:
+    spy = SpyCounter()
+    msgs = [
+        ThreadMessage("user" if i % 2 == 0 else "assistant", f"text {i}", (), 1, CL100K_BASE)
+        for i in range(100)
+    ]
+    result = build_prompt(request(msgs, context_window=100), spy)
+    assert 0 < result.dropped < 99
+    recounted = [t for t in spy.counted if t.startswith("text ")]
+    # The kept messages plus the one that was found not to fit.
+    assert recounted == [f"text {i}" for i in range(99, result.dropped - 2, -1)]
+
+    spy.counted.clear()
+    build_prompt(request(msgs, truncation="last_messages", last_messages=3), spy)
+    assert [t for t in spy.counted if t.startswith("text ")] == ["text 97", "text 98", "text 99"]
+
+
+def test_prompt_tokens_match_an_independent_count(counter: TokenCounter) -> None:
+    tools = chat_tools(
+        [
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "description": "Weather for a city — in °C",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"city": {"type": "string"}},
+                        "required": ["city"],
+                    },
+                    "strict": None,
+                },
+            }
+        ]
+    )
+    msgs = [
+        stored(
+            counter,
+            "user",
+            "Weather in Paris? And what is this?",
+            (ImageRef("https://example.com/a.png", None, "auto"),),
+        ),
+    ]
+    rnd = ToolRound(
+        1,
+        "Checking.",
+        (ToolCallRecord("call_1", "get_weather", '{"city": "Paris"}', '{"temp": 21}'),),
+    )
+    result = build_prompt(
+        request(msgs, instructions="You are a weather bot.", rounds=[rnd], tools=tools), counter
+    )
+
+    tools_json = json.dumps(tools, ensure_ascii=False, separators=(",", ":"))
+    expected = recount(counter, O200K_MODEL, result.messages) + counter.count_text(
+        O200K_MODEL, tools_json
+    )
+    assert result.prompt_tokens == expected
+
+
+def test_ten_thousand_messages_keep_the_newest_that_fit(counter: TokenCounter) -> None:
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+    # Stored counts are what the store would hold; a handful of distinct texts keeps this quick.
+    texts = [" ".join(words[: 1 + i % 6]) * (1 + i % 5) for i in range(30)]
+    counts = [counter.count_text(O200K_MODEL, t) for t in texts]
+    msgs = [
+        ThreadMessage(
+            "user" if i % 2 == 0 else "assistant", texts[i % 30], (), counts[i % 30], O200K_BASE
+        )
+        for i in range(10_000)
+    ]
+    budget = 8_000
+    result = build_prompt(
+        request(msgs, instructions="sys", context_window=budget + 1_000, completion_reserve=1_000),
+        counter,
+    )
+
+    kept = msgs[result.dropped :]
+    assert 0 < result.dropped < 10_000
+    assert [(m["role"], m["content"]) for m in result.messages[1:]] == [
+        (m.role, m.text) for m in kept
+    ]
+    assert result.fits
+    assert result.prompt_tokens <= budget
+    assert result.prompt_tokens == recount(counter, O200K_MODEL, result.messages)
+    # The next older message is the one that would have gone over.
+    assert result.prompt_tokens + message_cost(counter, O200K_MODEL, msgs[result.dropped - 1]) > (
+        budget
+    )
+
+    everything = build_prompt(request(msgs, context_window=10_000_000), counter)
+    assert everything.dropped == 0
+    assert len(everything.messages) == 10_000
+    assert everything.fits
+
+
+def test_unknown_truncation_is_rejected(counter: TokenCounter) -> None:
+    with pytest.raises(ValueError, match="truncation"):
+        build_prompt(request([], truncation="middle"), counter)
+
+
+def test_empty_thread(counter: TokenCounter) -> None:
+    result = build_prompt(request([], instructions="sys"), counter)
+    assert result.messages == [{"role": "system", "content": "sys"}]
+    assert result.dropped == 0
+    assert result.fits
+
+
+def test_chat_tools_keeps_function_tools_only() -> None:
+    assistants_tools: list[dict[str, Any]] = [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup",
+                "description": "Find a thing.",
+                "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+                "strict": True,
+            },
+        },
+        {"type": "file_search", "file_search": {"max_num_results": 5}},
+        {"type": "code_interpreter"},
+        {
+            "type": "function",
+            "function": {"name": "ping", "description": None, "parameters": None, "strict": None},
+        },
+        {
+            "type": "function",
+            "function": {"name": "loose", "description": "x", "parameters": None, "strict": False},
+        },
+    ]
+    converted = chat_tools(assistants_tools)
+    assert converted == [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup",
+                "description": "Find a thing.",
+                "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+                "strict": True,
+            },
+        },
+        {
+            "type": "function",
+            "function": {"name": "ping", "parameters": {"type": "object", "properties": {}}},
+        },
+        {
+            "type": "function",
+            "function": {
+                "name": "loose",
+                "description": "x",
+                "strict": False,
+                "parameters": {"type": "object", "properties": {}},
+            },
+        },
+    ]
+    # Each default schema is its own dict, so one request's edits can't leak into another.
+    converted[1]["function"]["parameters"]["properties"]["x"] = {}
+    assert chat_tools(assistants_tools)[1]["function"]["parameters"] == {
+        "type": "object",
+        "properties": {},
+    }
+    assert chat_tools([]) == []

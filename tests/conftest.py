@@ -23,6 +23,7 @@ from assistants_grpc.contract.pb import (
     run_pb2_grpc,
     thread_pb2_grpc,
 )
+from assistants_grpc.fake_model import FakeModelServer
 from assistants_grpc.server import AssistantsServer, Overrides
 from assistants_grpc.store.database import normalize_url
 
@@ -69,12 +70,20 @@ def stubs_for(channel: grpc.aio.Channel) -> Stubs:
     )
 
 
+@pytest.fixture(scope="session")
+async def fake_model() -> AsyncIterator[FakeModelServer]:
+    """One scripted OpenAI-compatible model server for the whole session."""
+    async with FakeModelServer() as server:
+        yield server
+
+
 @dataclass
 class RunningServer:
     server: AssistantsServer
     stubs: Stubs
     clock: ManualClock
     database_url: str
+    model: FakeModelServer
 
     @property
     def target(self) -> str:
@@ -82,23 +91,30 @@ class RunningServer:
 
 
 async def start_server(
-    database_url: str, clock: ManualClock, **settings: object
+    database_url: str, clock: ManualClock, model: FakeModelServer, **settings: object
 ) -> AssistantsServer:
+    defaults: dict[str, object] = {"model_max_retries": 1, "shutdown_grace": 1.0}
     server = AssistantsServer(
-        Settings(host="127.0.0.1", port=0, database_url=database_url, **settings),  # type: ignore[arg-type]
-        Overrides(clock=clock),
+        Settings(  # type: ignore[arg-type]
+            host="127.0.0.1", port=0, database_url=database_url, **(defaults | settings)
+        ),
+        Overrides(
+            clock=clock,
+            model_env={"OPENAI_BASE_URL": model.base_url, "OPENAI_API_KEY": "test-key"},
+        ),
     )
     await server.start()
     return server
 
 
 @pytest.fixture
-async def running(database_url: str) -> AsyncIterator[RunningServer]:
+async def running(database_url: str, fake_model: FakeModelServer) -> AsyncIterator[RunningServer]:
+    fake_model.reset()
     clock = ManualClock()
-    server = await start_server(database_url, clock)
+    server = await start_server(database_url, clock, fake_model)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
-        yield RunningServer(server, stubs_for(channel), clock, database_url)
+        yield RunningServer(server, stubs_for(channel), clock, database_url, fake_model)
     finally:
         await channel.close()
         await server.stop(0)

@@ -210,7 +210,7 @@ async def test_data_survives_restart(running: RunningServer) -> None:
         T.CreateThreadRequest(messages=[text_input("keep me")])
     )
     await running.server.stop(0)
-    server = await start_server(running.database_url, running.clock)
+    server = await start_server(running.database_url, running.clock, running.model)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             again = stubs_for(channel)

@@ -75,15 +75,19 @@ def new_message(
     return message, count_tokens(deps, content)
 
 
-def ensure_no_active_run(connection: Connection, thread_id: str) -> None:
-    """Lock the thread and refuse while a run holds it (CONTRACT.md §7, §11.8)."""
+def ensure_no_active_run(connection: Connection, thread_id: str, *, starting_run: bool) -> None:
+    """Lock the thread and refuse while a run holds it (CONTRACT.md §7, §11.8), with the
+    message OpenAI gives for a new message or for a new run."""
     if repo.lock_thread(connection, thread_id) is None:
         raise NotFoundError("thread", thread_id)
     active = repo.active_run_id(connection, thread_id)
-    if active is not None:
-        raise FailedPreconditionError(
-            f"Can't add messages to {thread_id} while a run {active} is active."
-        )
+    if active is None:
+        return
+    if starting_run:
+        raise FailedPreconditionError(f"Thread {thread_id} already has an active run {active}.")
+    raise FailedPreconditionError(
+        f"Can't add messages to {thread_id} while a run {active} is active."
+    )
 
 
 def insert_messages(
@@ -110,7 +114,7 @@ class MessageService:
         message, tokens = new_message(self._deps, request.thread_id, request, self._deps.now())
 
         def work(connection: Connection) -> None:
-            ensure_no_active_run(connection, request.thread_id)
+            ensure_no_active_run(connection, request.thread_id, starting_run=False)
             insert_messages(connection, [message], [tokens])
 
         await self._deps.database.transaction(work)

@@ -88,7 +88,7 @@ class RunService:
         run_id = self._deps.new_id("run")
 
         def work(connection: Connection) -> tuple[run_pb2.Run, list[RunEvent]]:
-            ensure_no_active_run(connection, request.thread_id)
+            ensure_no_active_run(connection, request.thread_id, starting_run=True)
             run = self._new_run(connection, request, run_id, request.thread_id, now)
             if additional:
                 insert_messages(connection, [m for m, _ in additional], [n for _, n in additional])

@@ -31,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--shutdown-grace", type=float, help="seconds for in-flight calls at shutdown"
     )
+    serve.add_argument("--max-concurrent-runs", type=int, help="runs executing at once")
+    serve.add_argument("--models-config", help="TOML file routing model names to endpoints")
+    serve.add_argument("--run-expiry-seconds", type=int, help="active runs expire after this")
+    serve.add_argument("--model-max-retries", type=int, help="retries of a 429/5xx from the model")
 
     migrate = commands.add_parser("migrate", help="apply the database migrations and exit")
     migrate.add_argument("--database-url", help="SQLAlchemy URL (ASSISTANTS_DATABASE_URL)")

@@ -219,3 +219,27 @@ async def test_data_survives_restart(running: RunningServer) -> None:
             assert [m.content[0].text.value for m in page.data] == ["keep me"]
     finally:
         await server.stop(0)
+
+
+async def test_token_count_is_stored_with_the_message(running: RunningServer) -> None:
+    """Counted once at creation with the real o200k_base encoding ("hello world" is 2 tokens)."""
+    from sqlalchemy import select
+
+    from assistants_grpc.store.repository import MESSAGES
+
+    stubs = running.stubs
+    thread = await stubs.threads.CreateThread(
+        T.CreateThreadRequest(messages=[text_input("hello world")])
+    )
+    database = running.server.database
+    assert database is not None
+    counts = await database.transaction(
+        lambda c: list(
+            c.execute(
+                select(MESSAGES.c.token_count, MESSAGES.c.token_encoding).where(
+                    MESSAGES.c.thread_id == thread.id
+                )
+            )
+        )
+    )
+    assert [tuple(row) for row in counts] == [(2, "o200k_base")]

@@ -130,9 +130,9 @@ def effective_run(
         and request.HasField("additional_instructions")
         else None
     )
-    instructions = join_instructions(base, additional)
-    if instructions is not None:
-        run.instructions = instructions
+    # The schema (and the openai SDK, which validates it) types a run's instructions as a
+    # string: a run without any gets "", never null.
+    run.instructions = join_instructions(base, additional) or ""
     for field in ("max_prompt_tokens", "max_completion_tokens"):
         if request.HasField(field):
             setattr(run, field, getattr(request, field))

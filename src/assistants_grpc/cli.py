@@ -35,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--models-config", help="TOML file routing model names to endpoints")
     serve.add_argument("--run-expiry-seconds", type=int, help="active runs expire after this")
     serve.add_argument("--model-max-retries", type=int, help="retries of a 429/5xx from the model")
+    serve.add_argument(
+        "--run-lease-seconds", type=float, help="a replica's claim on a run without heartbeat"
+    )
+    serve.add_argument(
+        "--claim-poll-interval", type=float, help="seconds between looks for unclaimed runs"
+    )
 
     migrate = commands.add_parser("migrate", help="apply the database migrations and exit")
     migrate.add_argument("--database-url", help="SQLAlchemy URL (ASSISTANTS_DATABASE_URL)")

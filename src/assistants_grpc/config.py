@@ -30,6 +30,11 @@ class Settings:
     max_concurrent_runs: int = field(default_factory=_default_max_concurrent_runs)
     run_expiry_seconds: int = 600
     models_config: str | None = None
+    # How long a replica's claim on a run lasts without a heartbeat: a dead replica's runs are
+    # taken over this long after its last renewal (plus one claim poll).
+    run_lease_seconds: float = 10.0
+    # How often idle workers look for runs nobody holds (created elsewhere, or orphaned).
+    claim_poll_interval: float = 0.5
     # Retries of a 429/5xx from the model endpoint (the openai SDK backs off between them).
     model_max_retries: int = 3
     # Whether `serve` applies pending migrations itself before serving.

@@ -35,6 +35,7 @@ from assistants_grpc.engine.scheduler import RunScheduler
 from assistants_grpc.engine.tokens import TokenCounter
 from assistants_grpc.events import log as event_log
 from assistants_grpc.events.bus import EventBus
+from assistants_grpc.events.signals import PostgresSignals
 from assistants_grpc.ids import IdGenerator, random_id
 from assistants_grpc.services.assistants import AssistantService
 from assistants_grpc.services.deps import Dependencies
@@ -79,6 +80,7 @@ class AssistantsServer:
         self._health = HealthServicer()
         self.database: Database | None = None
         self.scheduler: RunScheduler | None = None
+        self._signals: PostgresSignals | None = None
         self._router: ModelRouter | None = None
         self.port = 0
 
@@ -110,8 +112,27 @@ class AssistantsServer:
         )
         executor = RunExecutor(deps, self._router, bus)
         self.scheduler = RunScheduler(
-            deps, executor, bus, max_concurrent=settings.max_concurrent_runs
+            deps,
+            executor,
+            bus,
+            max_concurrent=settings.max_concurrent_runs,
+            lease_seconds=settings.run_lease_seconds,
+            poll_interval=settings.claim_poll_interval,
         )
+        if database.is_postgresql:
+            # Replicas share one database: tell each other about new events and cancels.
+            self._signals = PostgresSignals(
+                database.engine.url.set(drivername="postgresql").render_as_string(
+                    hide_password=False
+                ),
+                self.scheduler.owner,
+                on_events=bus.wake,
+                on_cancel=self.scheduler.on_cancel,
+                on_reconnect=bus.wake_all,
+            )
+            bus.on_publish = self._signals.events_written
+            self.scheduler.send_cancel = self._signals.send_cancel
+            await self._signals.start()
         threads = ThreadService(deps)
         runs = RunService(
             deps, threads, self.scheduler, bus, expires_in=settings.run_expiry_seconds
@@ -164,6 +185,9 @@ class AssistantsServer:
                 stopping.append(self.scheduler.stop(grace))
             await asyncio.gather(*stopping)
             self._server = None
+        if self._signals is not None:
+            await self._signals.stop()
+            self._signals = None
         if self._router is not None:
             await self._router.aclose()
             self._router = None

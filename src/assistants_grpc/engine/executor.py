@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import Connection, RowMapping
+from sqlalchemy import Connection, RowMapping, update
 
 from assistants_grpc.contract.openai_json import render_value
 from assistants_grpc.contract.pb import common_pb2, message_pb2, run_pb2
@@ -55,7 +55,9 @@ from assistants_grpc.store.mapping import (
 
 logger = logging.getLogger(__name__)
 
-Reason = Literal["cancel", "expire", "shutdown"]
+# Why a turn is interrupted. "handback": the replica is stopping; the run keeps its state and its
+# lease is released so another replica (or the next start) takes it over.
+Reason = Literal["cancel", "expire", "handback"]
 RunEvent = run_pb2.RunEvent
 
 # Tokens kept free for the answer when the run sets no completion budget.
@@ -74,9 +76,14 @@ class _StreamEnd:
 
 @dataclass
 class RunControl:
-    """The line into a running turn: the scheduler interrupts it here (cancel, expiry, shutdown)."""
+    """The line into a running turn: the scheduler interrupts it here (cancel, expiry, handback).
+
+    `owner` is this replica's lease name; a turn starts only if it can take the run's lease.
+    """
 
     run_id: str
+    owner: str
+    lease_seconds: float
     inbox: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
     reason: Reason | None = None
 
@@ -86,11 +93,7 @@ class RunControl:
             self.inbox.put_nowait(Interrupt(reason))
 
 
-_ENDINGS: dict[Reason, tr.Ending] = {
-    "cancel": tr.CANCELLED,
-    "expire": tr.EXPIRED,
-    "shutdown": tr.failed("server_error", "The server shut down while the run was in progress."),
-}
+_ENDINGS: dict[Reason, tr.Ending] = {"cancel": tr.CANCELLED, "expire": tr.EXPIRED}
 
 
 @dataclass
@@ -126,10 +129,13 @@ class RunExecutor:
         return result
 
     async def execute(self, run_id: str, control: RunControl) -> None:
-        start = await self._write(run_id, lambda c: self._start(c, run_id))
+        start = await self._write(run_id, lambda c: self._start(c, control))
         if start is None:
             return
         run_row, context = start
+        if control.reason == "handback":
+            await self._deps.database.transaction(lambda c: release_lease(c, run_id, control.owner))
+            return
         if control.reason is not None:
             await self._end(run_row, _ENDINGS[control.reason])
             return
@@ -137,11 +143,20 @@ class RunExecutor:
         await turn.run()
 
     def _start(
-        self, connection: Connection, run_id: str
+        self, connection: Connection, control: RunControl
     ) -> tuple[tuple[RowMapping, TurnContext] | None, list[RunEvent]]:
+        """Take the run's lease and move it to in_progress (or end it, if it is cancelling or
+        was left half-written by a replica that died). Nothing, if another replica holds it."""
+        run_id = control.run_id
         row = tr.load_run(connection, run_id, lock=True)
-        if row is None:
+        if row is None or row["status"] not in ("queued", "in_progress", "cancelling"):
             return None, []
+        wall = time.time()
+        holder, until = row["lease_owner"], row["lease_expires_at"]
+        if holder not in (None, control.owner) and until is not None and until > wall:
+            return None, []  # alive elsewhere
+        lease = {"lease_owner": control.owner, "lease_expires_at": wall + control.lease_seconds}
+        repo.update_by_id(connection, repo.RUNS, run_id, lease)
         status, now = row["status"], self._deps.now()
         if status == "cancelling":
             return None, tr.finish_run(connection, row, tr.CANCELLED, now)
@@ -149,11 +164,9 @@ class RunExecutor:
             # A worker died half-way through writing a step: what the model said next is lost.
             ending = tr.failed("server_error", "The run was interrupted by a server restart.")
             return None, tr.finish_run(connection, row, ending, now)
-        if status not in ("queued", "in_progress"):
-            return None, []
         events: list[RunEvent] = []
         if status == "queued":
-            values = {"status": "in_progress", "started_at": now}
+            values: dict[str, Any] = {"status": "in_progress", "started_at": now, **lease}
             repo.update_by_id(connection, repo.RUNS, run_id, values)
             row = {**row, **values}  # type: ignore[assignment]
             run = run_from_row(row)
@@ -606,6 +619,9 @@ class _Turn:
         )
 
     async def _finish(self, end: _StreamEnd | Interrupt) -> None:
+        if isinstance(end, Interrupt) and end.reason == "handback":
+            await self.x._write(self.run_id, self._hand_back)
+            return
         if isinstance(end, Interrupt):
             ending = _ENDINGS[end.reason]
             usage = None
@@ -637,6 +653,15 @@ class _Turn:
             return None, events + final
 
         await self.x._write(self.run_id, work)
+
+    def _hand_back(self, connection: Connection) -> tuple[None, list[RunEvent]]:
+        """Write what was streamed so far and let go of the run: its state stays as committed
+        and whoever takes it over next continues or ends it (see RunExecutor._start)."""
+        events = self._pending_events(connection)
+        if events:
+            log.append(connection, self.run_id, self.thread_id, events)
+        release_lease(connection, self.run_id, self.control.owner)
+        return None, events
 
     def _requires_action(self, connection: Connection) -> tuple[None, list[RunEvent]]:
         """The model called functions: the run waits for their outputs. The tool step stays
@@ -686,4 +711,12 @@ class _Turn:
         return None, events + final
 
 
-__all__ = ["Interrupt", "RunControl", "RunExecutor"]
+def release_lease(connection: Connection, run_id: str, owner: str) -> None:
+    connection.execute(
+        update(repo.RUNS)
+        .where(repo.RUNS.c.id == run_id, repo.RUNS.c.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+
+
+__all__ = ["Interrupt", "RunControl", "RunExecutor", "release_lease"]

@@ -1,9 +1,15 @@
-"""Runs the run workers: a bounded number of turns at once, cancel and expiry delivered to the
-turn that is executing, start-up recovery, and an orderly stop.
+"""Runs the run workers of one replica: a bounded number of turns at once, leases so that any
+number of replicas share one database safely, cancel and expiry delivered to the turn executing
+the run, and an orderly stop.
 
-Every active run reaches an end: queued runs wait in the queue for a worker; a run being executed
-is interrupted in place; a run nobody executes (queued, waiting for tool outputs, cancelling) is
-ended by a worker or the expiry sweep; runs left active by a crash are picked up at start-up.
+Every active run reaches an end:
+- a queued run is executed by the replica that created it, or claimed by any replica with spare
+  capacity (`SELECT … FOR UPDATE SKIP LOCKED`, so two replicas never claim the same run);
+- a claimed run carries a lease (owner, expiry) that a heartbeat renews; when a replica dies, its
+  leases lapse and another replica claims the runs and continues them (or fails them, when the
+  dead replica was half-way through writing a step);
+- a run nobody executes (queued, waiting for tool outputs, cancelling) is ended by a worker or by
+  the expiry sweep.
 """
 
 from __future__ import annotations
@@ -12,8 +18,14 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import ColumnElement, Connection, or_, select, update
 
 from assistants_grpc.engine import transitions as tr
 from assistants_grpc.engine.executor import RunControl, RunExecutor
@@ -25,6 +37,15 @@ from assistants_grpc.store.tables import ACTIVE_RUN_STATUSES
 log = logging.getLogger(__name__)
 
 RunEvent = tr.RunEvent
+_CLAIMABLE = ("queued", "in_progress", "cancelling")
+
+SendCancel = Callable[[str], Coroutine[Any, Any, None]]
+"""Tells the other replicas a run was cancelled (the one executing it interrupts it)."""
+
+
+def replica_name() -> str:
+    """A lease owner name unique to this process: readable in the database, never reused."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class RunScheduler:
@@ -35,13 +56,20 @@ class RunScheduler:
         bus: EventBus,
         *,
         max_concurrent: int,
+        lease_seconds: float = 10.0,
+        poll_interval: float = 0.5,
         sweep_interval: float = 0.25,
+        owner: str | None = None,
     ) -> None:
         self._deps = deps
         self._executor = executor
         self._bus = bus
         self._max_concurrent = max_concurrent
+        self._lease_seconds = lease_seconds
+        self._poll_interval = poll_interval
         self._sweep_interval = sweep_interval
+        self.owner = owner or replica_name()
+        self.send_cancel: SendCancel | None = None
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
         self._running: dict[str, RunControl] = {}
@@ -49,37 +77,55 @@ class RunScheduler:
         self._accepting = False
 
     async def start(self) -> None:
-        """Recover what a previous process left active, then start the workers and the sweep."""
+        """Start the workers, the heartbeat, the claim poll (which also picks up what a previous
+        process left active) and the expiry sweep."""
+        if self._deps.database.is_sqlite:
+            # SQLite serves one process: leases left in the file belong to a dead predecessor.
+            await self._deps.database.transaction(_release_all_leases)
         self._accepting = True
-        recovered = await self._deps.database.transaction(_active_run_ids)
-        for run_id in recovered:
-            self.enqueue(run_id)
-        if recovered:
-            log.info("recovered %d active runs", len(recovered))
+        await self._claim_available()
         self._tasks = [
             asyncio.create_task(self._work(), name=f"run-worker-{i}")
             for i in range(self._max_concurrent)
         ]
-        self._tasks.append(asyncio.create_task(self._sweep(), name="run-expiry-sweep"))
+        for loop, name in (
+            (self._heartbeat, "run-lease-heartbeat"),
+            (self._poll, "run-claim-poll"),
+            (self._sweep, "run-expiry-sweep"),
+        ):
+            self._tasks.append(asyncio.create_task(self._forever(loop, name), name=name))
 
     def enqueue(self, run_id: str) -> None:
         """Ask for a turn of `run_id` (queued) or for its end (cancelling). While stopping, runs
-        stay queued in the database for the next start (or another replica)."""
+        stay queued in the database for another replica or the next start."""
         if self._accepting and run_id not in self._queued:
             self._queued.add(run_id)
             self._queue.put_nowait(run_id)
 
     def cancel(self, run_id: str) -> None:
-        """The run went to `cancelling`: stop the turn executing it, or have a worker end it."""
+        """The run went to `cancelling`: stop the turn executing it, wherever it executes."""
         control = self._running.get(run_id)
         if control is not None:
             control.interrupt("cancel")
-        else:
-            self.enqueue(run_id)
+            return
+        if self.send_cancel is not None:
+            task = asyncio.create_task(self.send_cancel(run_id))
+            task.add_done_callback(_log_failure)
+        # If nobody executes it (queued, waiting for tool outputs), a worker here ends it; if
+        # another replica holds its lease, the worker leaves it to that replica.
+        self.enqueue(run_id)
+
+    def on_cancel(self, run_id: str) -> None:
+        """Another replica cancelled a run: interrupt it if it executes here."""
+        control = self._running.get(run_id)
+        if control is not None:
+            control.interrupt("cancel")
 
     @property
     def running(self) -> int:
         return len(self._running)
+
+    # --- workers ----------------------------------------------------------------------------
 
     async def _work(self) -> None:
         while True:
@@ -87,7 +133,7 @@ class RunScheduler:
             self._queued.discard(run_id)
             if run_id in self._running:
                 continue
-            control = RunControl(run_id)
+            control = RunControl(run_id, owner=self.owner, lease_seconds=self._lease_seconds)
             self._running[run_id] = control
             try:
                 await self._executor.execute(run_id, control)
@@ -95,19 +141,23 @@ class RunScheduler:
                 raise
             except Exception:
                 log.exception("run %s failed with an unexpected error", run_id)
-                await self._fail(run_id)
+                await self._end(
+                    run_id,
+                    tr.failed(
+                        "server_error", "The server hit an unexpected error running this run."
+                    ),
+                )
             finally:
                 self._running.pop(run_id, None)
-
-    async def _fail(self, run_id: str) -> None:
-        ending = tr.failed("server_error", "The server hit an unexpected error running this run.")
-        await self._end(run_id, ending)
 
     async def _end(self, run_id: str, ending: tr.Ending) -> None:
         def work(connection: Connection) -> list[RunEvent]:
             row = tr.load_run(connection, run_id, lock=True)
             if row is None or row["status"] in tr.TERMINAL_STATUSES:
                 return []
+            holder, until = row["lease_owner"], row["lease_expires_at"]
+            if holder not in (None, self.owner) and until is not None and until > time.time():
+                return []  # executing elsewhere: that replica ends it
             return tr.finish_run(connection, row, ending, self._deps.now())
 
         try:
@@ -117,51 +167,136 @@ class RunScheduler:
             return
         self._bus.publish(run_id, events)
 
+    # --- the periodic loops -----------------------------------------------------------------
+
+    async def _forever(self, step: Callable[[], Awaitable[None]], name: str) -> None:
+        interval = {
+            "run-lease-heartbeat": self._lease_seconds / 3,
+            "run-claim-poll": self._poll_interval,
+            "run-expiry-sweep": self._sweep_interval,
+        }[name]
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s failed; retrying", name)
+
+    async def _heartbeat(self) -> None:
+        """Renew the leases of the runs this replica holds."""
+        until = time.time() + self._lease_seconds
+        await self._deps.database.transaction(
+            functools.partial(_renew_leases, owner=self.owner, until=until)
+        )
+
+    async def _poll(self) -> None:
+        await self._claim_available()
+
+    async def _claim_available(self) -> None:
+        """Claim runs nobody holds (queued here or elsewhere, or left by a dead replica), as many
+        as there are free workers."""
+        free = self._max_concurrent - len(self._running) - self._queue.qsize()
+        if free <= 0 or not self._accepting:
+            return
+        claimed = await self._deps.database.transaction(
+            functools.partial(
+                _claim,
+                owner=self.owner,
+                now=time.time(),
+                until=time.time() + self._lease_seconds,
+                limit=free,
+            )
+        )
+        for run_id in claimed:
+            self.enqueue(run_id)
+
     async def _sweep(self) -> None:
         """Expire active runs past `expires_at` (CONTRACT.md §11.7), by the injected clock."""
-        while True:
-            await asyncio.sleep(self._sweep_interval)
-            now = self._deps.now()
-            try:
-                expired = await self._deps.database.transaction(
-                    functools.partial(_expired_run_ids, now=now)
-                )
-            except Exception:
-                log.exception("expiry sweep failed")
-                continue
-            for run_id in expired:
-                control = self._running.get(run_id)
-                if control is not None:
-                    control.interrupt("expire")
-                else:
-                    await self._end(run_id, tr.EXPIRED)
+        expired = await self._deps.database.transaction(
+            functools.partial(_expired_run_ids, now=self._deps.now())
+        )
+        for run_id in expired:
+            control = self._running.get(run_id)
+            if control is not None:
+                control.interrupt("expire")
+            else:
+                await self._end(run_id, tr.EXPIRED)
+
+    # --- stopping ---------------------------------------------------------------------------
 
     async def stop(self, grace: float) -> None:
-        """Let executing turns finish within `grace`, then interrupt the rest and stop."""
+        """Stop taking runs, let executing turns finish within `grace`, then hand back the rest
+        (their leases are released, so another replica takes them over at once)."""
         self._accepting = False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         while self._running and loop.time() < deadline:
             await asyncio.sleep(0.05)
         for control in list(self._running.values()):
-            control.interrupt("shutdown")
-        while self._running and loop.time() < deadline + 2:
-            await asyncio.sleep(0.05)
+            control.interrupt("handback")
+        while self._running and loop.time() < deadline + 5:
+            await asyncio.sleep(0.02)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        # Runs claimed but not started yet go back too.
+        await self._deps.database.transaction(functools.partial(_release_leases, owner=self.owner))
 
 
-def _active_run_ids(connection: Connection) -> list[str]:
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("could not tell other replicas about a cancel: %s", task.exception())
+
+
+def _lease_free(now: float) -> ColumnElement[bool]:
+    return or_(repo.RUNS.c.lease_owner.is_(None), repo.RUNS.c.lease_expires_at < now)
+
+
+def _claim(
+    connection: Connection, *, owner: str, now: float, until: float, limit: int
+) -> list[str]:
     query = (
         select(repo.RUNS.c.id)
-        .where(repo.RUNS.c.status.in_(("queued", "in_progress", "cancelling")))
+        .where(repo.RUNS.c.status.in_(_CLAIMABLE), _lease_free(now))
         .order_by(repo.RUNS.c.pk)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
     )
-    return list(connection.execute(query).scalars())
+    ids = list(connection.execute(query).scalars())
+    if ids:
+        connection.execute(
+            update(repo.RUNS)
+            .where(repo.RUNS.c.id.in_(ids))
+            .values(lease_owner=owner, lease_expires_at=until)
+        )
+    return ids
+
+
+def _renew_leases(connection: Connection, *, owner: str, until: float) -> None:
+    connection.execute(
+        update(repo.RUNS).where(repo.RUNS.c.lease_owner == owner).values(lease_expires_at=until)
+    )
+
+
+def _release_leases(connection: Connection, *, owner: str) -> None:
+    connection.execute(
+        update(repo.RUNS)
+        .where(repo.RUNS.c.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+
+
+def _release_all_leases(connection: Connection) -> None:
+    connection.execute(
+        update(repo.RUNS)
+        .where(repo.RUNS.c.lease_owner.is_not(None))
+        .values(lease_owner=None, lease_expires_at=None)
+    )
 
 
 def _expired_run_ids(connection: Connection, now: int) -> list[str]:
@@ -171,4 +306,4 @@ def _expired_run_ids(connection: Connection, now: int) -> list[str]:
     return list(connection.execute(query).scalars())
 
 
-__all__ = ["RunScheduler"]
+__all__ = ["RunScheduler", "replica_name"]

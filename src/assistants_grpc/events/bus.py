@@ -52,6 +52,8 @@ class EventBus:
         self._load_after = load_after
         self._load_one = load_one
         self._channels: dict[str, _Channel] = {}
+        # Told about every publish, e.g. to signal subscribers on other replicas.
+        self.on_publish: Callable[[str], None] | None = None
 
     def publish(self, run_id: str, events: Sequence[RunEvent]) -> None:
         """Hand committed events to live subscribers."""
@@ -69,6 +71,13 @@ class EventBus:
             previous_name = event.event
         channel.notify()
         self._collect(run_id, channel)
+        if self.on_publish is not None:
+            self.on_publish(run_id)
+
+    def wake_all(self) -> None:
+        """Make every waiting subscriber re-read the log (signals from elsewhere may be lost)."""
+        for channel in self._channels.values():
+            channel.notify()
 
     def wake(self, run_id: str) -> None:
         """Make waiting subscribers re-read: the log changed elsewhere (another replica)."""

@@ -1,0 +1,150 @@
+"""Signals between replicas through PostgreSQL LISTEN/NOTIFY: "the log of run X grew" and
+"run X was cancelled". No broker: PostgreSQL is the coordination engine.
+
+Notifications carry a reference (`<sender> <run_id>`), never the events themselves: a NOTIFY
+payload is limited to 8,000 bytes and the log is the source of truth; receivers re-read it.
+A replica ignores its own notifications (its subscribers were served from memory). Sends are
+coalesced: one statement carries every run id that changed since the last one.
+
+Two connections, because a psycopg connection that is waiting for notifications cannot send.
+If the listening connection breaks, it reconnects and wakes every subscriber, which then re-read
+the log (subscribers also re-read on their own every second, so nothing waits on a lost signal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+EVENTS_CHANNEL = "assistants_run_events"
+CANCEL_CHANNEL = "assistants_run_cancel"
+_RECONNECT_SECONDS = 1.0
+
+OnRun = Callable[[str], None]
+
+
+class PostgresSignals:
+    def __init__(
+        self,
+        conninfo: str,
+        sender: str,
+        *,
+        on_events: OnRun,
+        on_cancel: OnRun,
+        on_reconnect: Callable[[], None],
+    ) -> None:
+        self._conninfo = conninfo
+        self._sender = sender
+        self._on_events = on_events
+        self._on_cancel = on_cancel
+        self._on_reconnect = on_reconnect
+        self._pending: set[str] = set()
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._listening = asyncio.Event()
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="pg-listen"),
+            asyncio.create_task(self._send_loop(), name="pg-notify"),
+        ]
+        # Serve only once this replica hears the others.
+        await asyncio.wait_for(self._listening.wait(), 30)
+
+    async def stop(self) -> None:
+        await self._flush_now()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    # --- sending ------------------------------------------------------------------------------
+
+    def events_written(self, run_id: str) -> None:
+        """Called after a commit that appended to `run_id`'s log."""
+        self._pending.add(run_id)
+        self._wakeup.set()
+
+    async def send_cancel(self, run_id: str) -> None:
+        async with await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True) as conn:
+            await conn.execute(
+                "SELECT pg_notify(%s, %s)", (CANCEL_CHANNEL, f"{self._sender} {run_id}")
+            )
+
+    async def _send_loop(self) -> None:
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True
+                ) as conn:
+                    while True:
+                        await self._wakeup.wait()
+                        self._wakeup.clear()
+                        await self._send(conn)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("NOTIFY connection failed (%s); reconnecting", error)
+                await asyncio.sleep(_RECONNECT_SECONDS)
+
+    async def _send(self, conn: psycopg.AsyncConnection[object]) -> None:
+        if not self._pending:
+            return
+        payloads = [f"{self._sender} {run_id}" for run_id in self._pending]
+        self._pending.clear()
+        await conn.execute(
+            "SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload",
+            (EVENTS_CHANNEL, payloads),
+        )
+
+    async def _flush_now(self) -> None:
+        if not self._pending:
+            return
+        with contextlib.suppress(Exception):
+            async with await psycopg.AsyncConnection.connect(
+                self._conninfo, autocommit=True
+            ) as conn:
+                await self._send(conn)
+
+    # --- listening ----------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        first = True
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True
+                ) as conn:
+                    await conn.execute(f"LISTEN {EVENTS_CHANNEL}")
+                    await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
+                    self._listening.set()
+                    if not first:
+                        self._on_reconnect()
+                    first = False
+                    async for notify in conn.notifies():
+                        self._dispatch(notify.channel, notify.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("LISTEN connection failed (%s); reconnecting", error)
+                await asyncio.sleep(_RECONNECT_SECONDS)
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        sender, _, run_id = payload.partition(" ")
+        if not run_id:
+            return
+        if channel == CANCEL_CHANNEL:
+            self._on_cancel(run_id)  # also our own: harmless, and simpler to reason about
+        elif sender != self._sender:
+            self._on_events(run_id)
+
+
+__all__ = ["CANCEL_CHANNEL", "EVENTS_CHANNEL", "PostgresSignals"]

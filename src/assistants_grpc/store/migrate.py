@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 
 from assistants_grpc.store.database import Database
 
@@ -19,9 +20,15 @@ def _config(connection: object) -> Config:
     return config
 
 
+# Replicas starting together on one PostgreSQL database take turns migrating it.
+_MIGRATION_LOCK = 0x61737374  # any constant shared by every replica
+
+
 def upgrade(database: Database, revision: str = "head") -> None:
     """Bring the schema up to `revision`; a no-op when it is already there."""
     with database.engine.begin() as connection:
+        if database.is_postgresql:
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         command.upgrade(_config(connection), revision)
 
 

@@ -105,6 +105,8 @@ class AssistantsServer:
             load_one=lambda run_id, sequence: database.transaction(
                 lambda c: event_log.read_one(c, run_id, sequence)
             ),
+            # Replicas wake each other with NOTIFY; the poll only covers a lost notification.
+            recheck_seconds=5.0 if database.is_postgresql else None,
         )
         self._router = ModelRouter(
             ModelConfig.load(settings.models_config, self._overrides.model_env),

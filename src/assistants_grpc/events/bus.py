@@ -3,8 +3,9 @@
 Writers publish events after their transaction commits, so a subscriber never sees an event the
 log doesn't hold. A subscriber reads contiguous events from memory while the channel has them and
 falls back to the log otherwise (it subscribed late, resumed from an old sequence, or two writers
-published out of order); it then waits for the next publish. The wait also times out now and
-then to re-read the log: another process may have written it (several replicas, issue 5).
+published out of order); it then waits for the next publish, or for `wake` when another replica
+wrote the log. With several replicas the wait also times out now and then to re-read the log, in
+case a wake-up was lost; a single process needs no such polling.
 
 A stream ends at a `done` event: the first one for a `segment` subscription (CreateRunStream,
 SubmitToolOutputsStream end where the OpenAI stream ends, e.g. at requires_action), or the final
@@ -26,9 +27,6 @@ LoadOne = Callable[[str, int], Awaitable[RunEvent | None]]
 
 Until = Literal["segment", "run"]
 
-# How long a waiting subscriber trusts memory before it looks at the log itself.
-RECHECK_SECONDS = 1.0
-
 
 @dataclass
 class _Channel:
@@ -48,9 +46,13 @@ def ends_run(previous: str | None, event: RunEvent) -> bool:
 
 
 class EventBus:
-    def __init__(self, load_after: LoadAfter, load_one: LoadOne) -> None:
+    def __init__(
+        self, load_after: LoadAfter, load_one: LoadOne, *, recheck_seconds: float | None = None
+    ) -> None:
         self._load_after = load_after
         self._load_one = load_one
+        # How long a waiting subscriber trusts wake-ups before it looks at the log itself.
+        self._recheck_seconds = recheck_seconds
         self._channels: dict[str, _Channel] = {}
         # Told about every publish, e.g. to signal subscribers on other replicas.
         self.on_publish: Callable[[str], None] | None = None
@@ -93,8 +95,9 @@ class EventBus:
             channel.notify()
 
     def _collect(self, run_id: str, channel: _Channel) -> None:
-        # Finished runs are replayed from the log; memory only serves live runs.
-        if channel.finished and channel.subscribers == 0:
+        # Finished runs are replayed from the log; memory only serves live runs. A channel that
+        # holds no events (its run executes on another replica) goes with its last subscriber.
+        if channel.subscribers == 0 and (channel.finished or not channel.events):
             self._channels.pop(run_id, None)
 
     async def subscribe(self, run_id: str, after: int, until: Until) -> AsyncIterator[RunEvent]:
@@ -121,7 +124,7 @@ class EventBus:
                     previous = event.event
                 if not batch:
                     try:
-                        await asyncio.wait_for(wakeup.wait(), RECHECK_SECONDS)
+                        await asyncio.wait_for(wakeup.wait(), self._recheck_seconds)
                     except TimeoutError:
                         pass
                     if channel.deleted:

@@ -26,6 +26,11 @@ def json_or_none(message: ProtoMessage, field: str) -> Any:
     return render_value(getattr(message, field)) if message.HasField(field) else None
 
 
+def scalar_or_none(message: ProtoMessage, field: str) -> Any:
+    """`message.field` if it is set, else None (for a nullable column)."""
+    return getattr(message, field) if message.HasField(field) else None
+
+
 def set_optional(message: ProtoMessage, field: str, value: Any) -> None:
     if value is not None:
         setattr(message, field, value)
@@ -152,6 +157,7 @@ __all__ = [
     "parse_tools",
     "run_from_row",
     "run_values",
+    "scalar_or_none",
     "set_optional",
     "set_parsed",
     "step_from_row",
@@ -163,6 +169,29 @@ __all__ = [
 
 
 # --- runs and steps -----------------------------------------------------------------------
+
+
+# The Run's nullable fields: scalars with their own column, nested ones kept as OpenAI JSON.
+_RUN_SCALARS = (
+    "expires_at",
+    "started_at",
+    "cancelled_at",
+    "failed_at",
+    "completed_at",
+    "instructions",
+    "temperature",
+    "top_p",
+    "max_prompt_tokens",
+    "max_completion_tokens",
+)
+_RUN_NESTED = (
+    "required_action",
+    "last_error",
+    "usage",
+    "truncation_strategy",
+    "tool_choice",
+    "response_format",
+)
 
 
 def run_from_row(row: Row) -> run_pb2.Run:
@@ -177,27 +206,9 @@ def run_from_row(row: Row) -> run_pb2.Run:
         metadata=row["metadata"],
         parallel_tool_calls=row["parallel_tool_calls"],
     )
-    for field in (
-        "expires_at",
-        "started_at",
-        "cancelled_at",
-        "failed_at",
-        "completed_at",
-        "instructions",
-        "temperature",
-        "top_p",
-        "max_prompt_tokens",
-        "max_completion_tokens",
-    ):
+    for field in _RUN_SCALARS:
         set_optional(run, field, row[field])
-    for field in (
-        "required_action",
-        "last_error",
-        "usage",
-        "truncation_strategy",
-        "tool_choice",
-        "response_format",
-    ):
+    for field in _RUN_NESTED:
         set_parsed(run, field, row[field])
     if row["incomplete_reason"] is not None:
         run.incomplete_details.reason = enum_value(
@@ -224,27 +235,9 @@ def run_values(run: run_pb2.Run) -> dict[str, Any]:
             else None
         ),
     }
-    for field in (
-        "expires_at",
-        "started_at",
-        "cancelled_at",
-        "failed_at",
-        "completed_at",
-        "instructions",
-        "temperature",
-        "top_p",
-        "max_prompt_tokens",
-        "max_completion_tokens",
-    ):
-        values[field] = getattr(run, field) if run.HasField(field) else None
-    for field in (
-        "required_action",
-        "last_error",
-        "usage",
-        "truncation_strategy",
-        "tool_choice",
-        "response_format",
-    ):
+    for field in _RUN_SCALARS:
+        values[field] = scalar_or_none(run, field)
+    for field in _RUN_NESTED:
         values[field] = json_or_none(run, field)
     return values
 

@@ -72,15 +72,15 @@ def assistant_values(assistant: assistant_pb2.Assistant) -> dict[str, Any]:
     return {
         "id": assistant.id,
         "created_at": assistant.created_at,
-        "name": assistant.name if assistant.HasField("name") else None,
-        "description": assistant.description if assistant.HasField("description") else None,
+        "name": scalar_or_none(assistant, "name"),
+        "description": scalar_or_none(assistant, "description"),
         "model": assistant.model,
-        "instructions": assistant.instructions if assistant.HasField("instructions") else None,
+        "instructions": scalar_or_none(assistant, "instructions"),
         "tools": tools_json(assistant.tools),
         "tool_resources": json_or_none(assistant, "tool_resources"),
         "metadata": dict(assistant.metadata),
-        "temperature": assistant.temperature if assistant.HasField("temperature") else None,
-        "top_p": assistant.top_p if assistant.HasField("top_p") else None,
+        "temperature": scalar_or_none(assistant, "temperature"),
+        "top_p": scalar_or_none(assistant, "top_p"),
         "response_format": json_or_none(assistant, "response_format"),
     }
 
@@ -137,12 +137,12 @@ def message_values(message: message_pb2.Message) -> dict[str, Any]:
             if message.HasField("incomplete_details")
             else None
         ),
-        "completed_at": message.completed_at if message.HasField("completed_at") else None,
-        "incomplete_at": message.incomplete_at if message.HasField("incomplete_at") else None,
+        "completed_at": scalar_or_none(message, "completed_at"),
+        "incomplete_at": scalar_or_none(message, "incomplete_at"),
         "role": enum_name(message_pb2.MessageRole, message.role),
         "content": [render(part) for part in message.content],
-        "assistant_id": message.assistant_id if message.HasField("assistant_id") else None,
-        "run_id": message.run_id if message.HasField("run_id") else None,
+        "assistant_id": scalar_or_none(message, "assistant_id"),
+        "run_id": scalar_or_none(message, "run_id"),
         "attachments": [render(a) for a in message.attachments],
         "metadata": dict(message.metadata),
     }
@@ -279,5 +279,5 @@ def step_values(step: run_pb2.RunStep) -> dict[str, Any]:
         "usage": json_or_none(step, "usage"),
     }
     for field in ("expired_at", "cancelled_at", "failed_at", "completed_at"):
-        values[field] = getattr(step, field) if step.HasField(field) else None
+        values[field] = scalar_or_none(step, field)
     return values

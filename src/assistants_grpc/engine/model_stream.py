@@ -120,6 +120,7 @@ _REASON_ALIASES: Final = {
     "max_tokens": "length",
 }
 _MAX_DETAIL: Final = 500
+_DRAIN_SECONDS: Final = 0.1
 
 
 class ModelError(Exception):
@@ -414,8 +415,15 @@ async def _chunks(response: AsyncAPIResponse[Any]) -> AsyncIterator[dict[str, An
     As the SDK's own stream does, a chunk carrying an `error` is raised as `openai.APIError`.
     """
     http = response.http_response
-    async for sse in SSEDecoder().aiter_bytes(http.aiter_bytes()):
+    body = http.aiter_bytes()
+    async for sse in SSEDecoder().aiter_bytes(body):
         if sse.data.startswith("[DONE]"):
+            # Read the rest of the body (HTTP/1.1 chunked trailer) so the connection goes back
+            # to the pool: a new connection per run costs more than the whole stream.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_DRAIN_SECONDS):
+                    async for _ in body:
+                        pass
             return
         chunk = json.loads(sse.data)
         if not isinstance(chunk, dict):

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 
+from openai.lib.streaming._assistants import accumulate_event, accumulate_run_step
+
 from assistants_grpc.contract.openai_json import render
 from assistants_grpc.contract.pb import run_pb2
 from assistants_grpc.fake_model import TextReply, ToolCallsReply
-from openai.lib.streaming._assistants import accumulate_event, accumulate_run_step
 from tests.conftest import RunningServer
 from tests.integration.runs_helpers import WEATHER, collect, make_assistant, make_thread
 from tests.unit.test_openai_json import sdk_event

@@ -93,10 +93,10 @@ class RunningServer:
 async def start_server(
     database_url: str, clock: ManualClock, model: FakeModelServer, **settings: object
 ) -> AssistantsServer:
-    defaults: dict[str, object] = {"model_max_retries": 1, "shutdown_grace": 1.0}
+    defaults: dict[str, object] = {"port": 0, "model_max_retries": 1, "shutdown_grace": 1.0}
     server = AssistantsServer(
         Settings(  # type: ignore[arg-type]
-            host="127.0.0.1", port=0, database_url=database_url, **(defaults | settings)
+            host="127.0.0.1", database_url=database_url, **(defaults | settings)
         ),
         Overrides(
             clock=clock,

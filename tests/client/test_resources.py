@@ -3,6 +3,8 @@ and the fake model."""
 
 from __future__ import annotations
 
+import time
+
 from assistants_grpc_client import (
     AsyncClient,
     Client,
@@ -174,6 +176,11 @@ async def test_runs(running: RunningServer, client: Client) -> None:
             additional_messages=[{"role": "user", "content": "again"}],
             additional_instructions="Be quick.",
         )
+        # Cancel once the model has the request: cancelled earlier, the run would leave the
+        # queued HangReply to the next run.
+        deadline = time.monotonic() + 10
+        while len(model.requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         cancelling = client.runs.cancel(hanging.id, thread_id=thread.id)
         assert cancelling.status in (R.RUN_STATUS_CANCELLING, R.RUN_STATUS_CANCELLED)
         ended = client.runs.watch(hanging.id, thread_id=thread.id).final_run()

@@ -24,7 +24,13 @@ IdGenerator = Callable[[str], str]
 
 
 def random_id(kind: str) -> str:
-    return PREFIXES[kind] + "".join(secrets.choice(_ALPHABET) for _ in range(_LENGTH))
+    # One call for all the randomness: 24 characters drawn one by one cost ~20 µs, on every row.
+    number = int.from_bytes(secrets.token_bytes(18), "big")  # 144 bits > 24 * log2(62) ≈ 143
+    chars = []
+    for _ in range(_LENGTH):
+        number, digit = divmod(number, 62)
+        chars.append(_ALPHABET[digit])
+    return PREFIXES[kind] + "".join(chars)
 
 
 __all__ = ["PREFIXES", "IdGenerator", "random_id"]

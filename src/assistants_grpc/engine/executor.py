@@ -41,7 +41,7 @@ from assistants_grpc.engine.model_stream import (
 )
 from assistants_grpc.engine.models import ModelRouter
 from assistants_grpc.engine.prompt import Prompt, PromptRequest, build_prompt, chat_tools
-from assistants_grpc.engine.tokens import TokenCounter
+from assistants_grpc.engine.tokens import O200K_BASE, TokenCounter
 from assistants_grpc.events import log
 from assistants_grpc.events.bus import EventBus
 from assistants_grpc.services.deps import Dependencies
@@ -60,6 +60,10 @@ logger = logging.getLogger(__name__)
 Reason = Literal["cancel", "expire", "handback"]
 RunEvent = run_pb2.RunEvent
 
+# Messages are counted with the encoding of current models (as services.messages does); a run on
+# an older model recounts them.
+COUNTING_MODEL = "gpt-4o"
+COUNTING_ENCODING = O200K_BASE
 # Tokens kept free for the answer when the run sets no completion budget.
 DEFAULT_COMPLETION_RESERVE = 4096
 
@@ -156,8 +160,9 @@ class RunExecutor:
         if holder not in (None, control.owner) and until is not None and until > wall:
             return None, []  # alive elsewhere
         lease = {"lease_owner": control.owner, "lease_expires_at": wall + control.lease_seconds}
-        repo.update_by_id(connection, repo.RUNS, run_id, lease)
         status, now = row["status"], self._deps.now()
+        if status != "queued":
+            repo.update_by_id(connection, repo.RUNS, run_id, lease)
         if status == "cancelling":
             return None, tr.finish_run(connection, row, tr.CANCELLED, now)
         if status == "in_progress" and tr.open_steps(connection, run_id):
@@ -422,9 +427,10 @@ class _Turn:
         now = self.x._deps.now()
         if self.pending and self.tool_step is None:
             if self.message is None:
-                events += self._open_message(connection, now)
+                events += self._open_message(connection, now)  # written with its content
+            else:
+                self._save_message(connection)
             events.append(self._message_delta())
-            self._save_message(connection)
         if self.new_calls or self.pending_arguments:
             if self.message is not None:
                 events += self._complete_message(connection, now)
@@ -457,7 +463,8 @@ class _Turn:
         repo.insert_row(
             connection,
             repo.MESSAGES,
-            message_values(self.message) | {"token_encoding": "o200k_base"},
+            message_values(self.message)
+            | {"content": self._content_json(), "token_encoding": COUNTING_ENCODING},
         )
         return [
             tr.event("thread.run.step.created", run_step=self.message_step),
@@ -503,29 +510,26 @@ class _Turn:
             for kind, text in self.parts
         ]
 
-    def _save_message(self, connection: Connection) -> None:
+    def _save_message(self, connection: Connection, *, final: bool = False) -> None:
         """Keep the row's content equal to what was streamed, so a reader (or a crash) never
-        sees less than the deltas said."""
-        text = "".join(text for kind, text in self.parts if kind == "text")
+        sees less than the deltas said. Tokens are counted once, when the text is final."""
+        values: dict[str, Any] = {"content": self._content_json()}
+        if final:
+            text = "".join(text for kind, text in self.parts if kind == "text")
+            values["token_count"] = self.x.tokens.count_text(COUNTING_MODEL, text) if text else 0
         repo.update_by_id(
             connection,
             repo.MESSAGES,
             self.message.id,  # type: ignore[union-attr]
-            {
-                "content": self._content_json(),
-                "token_count": self.x.tokens.count_text("gpt-4o", text) if text else 0,
-            },
+            values,
         )
 
     def _complete_message(self, connection: Connection, now: int) -> list[RunEvent]:
         """The model moved on from text to tool calls: finish the message and its step first
         (one step at a time, CONTRACT.md §9)."""
         assert self.message is not None and self.message_step is not None
-        if self.pending:
-            events = [self._message_delta()]
-            self._save_message(connection)
-        else:
-            events = []
+        events = [self._message_delta()] if self.pending else []
+        self._save_message(connection, final=True)
         row = repo.get_by_id(connection, repo.MESSAGES, self.message.id)
         repo.update_by_id(
             connection, repo.MESSAGES, self.message.id, {"status": "completed", "completed_at": now}
@@ -603,6 +607,17 @@ class _Turn:
             calls.append({"id": call.id, "type": "function", "function": function})
         return {"type": "tool_calls", "tool_calls": calls}
 
+    def _run_usage(self, turn: common_pb2.Usage | None) -> common_pb2.Usage | None:
+        """The run's usage: its earlier turns' (summed at start) plus this one's."""
+        before = self.context
+        if turn is None and not (before.prompt_tokens_used or before.completion_tokens_used):
+            return None  # nothing known: let finish_run sum the steps
+        prompt = before.prompt_tokens_used + (turn.prompt_tokens if turn else 0)
+        completion = before.completion_tokens_used + (turn.completion_tokens if turn else 0)
+        return common_pb2.Usage(
+            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+        )
+
     def _turn_usage(self) -> common_pb2.Usage:
         """The model's reported usage, or an estimate when the endpoint sends none."""
         if self.usage is not None:
@@ -644,12 +659,21 @@ class _Turn:
             if ending.status == "completed" and self.message is None and self.tool_step is None:
                 # The model said nothing at all: the run still answers with an (empty) message.
                 events += self._open_message(connection, self.x._deps.now())
+            elif self.message is not None:
+                self._save_message(connection, final=True)
             if events:
                 log.append(connection, self.run_id, self.thread_id, events)
             row = tr.load_run(connection, self.run_id, lock=True)
             if row is None or row["status"] in tr.TERMINAL_STATUSES:
                 return None, events
-            final = tr.finish_run(connection, row, ending, self.x._deps.now(), step_usage=usage)
+            final = tr.finish_run(
+                connection,
+                row,
+                ending,
+                self.x._deps.now(),
+                step_usage=usage,
+                run_usage=self._run_usage(usage),
+            )
             return None, events + final
 
         await self.x._write(self.run_id, work)

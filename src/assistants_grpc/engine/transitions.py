@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select, update
+from sqlalchemy import Connection, RowMapping, select
 
 from assistants_grpc.contract.pb import common_pb2, message_pb2, run_pb2
 from assistants_grpc.events import log
@@ -116,10 +116,12 @@ def finish_run(
     now: int,
     *,
     step_usage: common_pb2.Usage | None = None,
+    run_usage: common_pb2.Usage | None = None,
 ) -> list[RunEvent]:
     """End an active run: close its message and steps, set its fields, append the events.
 
-    `step_usage` is the usage of the model call that produced the open steps, when known.
+    `step_usage` is the usage of the model call that produced the open steps, when known;
+    `run_usage` the run's total when the caller already knows it (else the steps are summed).
     Returns the appended events (with sequence numbers) for the caller to publish after commit.
     """
     run_id, thread_id = run_row["id"], run_row["thread_id"]
@@ -179,13 +181,11 @@ def finish_run(
         run_values["last_error"] = {"code": ending.error_code, "message": ending.error_message}
     if ending.incomplete_reason is not None:
         run_values["incomplete_reason"] = ending.incomplete_reason
-    repo.update_by_id(connection, repo.RUNS, run_id, run_values)
-    usage = step_usage_total(connection, run_id)
-    run = run_from_row({**run_row, **run_values, "usage": usage_json(usage) if usage else None})
+    usage = run_usage if run_usage is not None else step_usage_total(connection, run_id)
     if usage is not None:
-        connection.execute(
-            update(repo.RUNS).where(repo.RUNS.c.id == run_id).values(usage=usage_json(usage))
-        )
+        run_values["usage"] = usage_json(usage)
+    repo.update_by_id(connection, repo.RUNS, run_id, run_values)
+    run = run_from_row({**run_row, **run_values})
     events.append(event(f"thread.run.{ending.status}", run=run))
     events.append(event("done"))
     return log.append(connection, run_id, thread_id, events)

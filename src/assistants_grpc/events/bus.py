@@ -31,9 +31,12 @@ Until = Literal["segment", "run"]
 @dataclass
 class _Channel:
     events: dict[int, RunEvent] = field(default_factory=dict)
+    highest: int = 0  # the highest sequence published here
     subscribers: int = 0
     finished: bool = False
     deleted: bool = False
+    # Bumped when another replica wrote the log: memory is then not the whole story.
+    remote_writes: int = 0
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
     def notify(self) -> None:
@@ -68,6 +71,7 @@ class EventBus:
         previous_name = previous.event if previous is not None else None
         for event in events:
             channel.events[event.sequence] = event
+            channel.highest = max(channel.highest, event.sequence)
             if ends_run(previous_name, event):
                 channel.finished = True
             previous_name = event.event
@@ -79,12 +83,14 @@ class EventBus:
     def wake_all(self) -> None:
         """Make every waiting subscriber re-read the log (signals from elsewhere may be lost)."""
         for channel in self._channels.values():
+            channel.remote_writes += 1
             channel.notify()
 
     def wake(self, run_id: str) -> None:
         """Make waiting subscribers re-read: the log changed elsewhere (another replica)."""
         channel = self._channels.get(run_id)
         if channel is not None:
+            channel.remote_writes += 1
             channel.notify()
 
     def forget(self, run_id: str) -> None:
@@ -109,11 +115,14 @@ class EventBus:
         try:
             previous = await self._previous_name(run_id, channel, after)
             cursor = after
+            read_log = True  # memory may lack what came before this subscription
+            remote_writes = channel.remote_writes
             while True:
                 wakeup = channel.wakeup
                 batch = self._from_memory(channel, cursor)
-                if not batch:
+                if not batch and (read_log or self._has_gap(channel, cursor)):
                     batch = await self._load_after(run_id, cursor)
+                read_log = False
                 for event in batch:
                     if event.sequence != cursor + 1:
                         break  # a gap: re-read from where we are
@@ -126,18 +135,28 @@ class EventBus:
                     try:
                         await asyncio.wait_for(wakeup.wait(), self._recheck_seconds)
                     except TimeoutError:
-                        pass
+                        read_log = True
                     if channel.deleted:
                         return
+                    if channel.remote_writes != remote_writes:
+                        remote_writes = channel.remote_writes
+                        read_log = True
                     if self._channels.get(run_id) is not channel:
                         # The channel was dropped (thread deleted, or finished and collected while
                         # we were between reads): continue on a fresh one, reading the log.
                         channel.subscribers -= 1
                         channel = self._channels.setdefault(run_id, _Channel())
                         channel.subscribers += 1
+                        remote_writes = channel.remote_writes
+                        read_log = True
         finally:
             channel.subscribers -= 1
             self._collect(run_id, channel)
+
+    @staticmethod
+    def _has_gap(channel: _Channel, cursor: int) -> bool:
+        """Memory holds later events but not the next one: two writers published out of order."""
+        return channel.highest > cursor
 
     @staticmethod
     def _from_memory(channel: _Channel, cursor: int) -> list[RunEvent]:

@@ -1,0 +1,483 @@
+"""Writes `results.json` (everything measured) and `results.md` (the targets with pass/fail, then
+one table per measurement, with the date, the machine and the versions)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from tests.bench.processes import REPO_ROOT
+
+PACKAGES = (
+    "grpcio",
+    "protobuf",
+    "openai",
+    "SQLAlchemy",
+    "uvloop",
+    "psycopg",
+    "tiktoken",
+)
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "os": f"{platform.system()} {platform.release()}",
+    }
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def commit() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + (" (src/ modified)" if dirty else "")
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    path: tuple[str, ...]  # where the value is in the sections
+    unit: str
+    goal: str
+    passes: Callable[[float], bool]
+
+
+def _ratio(method: str, share: float) -> Target:
+    return Target(
+        f"{method} at 16 in flight, share of echo calls/s",
+        ("unary", "methods", method, "16", "ratio_to_echo"),
+        "x",
+        f"≥ {share:.2f}",
+        lambda v: v >= share,
+    )
+
+
+TARGETS = (
+    _ratio("GetAssistant", 0.40),
+    _ratio("CreateMessage", 0.25),
+    Target(
+        "Added latency to first delta, median",
+        ("runs", "first_delta", "added_p50_ms"),
+        "ms",
+        "< 5",
+        lambda v: v < 5,
+    ),
+    Target(
+        "Added latency to first delta, p99",
+        ("runs", "first_delta", "added_p99_ms"),
+        "ms",
+        "< 25",
+        lambda v: v < 25,
+    ),
+    Target(
+        "Complete runs/s, SQLite, 32 callers",
+        ("runs", "throughput", "cells", "32", "runs_per_s"),
+        "runs/s",
+        "≥ 100",
+        lambda v: v >= 100,
+    ),
+    Target(
+        "Server resident memory with 1,000 open streams",
+        ("streams", "rss_with_streams_mb"),
+        "MB",
+        "< 300",
+        lambda v: v < 300,
+    ),
+    Target(
+        "Prompt of a 10,000-message thread (build_prompt)",
+        ("prompt", "in_process", "build_ms_p50"),
+        "ms",
+        "< 50",
+        lambda v: v < 50,
+    ),
+)
+
+
+def _get(sections: dict[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = sections
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def evaluate(sections: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for target in TARGETS:
+        value = _get(sections, target.path)
+        out.append(
+            {
+                "figure": target.name,
+                "value": value,
+                "unit": target.unit,
+                "target": target.goal,
+                "pass": None if value is None else bool(target.passes(float(value))),
+            }
+        )
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if value >= 100:
+            return f"{value:,.0f}"
+        return f"{value:.3g}" if value < 10 else f"{value:.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    s = results["sections"]
+    m, v = results["machine"], results["versions"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"{results['date']} · `{results['command']}` ({results['mode']} mode, "
+        f"{results['duration_s']:.0f} s) · commit {results['commit']}",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['os']}. "
+        + ", ".join(f"{k} {val}" for k, val in v.items())
+        + (f", {results['postgresql']}" if results.get("postgresql") else "")
+        + ".",
+        "",
+        "Everything runs on this machine over 127.0.0.1: the service (`assistants-grpc serve`), "
+        "the model server (the project's fake model in its own process), the bare grpc.aio echo "
+        "server, and the bench client (grpc.aio), so client and servers share the cores. Compare "
+        "ratios, not absolute numbers.",
+        "",
+        "## Targets",
+        "",
+    ]
+    rows = []
+    for t in results["targets"]:
+        verdict = {True: "pass", False: "**FAIL**", None: "not measured"}[t["pass"]]
+        rows.append([t["figure"], f"{_fmt(t['value'])} {t['unit']}", t["target"], verdict])
+    lines += _table(["Figure", "Measured", "Target", ""], rows)
+    lines += _load(results.get("cpu") or {})
+    if results.get("errors"):
+        lines += ["## Errors", ""]
+        lines += [f"- **{name}**: {error}" for name, error in results["errors"].items()]
+        lines.append("")
+    if "unary" in s:
+        lines += _unary(s["unary"])
+    if "runs" in s or "postgres" in s:
+        lines += _runs(s)
+    if "tools" in s:
+        lines += _tools(s["tools"])
+    if "streams" in s:
+        lines += _streams(s["streams"])
+    if "prompt" in s:
+        lines += _prompt(s["prompt"])
+    return "\n".join(lines).rstrip() + "\n"
+
+
+NOISY_PCT = 10.0
+
+
+def _load(cpu: dict[str, dict[str, float]]) -> list[str]:
+    if not cpu:
+        return []
+    parts = [
+        f"{name} {c['machine_busy_pct']:.0f}% busy ({c['other_processes_pct']:.0f}% other)"
+        for name, c in cpu.items()
+    ]
+    lines = [
+        'Machine load per section (all cores; "other" is CPU used by processes outside the '
+        "benchmark, PostgreSQL's own included): " + ", ".join(parts) + ".",
+        "",
+    ]
+    noisy = [n for n, c in cpu.items() if c["other_processes_pct"] >= NOISY_PCT]
+    if noisy:
+        lines += [
+            f"**Noisy:** other processes used ≥ {NOISY_PCT:.0f}% of the machine during "
+            f"{', '.join(noisy)}; rerun on a quiet machine for stable figures.",
+            "",
+        ]
+    return lines
+
+
+def _unary(u: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Unary calls",
+        "",
+        "Closed loop: N callers on one channel each send the next call when the previous one "
+        "returns. Each cell alternates in short slices with the echo server at the same N (one "
+        "message-sized payload); the ratio is to those echo slices. The CPU ratio is echo "
+        "server CPU per call over service CPU per call: the same comparison, steadier when "
+        "other processes share the machine.",
+        "",
+    ]
+    rows = []
+    for method, cells in u["methods"].items():
+        for n, c in cells.items():
+            rows.append(
+                [
+                    method,
+                    int(n),
+                    c["calls_per_s"],
+                    c["p50_ms"],
+                    c["p99_ms"],
+                    _us(c.get("server_cpu_ms")),
+                    c.get("echo_calls_per_s"),
+                    c.get("ratio_to_echo"),
+                    c.get("cpu_ratio_to_echo"),
+                ]
+            )
+    header = [
+        "Call",
+        "In flight",
+        "calls/s",
+        "p50 ms",
+        "p99 ms",
+        "server CPU us/call",
+        "echo calls/s",
+        "ratio to echo",
+        "CPU ratio",
+    ]
+    return lines + _table(header, rows)
+
+
+def _us(value_ms: float | None) -> float | None:
+    return None if value_ms is None else round(value_ms * 1000)
+
+
+def _runs(s: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Runs",
+        "",
+        "A model server that answers at once with 50 text chunks. Each caller loops "
+        "CreateThreadAndRunStream to `done` (the run `completed`).",
+        "",
+    ]
+    rows = []
+    for storage, key in (("SQLite", "runs"), ("PostgreSQL", "postgres")):
+        if key not in s:
+            continue
+        for n, c in s[key]["throughput"]["cells"].items():
+            rows.append(
+                [
+                    storage,
+                    int(n),
+                    c["runs_per_s"],
+                    c["p50_ms"],
+                    c["p99_ms"],
+                    c["server_cpu_ms"],
+                    c.get("model_server_cpu_ms"),
+                    c.get("bench_client_cpu_ms"),
+                ]
+            )
+    header = [
+        "Storage",
+        "Callers",
+        "runs/s",
+        "run p50 ms",
+        "run p99 ms",
+        "service CPU ms/run",
+        "model server CPU ms/run",
+        "bench client CPU ms/run",
+    ]
+    lines += _table(header, rows)
+    lines += [
+        "Added latency to the first `thread.message.delta`, one run at a time: the time from "
+        "sending CreateRunStream (thread already made) to its first message delta, minus the "
+        "median time the model server itself takes to its first content chunk (the same "
+        "request made directly with `openai.AsyncOpenAI`, stream=True, alternating with the "
+        "runs).",
+        "",
+    ]
+    rows = []
+    for storage, key in (("SQLite", "runs"), ("PostgreSQL", "postgres")):
+        if key not in s:
+            continue
+        f = s[key]["first_delta"]
+        rows.append(
+            [
+                storage,
+                f["samples"],
+                f["service_to_first_delta"]["p50_ms"],
+                f["service_to_first_delta"]["p99_ms"],
+                f["model_to_first_chunk"]["p50_ms"],
+                f["model_to_first_chunk"]["p99_ms"],
+                f["added_p50_ms"],
+                f["added_p99_ms"],
+            ]
+        )
+    header = [
+        "Storage",
+        "runs",
+        "service p50 ms",
+        "service p99 ms",
+        "model p50 ms",
+        "model p99 ms",
+        "added p50 ms",
+        "added p99 ms",
+    ]
+    lines += _table(header, rows)
+    for storage, key in (("SQLite", "runs"), ("PostgreSQL", "postgres")):
+        timeline = s.get(key, {}).get("first_delta", {}).get("timeline_p50_ms")
+        if timeline:
+            steps = ", ".join(f"`{name}` {t:.1f}" for name, t in timeline.items())
+            lines += [f"{storage}, when each event reaches the caller (median ms): {steps}.", ""]
+    one = s.get("runs", {}).get("one_stream")
+    if one:
+        per_run = s["runs"]["throughput"].get("events_per_run_p50")
+        rate = s["runs"]["first_delta"].get("stream_events_per_s_p50")
+        lines += [
+            "Events on one stream: a 50-chunk run streams "
+            f"{_fmt(per_run)} events (deltas are coalesced), at {_fmt(rate)} events/s from its "
+            f"first event to `done`. A run whose model paces {one['model_chunks']} chunks "
+            f"{one['model_chunk_delay_ms']:.0f} ms apart (each becomes its own event) streams "
+            f"{one['events']} events live at {_fmt(one['live_events_per_s'])} events/s (the "
+            "model's pace); replaying that whole log with WatchRun(after_sequence=0) delivers "
+            f"**{_fmt(one['replay_events_per_s'])} events/s** on one stream "
+            f"({one['replay_ms_p50']:.1f} ms for {one['events']} events).",
+            "",
+        ]
+    return lines
+
+
+def _tools(t: dict[str, Any]) -> list[str]:
+    mdl = t["model_server"]
+    lines = [
+        "## Tool rounds",
+        "",
+        f"A run with {t['rounds']} function-tool rounds ({t['model_turns']} model turns: two "
+        "tool calls, then the answer), driven through "
+        f"{t['via']}. The service's part is the end-to-end time minus the model server's own "
+        "time for the same three turns (called directly, median) minus the client's tool "
+        "functions; it includes the client library's own work.",
+        "",
+    ]
+    rows = [["model server alone (3 turns)", mdl["n"], mdl["p50_ms"], mdl["p99_ms"], "", ""]]
+    for key, label in (("runner", "tool runner"), ("raw_stubs", "raw stubs")):
+        if key in t:
+            e = t[key]["end_to_end"]
+            rows.append(
+                [
+                    f"{label}: end to end",
+                    e["n"],
+                    e["p50_ms"],
+                    e["p99_ms"],
+                    t[key]["service_p50_ms"],
+                    t[key]["service_p99_ms"],
+                ]
+            )
+    header = ["", "runs", "p50 ms", "p99 ms", "service p50 ms", "service p99 ms"]
+    lines += _table(header, rows)
+    lines += [
+        f"Service time per model turn (p50): {t['service_per_model_turn_p50_ms']:.1f} ms.",
+        "",
+    ]
+    return lines
+
+
+def _streams(w: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Streams at scale",
+        "",
+        f"{w['streams']:,} WatchRun streams over {w['channels']} connections on {w['runs']} runs "
+        f"in progress (the model sends a chunk every {w['model_chunk_delay_ms']:.0f} ms). "
+        "Memory is the server's VmRSS before and after opening them; the spread is, for each "
+        "event, each watcher's receipt time minus the first watcher's (client-side receive "
+        f"time, so it includes the bench client's own work), over {w['measured_seconds']:.1f} s.",
+        "",
+    ]
+    rows = [
+        ["streams opened in (s)", w["open_seconds"]],
+        ["server RSS before (MB)", w["rss_before_mb"]],
+        ["server RSS with the streams (MB)", w["rss_with_streams_mb"]],
+        ["RSS per stream (KB)", w["rss_per_stream_kb"]],
+        ["events x watchers delivered", w["deliveries"]],
+        ["missed deliveries", w["missed_deliveries"]],
+        ["delivery spread p50 (ms)", w["spread_p50_ms"]],
+        ["delivery spread p99 (ms)", w["spread_p99_ms"]],
+        ["delivery spread max (ms)", w["spread_max_ms"]],
+        ["server CPU while delivering (% of a core)", w.get("server_cpu_pct")],
+        ["server CPU per delivery (us)", w.get("server_cpu_us_per_delivery")],
+        ["bench client CPU per delivery (us)", w.get("bench_client_cpu_us_per_delivery")],
+    ]
+    return lines + _table(["", ""], rows)
+
+
+def _prompt(p: dict[str, Any]) -> list[str]:
+    i, d = p["in_process"], p["from_database"]
+    lines = [
+        "## Long threads",
+        "",
+        f"A {i['messages_in_thread']:,}-message thread, `auto` truncation for gpt-4o "
+        f"(128k window, 4,096 kept for the answer): {i['messages_kept']:,} messages kept, "
+        f"{i['prompt_tokens']:,} prompt tokens. `build_prompt` in process; then from the "
+        f"SQLite file the server wrote (the thread made by one CreateThread in "
+        f"{p['create_thread_seconds']:.1f} s): `load_turn_context` + `build_prompt`.",
+        "",
+    ]
+    rows = [
+        ["build_prompt (stored token counts)", i["repeats"], i["build_ms_p50"]],
+        ["load_turn_context (SQLite)", d["repeats"], d["load_ms_p50"]],
+        ["load_turn_context + build_prompt", d["repeats"], d["load_and_build_ms_p50"]],
+    ]
+    return lines + _table(["", "repeats", "median ms"], rows)
+
+
+def write(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "results.json"
+    md_path = out_dir / "results.md"
+    json_path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    md_path.write_text(markdown(results))
+    return md_path, json_path
+
+
+__all__ = ["evaluate", "machine", "markdown", "versions", "write"]

@@ -1,9 +1,12 @@
 """The database engine and the one way the rest of the server touches it.
 
-SQLAlchemy's synchronous engine runs on worker threads: measured on this kind of machine it
-commits about twice as fast as aiosqlite, and SQLite wants one writer anyway (concurrent
-writers spin in SQLite's busy backoff, seen as a 1.3 s p99). So on SQLite every transaction runs
-on one dedicated thread, serialised; PostgreSQL gets a small pool of threads and connections.
+SQLAlchemy's synchronous engine: measured on this kind of machine it commits about twice as fast
+as aiosqlite. SQLite wants one writer anyway (concurrent writers spin in SQLite's busy backoff,
+seen as a 1.3 s p99), and its transactions take a millisecond or two of CPU with no network
+wait, so on SQLite they run right on the event loop, serialised by it: handing each one to a
+thread cost more than the work (a GIL hand-off can wait out the 5 ms switch interval while the
+loop is busy streaming). PostgreSQL transactions wait on the network, so they run on a small
+pool of threads and connections.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> 
 
 
 class Database:
-    """An engine plus the threads its blocking calls run on."""
+    """An engine, plus the threads PostgreSQL calls run on."""
 
     def __init__(self, url: str = DEFAULT_DATABASE_URL) -> None:
         self.url = normalize_url(url)
@@ -64,16 +67,19 @@ class Database:
             _prepare_sqlite_file(self.url)
             self.engine: Engine = create_engine(self.url, pool_size=2, max_overflow=0)
             event.listen(self.engine, "connect", _set_sqlite_pragmas)
-            threads = 1
+            self._executor: ThreadPoolExecutor | None = None
         else:
             self.engine = create_engine(
                 self.url, pool_size=_POSTGRES_THREADS, max_overflow=0, pool_pre_ping=True
             )
-            threads = _POSTGRES_THREADS
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="db")
+            self._executor = ThreadPoolExecutor(
+                max_workers=_POSTGRES_THREADS, thread_name_prefix="db"
+            )
 
     async def transaction(self, work: Callable[[Connection], T]) -> T:
-        """Run `work` in one transaction on a database thread: committed if it returns."""
+        """Run `work` in one transaction: committed if it returns."""
+        if self._executor is None:
+            return self.transaction_sync(work)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.transaction_sync, work)
 
@@ -82,7 +88,8 @@ class Database:
             return work(connection)
 
     def dispose(self) -> None:
-        self._executor.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
         self.engine.dispose()
 
 

@@ -66,8 +66,11 @@ async def replicas(model: FakeModelThread) -> AsyncIterator[list[Replica]]:
     if not _reachable(POSTGRES_URL):
         pytest.skip("PostgreSQL is not reachable")
     reset_postgres(POSTGRES_URL)
-    started = [start_replica(f"r{i}", POSTGRES_URL, model.base_url) for i in range(3)]
+    started: list[Replica] = []
     try:
+        # Appended one by one, so a replica that fails to start never orphans the others.
+        for i in range(3):
+            started.append(start_replica(f"r{i}", POSTGRES_URL, model.base_url))
         yield started
     finally:
         for replica in started:

@@ -1,4 +1,4 @@
-"""`assistants-grpc serve | migrate | fake-model`.
+"""`assistants-grpc serve | migrate | keys | fake-model`.
 
 Flags override `ASSISTANTS_*` environment variables, which override the defaults.
 """
@@ -14,6 +14,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from assistants_grpc.auth import keys_cli
 from assistants_grpc.config import Settings
 
 log = logging.getLogger("assistants_grpc")
@@ -42,15 +43,50 @@ def _parser() -> argparse.ArgumentParser:
         "--claim-poll-interval", type=float, help="seconds between looks for unclaimed runs"
     )
 
+    _add_security_flags(serve)
+
     migrate = commands.add_parser("migrate", help="apply the database migrations and exit")
     migrate.add_argument("--database-url", help="SQLAlchemy URL (ASSISTANTS_DATABASE_URL)")
     migrate.add_argument("--log-level")
+
+    keys_cli.add_parser(commands)
 
     fake = commands.add_parser("fake-model", help="run a scripted OpenAI-compatible model server")
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=8089)
     fake.add_argument("--log-level")
     return parser
+
+
+def _add_security_flags(serve: argparse.ArgumentParser) -> None:
+    """Who may call and how much (README "Security"); each also as ASSISTANTS_<NAME>."""
+    group = serve.add_argument_group("security and limits")
+    group.add_argument(
+        "--auth",
+        choices=["auto", "required", "disabled"],
+        help="auto (default): keys required once one exists; required; disabled",
+    )
+    group.add_argument(
+        "--allow-insecure",
+        action="store_true",
+        default=None,
+        help="serve a non-loopback address without authentication",
+    )
+    group.add_argument("--auth-cache-seconds", type=float, help="key lookup cache (default 2)")
+    group.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
+    group.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    group.add_argument("--tls-client-ca", help="PEM CA bundle: require client certificates")
+    for flag, kind, meaning in (
+        ("--max-request-bytes", int, "largest request accepted (default 10 MiB)"),
+        ("--max-message-chars", int, "text characters of one message (default 256000)"),
+        ("--max-content-parts", int, "content parts of one message (default 32)"),
+        ("--max-tool-output-bytes", int, "bytes of one tool output (default 512 KiB)"),
+        ("--max-tool-outputs-bytes", int, "bytes of one submission's outputs (default 4 MiB)"),
+        ("--max-streams-per-key", int, "open streams per API key (default 100, 0: no limit)"),
+        ("--rate-limit-per-second", float, "calls per second per API key (default 0: off)"),
+        ("--rate-limit-burst", int, "calls per API key at once, above the rate (default 100)"),
+    ):
+        group.add_argument(flag, type=kind, help=meaning)
 
 
 def _configure_logging(level: str) -> None:
@@ -67,7 +103,13 @@ async def _serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await server.start()
+    try:
+        await server.start()
+    except ValueError as error:
+        # A configuration the server will not start with: an exposed address without
+        # authentication (SecurityConfigError), unreadable TLS files, a limit below 1.
+        print(f"assistants-grpc: {error}", file=sys.stderr)
+        return 2
     await stop.wait()
     log.info("shutting down (grace %.1f s)", settings.shutdown_grace)
     await server.stop()
@@ -84,6 +126,16 @@ def _run(main: Coroutine[Any, Any, int]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "keys":
+        # Only the settings `keys` shares with `serve`; the rest are its own arguments.
+        shared = {"database_url": args.database_url, "log_level": args.log_level}
+        try:
+            key_settings = Settings.load(shared)
+        except (TypeError, ValueError) as error:
+            print(f"assistants-grpc: {error}", file=sys.stderr)
+            return 2
+        _configure_logging(key_settings.log_level)
+        return keys_cli.run(args, key_settings.database_url)
     overrides = {k: v for k, v in vars(args).items() if k != "command"}
     if args.command == "fake-model":
         from assistants_grpc.fake_model import main as fake_main

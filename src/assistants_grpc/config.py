@@ -39,6 +39,27 @@ class Settings:
     model_max_retries: int = 3
     # Whether `serve` applies pending migrations itself before serving.
     migrate_on_start: bool = True
+    # Who may call (README "Security"). auth: auto | required | disabled; `auto` requires a key
+    # as soon as one exists. Without authentication only loopback is served, unless
+    # allow_insecure. Key lookups are cached this many seconds (revocation takes that long).
+    auth: str = "auto"
+    allow_insecure: bool = False
+    auth_cache_seconds: float = 2.0
+    # TLS from PEM files; a client CA also requires client certificates (mTLS).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    # Limits. Request bytes are enforced by gRPC (RESOURCE_EXHAUSTED); the content and tool
+    # output limits are INVALID_ARGUMENT naming the field; streams and the request rate count
+    # per API key (RESOURCE_EXHAUSTED, the rate with RetryInfo). A rate of 0 turns it off.
+    max_request_bytes: int = 10 * 1024 * 1024
+    max_message_chars: int = 256_000
+    max_content_parts: int = 32
+    max_tool_output_bytes: int = 512 * 1024
+    max_tool_outputs_bytes: int = 4 * 1024 * 1024
+    max_streams_per_key: int = 100
+    rate_limit_per_second: float = 0.0
+    rate_limit_burst: int = 100
 
     @classmethod
     def load(

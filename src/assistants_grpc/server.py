@@ -15,8 +15,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from assistants_grpc.api.registration import add_servicer
 from assistants_grpc.api.runs import RunServicer
 from assistants_grpc.api.servicers import AssistantServicer, MessageServicer, ThreadServicer
+from assistants_grpc.auth.setup import build_guard
+from assistants_grpc.auth.tls import server_credentials
 from assistants_grpc.clock import Clock, SystemClock
 from assistants_grpc.config import Settings
 from assistants_grpc.contract.pb import (
@@ -39,6 +42,7 @@ from assistants_grpc.events.signals import PostgresSignals
 from assistants_grpc.ids import IdGenerator, random_id
 from assistants_grpc.services.assistants import AssistantService
 from assistants_grpc.services.deps import Dependencies
+from assistants_grpc.services.limits import Limits
 from assistants_grpc.services.messages import MessageService
 from assistants_grpc.services.runs import RunService
 from assistants_grpc.services.threads import ThreadService
@@ -90,12 +94,30 @@ class AssistantsServer:
         self.database = Database(settings.database_url)
         if settings.migrate_on_start:
             migrate.upgrade(self.database)
+        try:
+            # Security before anything starts: a refused configuration (SecurityConfigError,
+            # ValueError) starts nothing and the CLI exits 2.
+            credentials = server_credentials(
+                settings.tls_cert, settings.tls_key, settings.tls_client_ca
+            )
+            guard = await build_guard(settings, self.database, self._overrides.clock)
+            limits = Limits(
+                max_message_chars=settings.max_message_chars,
+                max_content_parts=settings.max_content_parts,
+                max_tool_output_bytes=settings.max_tool_output_bytes,
+                max_tool_outputs_bytes=settings.max_tool_outputs_bytes,
+            )
+        except Exception:
+            self.database.dispose()
+            self.database = None
+            raise
         self._overrides.tokens.preload()
         deps = Dependencies(
             database=self.database,
             clock=self._overrides.clock,
             new_id=self._overrides.new_id,
             tokens=self._overrides.tokens,
+            limits=limits,
         )
         database = self.database
         bus = EventBus(
@@ -139,14 +161,31 @@ class AssistantsServer:
         runs = RunService(
             deps, threads, self.scheduler, bus, expires_in=settings.run_expiry_seconds
         )
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        assistant_pb2_grpc.add_AssistantServiceServicer_to_server(
-            AssistantServicer(AssistantService(deps)), server
+        server = grpc.aio.server(
+            options=[
+                ("grpc.so_reuseport", 0),
+                # Larger requests are refused by gRPC itself, RESOURCE_EXHAUSTED, unread.
+                ("grpc.max_receive_message_length", settings.max_request_bytes),
+            ]
         )
-        thread_pb2_grpc.add_ThreadServiceServicer_to_server(ThreadServicer(threads), server)
-        run_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(runs), server)
-        message_pb2_grpc.add_MessageServiceServicer_to_server(
-            MessageServicer(MessageService(deps)), server
+        # add_servicer: a request that does not parse is INVALID_ARGUMENT, not UNKNOWN.
+        add_servicer(
+            server,
+            assistant_pb2_grpc.add_AssistantServiceServicer_to_server,
+            AssistantServicer(AssistantService(deps), guard),
+        )
+        add_servicer(
+            server,
+            thread_pb2_grpc.add_ThreadServiceServicer_to_server,
+            ThreadServicer(threads, guard),
+        )
+        add_servicer(
+            server, run_pb2_grpc.add_RunServiceServicer_to_server, RunServicer(runs, guard)
+        )
+        add_servicer(
+            server,
+            message_pb2_grpc.add_MessageServiceServicer_to_server,
+            MessageServicer(MessageService(deps), guard),
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -158,7 +197,11 @@ class AssistantsServer:
             server,
         )
         address = f"{settings.host}:{settings.port}"
-        self.port = server.add_insecure_port(address)
+        self.port = (
+            server.add_secure_port(address, credentials)
+            if credentials is not None
+            else server.add_insecure_port(address)
+        )
         await self.scheduler.start()
         await server.start()
         self._server = server

@@ -1,8 +1,13 @@
-"""The one place domain errors become gRPC statuses, with `google.rpc` details.
+"""The one place every RPC of the four services passes: the caller is admitted, and domain
+errors become gRPC statuses with `google.rpc` details.
 
-Handlers are wrapped by `unary` / `streaming`: a ServiceError aborts with its code and a readable
-message (INVALID_ARGUMENT carries a `BadRequest` naming each field); anything unexpected is logged
-with its stack trace here and reaches the caller only as a bare INTERNAL, never the trace.
+Handlers are wrapped by `unary` / `streaming`. The wrapper asks the servicer's `Guard` who is
+calling (UNAUTHENTICATED without a valid key, RESOURCE_EXHAUSTED past the key's rate or stream
+limit), refuses a request that did not parse, and hands the handler the `Caller`, whose project
+scopes everything the handler does. A ServiceError aborts with its code and a readable message
+(INVALID_ARGUMENT carries a `BadRequest` naming each field, RESOURCE_EXHAUSTED a `RetryInfo` when
+the wait is known); anything unexpected is logged with its stack trace here and reaches the caller
+only as a bare INTERNAL, never the trace.
 """
 
 from __future__ import annotations
@@ -10,19 +15,23 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from assistants_grpc.api.registration import Undecodable
+from assistants_grpc.auth.caller import Caller
+from assistants_grpc.auth.guard import Guard
 from assistants_grpc.services.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
     ResourceExhaustedError,
     ServiceError,
+    UnauthenticatedError,
     UnavailableError,
 )
 
@@ -30,16 +39,41 @@ log = logging.getLogger(__name__)
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-Self = TypeVar("Self")
+
+
+class Guarded(Protocol):
+    """A servicer: it holds the Guard its calls are admitted by."""
+
+    @property
+    def guard(self) -> Guard: ...
+
+
+S = TypeVar("S", bound=Guarded)
 
 _CODES: list[tuple[type[ServiceError], int]] = [
     (NotFoundError, code_pb2.NOT_FOUND),
     (InvalidArgumentError, code_pb2.INVALID_ARGUMENT),
     (FailedPreconditionError, code_pb2.FAILED_PRECONDITION),
     (ResourceExhaustedError, code_pb2.RESOURCE_EXHAUSTED),
+    (UnauthenticatedError, code_pb2.UNAUTHENTICATED),
     (UnavailableError, code_pb2.UNAVAILABLE),
 ]
 _DOMAIN = "assistants-grpc"
+
+# A status travels in the trailers, which clients cap (8 KiB by default): a message that echoes
+# a hostile value (a 1 MB id) must not make the error itself fail. Budgets are in UTF-8 bytes.
+_MAX_MESSAGE = 400
+_MAX_FIELD = 120
+_MAX_DESCRIPTION = 240
+_MAX_VIOLATIONS = 8
+
+
+def clip(text: str, budget: int) -> str:
+    """`text` cut to at most `budget` UTF-8 bytes, on a character boundary, marked with '…'."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= budget:
+        return text
+    return data[: budget - 3].decode("utf-8", "ignore") + "…"
 
 
 def _pack(message: Any) -> any_pb2.Any:
@@ -48,22 +82,32 @@ def _pack(message: Any) -> any_pb2.Any:
     return packed
 
 
+def _bad_request(error: InvalidArgumentError) -> error_details_pb2.BadRequest:
+    shown = error.violations[:_MAX_VIOLATIONS]
+    details = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(
+                field=clip(v.field, _MAX_FIELD), description=clip(v.description, _MAX_DESCRIPTION)
+            )
+            for v in shown
+        ]
+    )
+    if len(error.violations) > len(shown):
+        details.field_violations.add(
+            field="", description=f"{len(error.violations) - len(shown)} more violations."
+        )
+    return details
+
+
 def to_status(error: ServiceError) -> grpc.Status:
     code = next((c for kind, c in _CODES if isinstance(error, kind)), code_pb2.UNKNOWN)
-    status = status_pb2.Status(code=code, message=error.message)
+    status = status_pb2.Status(code=code, message=clip(error.message, _MAX_MESSAGE))
     if isinstance(error, InvalidArgumentError):
-        status.details.append(
-            _pack(
-                error_details_pb2.BadRequest(
-                    field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(
-                            field=v.field, description=v.description
-                        )
-                        for v in error.violations
-                    ]
-                )
-            )
-        )
+        status.details.append(_pack(_bad_request(error)))
+    if isinstance(error, ResourceExhaustedError) and error.retry_after is not None:
+        info = error_details_pb2.RetryInfo()
+        info.retry_delay.FromNanoseconds(max(1, int(error.retry_after * 1e9)))
+        status.details.append(_pack(info))
     reason = type(error).__name__.removesuffix("Error").upper()
     status.details.append(_pack(error_details_pb2.ErrorInfo(reason=reason, domain=_DOMAIN)))
     return rpc_status.to_status(status)
@@ -83,15 +127,25 @@ def _method(context: grpc.aio.ServicerContext[Any, Any]) -> str:
         return "rpc"
 
 
+async def _admit(
+    servicer: Guarded, request: object, context: grpc.aio.ServicerContext[Any, Any]
+) -> Caller:
+    """Authenticate first (an anonymous caller learns nothing, not even that the request was
+    malformed), then refuse a request that did not parse."""
+    caller = await servicer.guard.admit(context.invocation_metadata() or ())
+    if isinstance(request, Undecodable):
+        raise InvalidArgumentError.single("request", f"cannot be parsed: {request.reason}")
+    return caller
+
+
 def unary(
-    handler: Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]],
-) -> Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]:
+    handler: Callable[[S, Req, Caller], Awaitable[Resp]],
+) -> Callable[[S, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]:
     @functools.wraps(handler)
-    async def wrapper(
-        self: Self, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
-    ) -> Resp:
+    async def wrapper(self: S, request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
         try:
-            return await handler(self, request, context)
+            caller = await _admit(self, request, context)
+            return await handler(self, request, caller)
         except (grpc.aio.AbortError, grpc.aio.UsageError):
             raise
         except Exception as error:
@@ -102,15 +156,19 @@ def unary(
 
 
 def streaming(
-    handler: Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], AsyncIterator[Resp]],
-) -> Callable[[Self, Req, grpc.aio.ServicerContext[Req, Resp]], AsyncIterator[Resp]]:
+    handler: Callable[[S, Req, Caller], AsyncIterator[Resp]],
+) -> Callable[[S, Req, grpc.aio.ServicerContext[Req, Resp]], AsyncIterator[Resp]]:
     @functools.wraps(handler)
     async def wrapper(
-        self: Self, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
+        self: S, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
     ) -> AsyncIterator[Resp]:
         try:
-            async for item in handler(self, request, context):
-                yield item
+            caller = await _admit(self, request, context)
+            # The slot is held until the stream ends, however it ends (a client cancel arrives
+            # here as CancelledError, which the `with` sees and this `except` does not).
+            with self.guard.stream(caller):
+                async for item in handler(self, request, caller):
+                    yield item
         except (grpc.aio.AbortError, grpc.aio.UsageError):
             raise
         except Exception as error:
@@ -119,4 +177,4 @@ def streaming(
     return wrapper
 
 
-__all__ = ["streaming", "to_status", "unary"]
+__all__ = ["Guarded", "clip", "streaming", "to_status", "unary"]

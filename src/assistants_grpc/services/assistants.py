@@ -1,4 +1,5 @@
-"""Assistant use cases: create, get, list, update (partial), delete."""
+"""Assistant use cases: create, get, list, update (partial), delete, each within the caller's
+project (the first argument): another project's assistants do not exist here."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from assistants_grpc.services import validation as check
 from assistants_grpc.services.deps import Dependencies
 from assistants_grpc.services.errors import NotFoundError
 from assistants_grpc.services.listing import list_in
+from assistants_grpc.services.scope import get_assistant_row
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.mapping import assistant_from_row, assistant_values
 
@@ -59,7 +61,7 @@ class AssistantService:
         self._deps = deps
 
     async def create(
-        self, request: assistant_pb2.CreateAssistantRequest
+        self, project: str, request: assistant_pb2.CreateAssistantRequest
     ) -> assistant_pb2.Assistant:
         v = check.Violations()
         _check_fields(v, request, request.tools)
@@ -83,34 +85,32 @@ class AssistantService:
         ):
             if _has(request, field):
                 _copy(request, assistant, field)
-        values = assistant_values(assistant)
+        values = assistant_values(assistant) | {"project": project}
         await self._deps.database.transaction(lambda c: repo.insert_row(c, repo.ASSISTANTS, values))
         return assistant
 
-    async def get(self, assistant_id: str) -> assistant_pb2.Assistant:
+    async def get(self, project: str, assistant_id: str) -> assistant_pb2.Assistant:
         row = await self._deps.database.transaction(
-            lambda c: repo.get_by_id(c, repo.ASSISTANTS, assistant_id)
+            lambda c: get_assistant_row(c, project, assistant_id)
         )
-        if row is None:
-            raise NotFoundError("assistant", assistant_id)
         return assistant_from_row(row)
 
     async def list(
-        self, request: assistant_pb2.ListAssistantsRequest
+        self, project: str, request: assistant_pb2.ListAssistantsRequest
     ) -> assistant_pb2.ListAssistantsResponse:
         return await self._deps.database.transaction(
             lambda c: list_in(
                 c,
                 request,
                 repo.ASSISTANTS,
-                [],
+                repo.in_project(repo.ASSISTANTS, project),
                 assistant_from_row,
                 assistant_pb2.ListAssistantsResponse(),
             )
         )
 
     async def update(
-        self, request: assistant_pb2.UpdateAssistantRequest
+        self, project: str, request: assistant_pb2.UpdateAssistantRequest
     ) -> assistant_pb2.Assistant:
         v = check.Violations()
         check.check_required_id(v, "assistant_id", request.assistant_id)
@@ -120,9 +120,7 @@ class AssistantService:
         v.raise_if_any()
 
         def work(connection: Connection) -> assistant_pb2.Assistant:
-            row = repo.get_by_id(connection, repo.ASSISTANTS, request.assistant_id)
-            if row is None:
-                raise NotFoundError("assistant", request.assistant_id)
+            row = get_assistant_row(connection, project, request.assistant_id)
             assistant = assistant_from_row(row)
             for field in (
                 "model",
@@ -156,10 +154,14 @@ class AssistantService:
 
         return await self._deps.database.transaction(work)
 
-    async def delete(self, assistant_id: str) -> assistant_pb2.DeleteAssistantResponse:
-        deleted = await self._deps.database.transaction(
-            lambda c: repo.delete_by_id(c, repo.ASSISTANTS, assistant_id)
-        )
+    async def delete(
+        self, project: str, assistant_id: str
+    ) -> assistant_pb2.DeleteAssistantResponse:
+        def work(connection: Connection) -> bool:
+            get_assistant_row(connection, project, assistant_id)
+            return repo.delete_by_id(connection, repo.ASSISTANTS, assistant_id)
+
+        deleted = await self._deps.database.transaction(work)
         if not deleted:
             raise NotFoundError("assistant", assistant_id)
         return assistant_pb2.DeleteAssistantResponse(id=assistant_id, deleted=True)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from assistants_grpc.clock import Clock
 from assistants_grpc.engine.tokens import TokenCounter
 from assistants_grpc.ids import IdGenerator
+from assistants_grpc.services.limits import Limits
 from assistants_grpc.store.database import Database
 
 
@@ -16,6 +17,7 @@ class Dependencies:
     clock: Clock
     new_id: IdGenerator
     tokens: TokenCounter
+    limits: Limits = field(default_factory=Limits)
 
     def now(self) -> int:
         """The current time in whole unix seconds, as every `*_at` field holds it."""

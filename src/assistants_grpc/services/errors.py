@@ -43,7 +43,15 @@ class FailedPreconditionError(ServiceError):
 
 
 class ResourceExhaustedError(ServiceError):
-    pass
+    """A limit was reached; `retry_after` (seconds), when known, travels as `RetryInfo`."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UnauthenticatedError(ServiceError):
+    """The call carries no valid API key while one is required."""
 
 
 class UnavailableError(ServiceError):
@@ -57,5 +65,6 @@ __all__ = [
     "NotFoundError",
     "ResourceExhaustedError",
     "ServiceError",
+    "UnauthenticatedError",
     "UnavailableError",
 ]

@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, Connection, Table
 
 from assistants_grpc.services.errors import InvalidArgumentError
 from assistants_grpc.services.pagination import ListRequest, page_request
+from assistants_grpc.services.validation import plausible_id
 from assistants_grpc.store.repository import UnknownCursorError, fetch_page
 
 Item = TypeVar("Item", bound=ProtoMessage)
@@ -39,6 +40,10 @@ def list_in(
 ) -> R:
     """Fill `response` with the page `request` asks for, within one open transaction."""
     paging = page_request(request)
+    for name, cursor in (("after", paging.after), ("before", paging.before)):
+        # A cursor no id can be is no item of any list (and never reaches a query as is).
+        if cursor is not None and not plausible_id(cursor):
+            raise InvalidArgumentError.single(name, f"no item with id '{cursor}' in this list.")
     try:
         rows, has_more = fetch_page(
             connection,

@@ -1,17 +1,20 @@
 """Message use cases. Adding a message respects the thread lock: while a run is active on the
-thread, CreateMessage fails, checked in the same transaction as the insert."""
+thread, CreateMessage fails, checked in the same transaction as the insert. Messages live under
+a thread, so each use case first checks the thread belongs to the caller's project."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, RowMapping, false
 
 from assistants_grpc.contract.pb import message_pb2
 from assistants_grpc.services import validation as check
 from assistants_grpc.services.deps import Dependencies
 from assistants_grpc.services.errors import FailedPreconditionError, NotFoundError
+from assistants_grpc.services.limits import Limits
 from assistants_grpc.services.listing import list_in
+from assistants_grpc.services.scope import require_thread
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.mapping import message_from_row, message_values
 
@@ -22,11 +25,11 @@ COUNTING_MODEL = "gpt-4o"
 
 
 def check_message_inputs(
-    v: check.Violations, field: str, items: Sequence[message_pb2.MessageInput]
+    v: check.Violations, field: str, items: Sequence[message_pb2.MessageInput], limits: Limits
 ) -> None:
     for i, item in enumerate(items):
         check.check_message_input(
-            v, f"{field}[{i}]", item.role, item.content, item.attachments, item.metadata
+            v, f"{field}[{i}]", item.role, item.content, item.attachments, item.metadata, limits
         )
 
 
@@ -75,10 +78,15 @@ def new_message(
     return message, count_tokens(deps, content)
 
 
-def ensure_no_active_run(connection: Connection, thread_id: str, *, starting_run: bool) -> None:
-    """Lock the thread and refuse while a run holds it (CONTRACT.md §7, §11.8), with the
-    message OpenAI gives for a new message or for a new run."""
-    if repo.lock_thread(connection, thread_id) is None:
+def ensure_no_active_run(
+    connection: Connection, project: str, thread_id: str, *, starting_run: bool
+) -> None:
+    """Lock the project's thread and refuse while a run holds it (CONTRACT.md §7, §11.8), with
+    the message OpenAI gives for a new message or for a new run."""
+    if (
+        not check.plausible_id(thread_id)
+        or repo.lock_thread(connection, thread_id, project=project) is None
+    ):
         raise NotFoundError("thread", thread_id)
     active = repo.active_run_id(connection, thread_id)
     if active is None:
@@ -104,40 +112,48 @@ class MessageService:
     def __init__(self, deps: Dependencies) -> None:
         self._deps = deps
 
-    async def create(self, request: message_pb2.CreateMessageRequest) -> message_pb2.Message:
+    async def create(
+        self, project: str, request: message_pb2.CreateMessageRequest
+    ) -> message_pb2.Message:
         v = check.Violations()
         check.check_required_id(v, "thread_id", request.thread_id)
         check.check_message_input(
-            v, "", request.role, request.content, request.attachments, request.metadata
+            v,
+            "",
+            request.role,
+            request.content,
+            request.attachments,
+            request.metadata,
+            self._deps.limits,
         )
         v.raise_if_any()
         message, tokens = new_message(self._deps, request.thread_id, request, self._deps.now())
 
         def work(connection: Connection) -> None:
-            ensure_no_active_run(connection, request.thread_id, starting_run=False)
+            ensure_no_active_run(connection, project, request.thread_id, starting_run=False)
             insert_messages(connection, [message], [tokens])
 
         await self._deps.database.transaction(work)
         return message
 
-    async def get(self, thread_id: str, message_id: str) -> message_pb2.Message:
-        row = await self._deps.database.transaction(
-            lambda c: repo.get_message(c, thread_id, message_id)
+    async def get(self, project: str, thread_id: str, message_id: str) -> message_pb2.Message:
+        return message_from_row(
+            await self._deps.database.transaction(
+                lambda c: _message_row(c, project, thread_id, message_id)
+            )
         )
-        if row is None:
-            raise NotFoundError("message", message_id)
-        return message_from_row(row)
 
     async def list(
-        self, request: message_pb2.ListMessagesRequest
+        self, project: str, request: message_pb2.ListMessagesRequest
     ) -> message_pb2.ListMessagesResponse:
         scope = [repo.MESSAGES.c.thread_id == request.thread_id]
         if request.HasField("run_id"):
-            scope.append(repo.MESSAGES.c.run_id == request.run_id)
+            # An id no run can have matches no message (and never reaches the query as is).
+            plausible = check.plausible_id(request.run_id)
+            scope.append(repo.MESSAGES.c.run_id == request.run_id if plausible else false())
 
         def work(connection: Connection) -> message_pb2.ListMessagesResponse:
-            if not repo.thread_exists(connection, request.thread_id):
-                raise NotFoundError("thread", request.thread_id)
+            require_thread(connection, project, request.thread_id)
             return list_in(
                 connection,
                 request,
@@ -149,7 +165,9 @@ class MessageService:
 
         return await self._deps.database.transaction(work)
 
-    async def update(self, request: message_pb2.UpdateMessageRequest) -> message_pb2.Message:
+    async def update(
+        self, project: str, request: message_pb2.UpdateMessageRequest
+    ) -> message_pb2.Message:
         v = check.Violations()
         check.check_required_id(v, "thread_id", request.thread_id)
         check.check_required_id(v, "message_id", request.message_id)
@@ -158,9 +176,7 @@ class MessageService:
         v.raise_if_any()
 
         def work(connection: Connection) -> message_pb2.Message:
-            row = repo.get_message(connection, request.thread_id, request.message_id)
-            if row is None:
-                raise NotFoundError("message", request.message_id)
+            row = _message_row(connection, project, request.thread_id, request.message_id)
             message = message_from_row(row)
             if request.HasField("metadata"):
                 message.metadata.clear()
@@ -172,15 +188,30 @@ class MessageService:
 
         return await self._deps.database.transaction(work)
 
-    async def delete(self, thread_id: str, message_id: str) -> message_pb2.DeleteMessageResponse:
+    async def delete(
+        self, project: str, thread_id: str, message_id: str
+    ) -> message_pb2.DeleteMessageResponse:
         def work(connection: Connection) -> bool:
-            if repo.get_message(connection, thread_id, message_id) is None:
-                return False
+            _message_row(connection, project, thread_id, message_id)
             return repo.delete_by_id(connection, repo.MESSAGES, message_id)
 
         if not await self._deps.database.transaction(work):
             raise NotFoundError("message", message_id)
         return message_pb2.DeleteMessageResponse(id=message_id, deleted=True)
+
+
+def _message_row(
+    connection: Connection, project: str, thread_id: str, message_id: str
+) -> RowMapping:
+    require_thread(connection, project, thread_id)
+    row = (
+        repo.get_message(connection, thread_id, message_id)
+        if check.plausible_id(message_id)
+        else None
+    )
+    if row is None:
+        raise NotFoundError("message", message_id)
+    return row
 
 
 __all__ = [

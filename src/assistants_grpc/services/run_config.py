@@ -11,6 +11,7 @@ from typing import Any
 
 from assistants_grpc.contract.pb import assistant_pb2, common_pb2, run_pb2
 from assistants_grpc.services import validation as check
+from assistants_grpc.services.limits import Limits
 from assistants_grpc.services.messages import check_message_inputs
 
 RunRequest = run_pb2.CreateRunRequest | run_pb2.CreateThreadAndRunRequest
@@ -19,7 +20,7 @@ INCLUDE_FILE_SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*]
 DEFAULT_TRUNCATION = run_pb2.TruncationStrategy(type=run_pb2.TRUNCATION_TYPE_AUTO)
 
 
-def check_run_request(v: check.Violations, request: RunRequest) -> None:
+def check_run_request(v: check.Violations, request: RunRequest, limits: Limits) -> None:
     """Every rule that needs only the request itself."""
     check.check_required_id(v, "assistant_id", request.assistant_id)
     if request.HasField("model"):
@@ -59,7 +60,7 @@ def check_run_request(v: check.Violations, request: RunRequest) -> None:
                 request.additional_instructions,
                 check.MAX_INSTRUCTIONS,
             )
-        check_message_inputs(v, "additional_messages", request.additional_messages)
+        check_message_inputs(v, "additional_messages", request.additional_messages, limits)
         for i, value in enumerate(request.include):
             if value != INCLUDE_FILE_SEARCH_CONTENT:
                 v.add(

@@ -1,9 +1,11 @@
 """Run use cases: create (the thread lock and the first events in one transaction), read, list,
 update, cancel, submit tool outputs, watch, and the run steps.
 
-Creating a run only writes it `queued` and hands it to the scheduler; the engine executes it.
-Every state change writes its events to the run's log in the same transaction, and they are
-published once it commits.
+Runs live under a thread, so every use case takes the caller's project first and checks the
+thread belongs to it; a run may only use an assistant of the same project. Creating a run only
+writes it `queued` and hands it to the scheduler; the engine executes it (by id: it never needs
+to know projects). Every state change writes its events to the run's log in the same
+transaction, and they are published once it commits.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from assistants_grpc.services.messages import (
     new_message,
 )
 from assistants_grpc.services.run_config import RunRequest, check_run_request, effective_run
+from assistants_grpc.services.scope import get_assistant_row, require_thread
 from assistants_grpc.services.threads import ThreadService
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.mapping import (
@@ -43,6 +46,7 @@ from assistants_grpc.store.mapping import (
 )
 
 RunEvent = run_pb2.RunEvent
+MAX_SEQUENCE = 2**31 - 1
 
 
 class Scheduler(Protocol):
@@ -76,9 +80,9 @@ class RunService:
 
     # --- create ---------------------------------------------------------------------------
 
-    async def create(self, request: run_pb2.CreateRunRequest) -> run_pb2.Run:
+    async def create(self, project: str, request: run_pb2.CreateRunRequest) -> run_pb2.Run:
         v = check.Violations()
-        check_run_request(v, request)
+        check_run_request(v, request, self._deps.limits)
         v.raise_if_any()
         now = self._deps.now()
         additional = [
@@ -88,8 +92,8 @@ class RunService:
         run_id = self._deps.new_id("run")
 
         def work(connection: Connection) -> tuple[run_pb2.Run, list[RunEvent]]:
-            ensure_no_active_run(connection, request.thread_id, starting_run=True)
-            run = self._new_run(connection, request, run_id, request.thread_id, now)
+            ensure_no_active_run(connection, project, request.thread_id, starting_run=True)
+            run = self._new_run(connection, project, request, run_id, request.thread_id, now)
             if additional:
                 insert_messages(connection, [m for m, _ in additional], [n for _, n in additional])
             return run, self._insert_run(connection, run, [])
@@ -99,10 +103,10 @@ class RunService:
         return run
 
     async def create_thread_and_run(
-        self, request: run_pb2.CreateThreadAndRunRequest
+        self, project: str, request: run_pb2.CreateThreadAndRunRequest
     ) -> run_pb2.Run:
         v = check.Violations()
-        check_run_request(v, request)
+        check_run_request(v, request, self._deps.limits)
         thread_request = thread_pb2.CreateThreadRequest(
             messages=request.thread.messages,
             metadata=request.thread.metadata,
@@ -115,8 +119,9 @@ class RunService:
         run_id = self._deps.new_id("run")
 
         def work(connection: Connection) -> tuple[run_pb2.Run, list[RunEvent]]:
-            ThreadService.insert(connection, thread, messages, counts)
-            run = self._new_run(connection, request, run_id, thread.id, thread.created_at)
+            # The assistant first: a run of another project's assistant writes nothing at all.
+            run = self._new_run(connection, project, request, run_id, thread.id, thread.created_at)
+            ThreadService.insert(connection, project, thread, messages, counts)
             first = [tr.event("thread.created", thread=thread)]
             return run, self._insert_run(connection, run, first)
 
@@ -125,13 +130,16 @@ class RunService:
         return run
 
     def _new_run(
-        self, connection: Connection, request: RunRequest, run_id: str, thread_id: str, now: int
+        self,
+        connection: Connection,
+        project: str,
+        request: RunRequest,
+        run_id: str,
+        thread_id: str,
+        now: int,
     ) -> run_pb2.Run:
-        assistant_row = repo.get_by_id(connection, repo.ASSISTANTS, request.assistant_id)
-        if assistant_row is None:
-            raise NotFoundError("assistant", request.assistant_id)
         return effective_run(
-            assistant_from_row(assistant_row),
+            assistant_from_row(get_assistant_row(connection, project, request.assistant_id)),
             request,
             run_id=run_id,
             thread_id=thread_id,
@@ -161,14 +169,17 @@ class RunService:
 
     # --- read -----------------------------------------------------------------------------
 
-    async def get(self, thread_id: str, run_id: str) -> run_pb2.Run:
-        row = await self._deps.database.transaction(lambda c: _run_row(c, thread_id, run_id))
+    async def get(self, project: str, thread_id: str, run_id: str) -> run_pb2.Run:
+        row = await self._deps.database.transaction(
+            lambda c: _run_row(c, project, thread_id, run_id)
+        )
         return run_from_row(row)
 
-    async def list(self, request: run_pb2.ListRunsRequest) -> run_pb2.ListRunsResponse:
+    async def list(
+        self, project: str, request: run_pb2.ListRunsRequest
+    ) -> run_pb2.ListRunsResponse:
         def work(connection: Connection) -> run_pb2.ListRunsResponse:
-            if not repo.thread_exists(connection, request.thread_id):
-                raise NotFoundError("thread", request.thread_id)
+            require_thread(connection, project, request.thread_id)
             return list_in(
                 connection,
                 request,
@@ -180,14 +191,14 @@ class RunService:
 
         return await self._deps.database.transaction(work)
 
-    async def update(self, request: run_pb2.UpdateRunRequest) -> run_pb2.Run:
+    async def update(self, project: str, request: run_pb2.UpdateRunRequest) -> run_pb2.Run:
         v = check.Violations()
         if request.HasField("metadata"):
             check.check_metadata(v, "metadata", request.metadata.values)
         v.raise_if_any()
 
         def work(connection: Connection) -> run_pb2.Run:
-            row = _run_row(connection, request.thread_id, request.run_id)
+            row = _run_row(connection, project, request.thread_id, request.run_id)
             if not request.HasField("metadata"):
                 return run_from_row(row)
             metadata = dict(request.metadata.values)
@@ -196,9 +207,11 @@ class RunService:
 
         return await self._deps.database.transaction(work)
 
-    async def get_step(self, request: run_pb2.GetRunStepRequest) -> run_pb2.RunStep:
+    async def get_step(self, project: str, request: run_pb2.GetRunStepRequest) -> run_pb2.RunStep:
         def work(connection: Connection) -> run_pb2.RunStep:
-            _run_row(connection, request.thread_id, request.run_id)
+            _run_row(connection, project, request.thread_id, request.run_id)
+            if not check.plausible_id(request.step_id):
+                raise NotFoundError("run step", request.step_id)
             row = (
                 connection.execute(
                     select(repo.RUN_STEPS).where(
@@ -216,10 +229,10 @@ class RunService:
         return await self._deps.database.transaction(work)
 
     async def list_steps(
-        self, request: run_pb2.ListRunStepsRequest
+        self, project: str, request: run_pb2.ListRunStepsRequest
     ) -> run_pb2.ListRunStepsResponse:
         def work(connection: Connection) -> run_pb2.ListRunStepsResponse:
-            _run_row(connection, request.thread_id, request.run_id)
+            _run_row(connection, project, request.thread_id, request.run_id)
             return list_in(
                 connection,
                 request,
@@ -233,9 +246,9 @@ class RunService:
 
     # --- cancel and tool outputs -------------------------------------------------------------
 
-    async def cancel(self, thread_id: str, run_id: str) -> run_pb2.Run:
+    async def cancel(self, project: str, thread_id: str, run_id: str) -> run_pb2.Run:
         def work(connection: Connection) -> tuple[run_pb2.Run, list[RunEvent]]:
-            row = _run_row(connection, thread_id, run_id, lock=True)
+            row = _run_row(connection, project, thread_id, run_id, lock=True)
             if row["status"] not in ("queued", "in_progress", "requires_action"):
                 raise FailedPreconditionError(f"Cannot cancel run with status '{row['status']}'.")
             repo.update_by_id(connection, repo.RUNS, run_id, {"status": "cancelling"})
@@ -248,18 +261,16 @@ class RunService:
         return run
 
     async def submit_tool_outputs(
-        self, request: run_pb2.SubmitToolOutputsRequest
+        self, project: str, request: run_pb2.SubmitToolOutputsRequest
     ) -> tuple[run_pb2.Run, int]:
         """Accept the complete set of outputs; returns the queued run and the sequence number
         the continuation's stream starts after."""
         v = check.Violations()
-        for i, output in enumerate(request.tool_outputs):
-            if not output.HasField("tool_call_id") or not output.tool_call_id:
-                v.add(f"tool_outputs[{i}].tool_call_id", "required.")
+        check.check_tool_outputs(v, "tool_outputs", request.tool_outputs, self._deps.limits)
         v.raise_if_any()
 
         def work(connection: Connection) -> tuple[tuple[run_pb2.Run, int], list[RunEvent]]:
-            row = _run_row(connection, request.thread_id, request.run_id, lock=True)
+            row = _run_row(connection, project, request.thread_id, request.run_id, lock=True)
             if row["status"] != "requires_action":
                 raise FailedPreconditionError(
                     f'Runs in status "{row["status"]}" do not accept tool outputs.'
@@ -309,20 +320,26 @@ class RunService:
     def events(self, run_id: str, after: int, until: Until) -> AsyncIterator[RunEvent]:
         return self._bus.subscribe(run_id, after, until)
 
-    async def watch(self, request: run_pb2.WatchRunRequest) -> AsyncIterator[RunEvent]:
-        if request.after_sequence < 0:
-            raise InvalidArgumentError.single("after_sequence", "must be 0 or more.")
-        await self.get(request.thread_id, request.run_id)
+    async def watch(
+        self, project: str, request: run_pb2.WatchRunRequest
+    ) -> AsyncIterator[RunEvent]:
+        # Sequence numbers are 32-bit in the event log: a larger one names no event, and would
+        # overflow PostgreSQL's integer before it could say so.
+        if not 0 <= request.after_sequence <= MAX_SEQUENCE:
+            raise InvalidArgumentError.single(
+                "after_sequence", f"must be between 0 and {MAX_SEQUENCE}."
+            )
+        await self.get(project, request.thread_id, request.run_id)
         return self._bus.subscribe(request.run_id, request.after_sequence, "run")
 
 
 def _run_row(
-    connection: Connection, thread_id: str, run_id: str, *, lock: bool = False
+    connection: Connection, project: str, thread_id: str, run_id: str, *, lock: bool = False
 ) -> RowMapping:
-    row = tr.load_run(connection, run_id, lock=lock)
+    """The run, if it is under this thread of the caller's project; NOT_FOUND otherwise."""
+    require_thread(connection, project, thread_id)
+    row = tr.load_run(connection, run_id, lock=lock) if check.plausible_id(run_id) else None
     if row is None or row["thread_id"] != thread_id:
-        if not repo.thread_exists(connection, thread_id):
-            raise NotFoundError("thread", thread_id)
         raise NotFoundError("run", run_id)
     return row
 

@@ -1,5 +1,6 @@
 """Thread use cases. A thread is created with its first messages in one transaction and deleted
-with everything under it."""
+with everything under it. A thread belongs to the project it was created in; every use case
+takes the caller's project first and sees only that project's threads."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from assistants_grpc.services.deps import Dependencies
 from assistants_grpc.services.errors import NotFoundError
 from assistants_grpc.services.listing import list_in
 from assistants_grpc.services.messages import check_message_inputs, insert_messages, new_message
+from assistants_grpc.services.scope import get_thread_row
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.mapping import thread_from_row, thread_values
 
@@ -25,7 +27,7 @@ class ThreadService:
         """The rules of a new thread; `prefix` places its fields ("thread." inside a run)."""
         if request is None:
             return
-        check_message_inputs(v, f"{prefix}messages", request.messages)
+        check_message_inputs(v, f"{prefix}messages", request.messages, self._deps.limits)
         if request.HasField("tool_resources"):
             check.check_tool_resources(
                 v, f"{prefix}tool_resources", request.tool_resources, create_form=True
@@ -52,37 +54,47 @@ class ThreadService:
     @staticmethod
     def insert(
         connection: Connection,
+        project: str,
         thread: thread_pb2.Thread,
         messages: list[message_pb2.Message],
         counts: list[int],
     ) -> None:
-        repo.insert_row(connection, repo.THREADS, thread_values(thread))
+        repo.insert_row(connection, repo.THREADS, thread_values(thread) | {"project": project})
         insert_messages(connection, messages, counts)
 
-    async def create(self, request: thread_pb2.CreateThreadRequest) -> thread_pb2.Thread:
+    async def create(
+        self, project: str, request: thread_pb2.CreateThreadRequest
+    ) -> thread_pb2.Thread:
         v = check.Violations()
         self.validate_create(v, request, "")
         v.raise_if_any()
         thread, messages, counts = self.prepare(request)
-        await self._deps.database.transaction(lambda c: self.insert(c, thread, messages, counts))
+        await self._deps.database.transaction(
+            lambda c: self.insert(c, project, thread, messages, counts)
+        )
         return thread
 
-    async def get(self, thread_id: str) -> thread_pb2.Thread:
-        row = await self._deps.database.transaction(
-            lambda c: repo.get_by_id(c, repo.THREADS, thread_id)
-        )
-        if row is None:
-            raise NotFoundError("thread", thread_id)
+    async def get(self, project: str, thread_id: str) -> thread_pb2.Thread:
+        row = await self._deps.database.transaction(lambda c: get_thread_row(c, project, thread_id))
         return thread_from_row(row)
 
-    async def list(self, request: thread_pb2.ListThreadsRequest) -> thread_pb2.ListThreadsResponse:
+    async def list(
+        self, project: str, request: thread_pb2.ListThreadsRequest
+    ) -> thread_pb2.ListThreadsResponse:
         return await self._deps.database.transaction(
             lambda c: list_in(
-                c, request, repo.THREADS, [], thread_from_row, thread_pb2.ListThreadsResponse()
+                c,
+                request,
+                repo.THREADS,
+                repo.in_project(repo.THREADS, project),
+                thread_from_row,
+                thread_pb2.ListThreadsResponse(),
             )
         )
 
-    async def update(self, request: thread_pb2.UpdateThreadRequest) -> thread_pb2.Thread:
+    async def update(
+        self, project: str, request: thread_pb2.UpdateThreadRequest
+    ) -> thread_pb2.Thread:
         v = check.Violations()
         check.check_required_id(v, "thread_id", request.thread_id)
         if request.HasField("tool_resources"):
@@ -94,10 +106,7 @@ class ThreadService:
         v.raise_if_any()
 
         def work(connection: Connection) -> thread_pb2.Thread:
-            row = repo.get_by_id(connection, repo.THREADS, request.thread_id)
-            if row is None:
-                raise NotFoundError("thread", request.thread_id)
-            thread = thread_from_row(row)
+            thread = thread_from_row(get_thread_row(connection, project, request.thread_id))
             if request.HasField("tool_resources"):
                 thread.tool_resources.CopyFrom(request.tool_resources)
             if request.HasField("metadata"):
@@ -108,9 +117,9 @@ class ThreadService:
 
         return await self._deps.database.transaction(work)
 
-    async def delete(self, thread_id: str) -> thread_pb2.DeleteThreadResponse:
-        deleted = await self._deps.database.transaction(
-            lambda c: repo.delete_thread_cascade(c, thread_id)
+    async def delete(self, project: str, thread_id: str) -> thread_pb2.DeleteThreadResponse:
+        deleted = check.plausible_id(thread_id) and await self._deps.database.transaction(
+            lambda c: repo.delete_thread_cascade(c, thread_id, project=project)
         )
         if not deleted:
             raise NotFoundError("thread", thread_id)

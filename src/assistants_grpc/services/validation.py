@@ -15,6 +15,7 @@ from google.protobuf import struct_pb2
 
 from assistants_grpc.contract.pb import common_pb2, message_pb2
 from assistants_grpc.services.errors import FieldViolation, InvalidArgumentError
+from assistants_grpc.services.limits import Limits
 
 MAX_METADATA_KEYS = 16
 MAX_METADATA_KEY = 64
@@ -27,7 +28,14 @@ MAX_RUN_TOOLS = 20
 MAX_FILE_IDS = 20
 MAX_MODEL = 256
 MIN_TOKEN_BUDGET = 256
+# JSON Schemas (function parameters, response_format json_schema) are user data that is stored,
+# rendered and sent to the model: bounded in size and nesting so none of that can blow up.
+MAX_SCHEMA_DEPTH = 32
+MAX_SCHEMA_BYTES = 64 * 1024
 _FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Every id this server hands out has this shape. Anything else names no object, so it is answered
+# NOT_FOUND without a query (a NUL byte would even make PostgreSQL fail the query).
+_PLAUSIBLE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _RANKERS = ("auto", "default_2024_08_21")
 
 
@@ -50,13 +58,22 @@ def check_required_id(v: Violations, field: str, value: str) -> None:
         v.add(field, "required.")
 
 
+def plausible_id(value: str) -> bool:
+    return _PLAUSIBLE_ID.fullmatch(value) is not None
+
+
 def check_length(v: Violations, field: str, value: str | None, maximum: int) -> None:
-    if value is not None and len(value) > maximum:
+    """At most `maximum` characters, and no NUL (PostgreSQL text cannot hold one)."""
+    if value is None:
+        return
+    if len(value) > maximum:
         v.add(
             field,
             f"string too long. Expected a string with maximum length {maximum}, "
             f"but got a string with length {len(value)} instead.",
         )
+    elif "\x00" in value:
+        v.add(field, "must not contain NUL characters.")
 
 
 def check_metadata(v: Violations, field: str, metadata: Mapping[str, str]) -> None:
@@ -123,8 +140,37 @@ def _check_function(v: Violations, path: str, fn: common_pb2.FunctionDefinition)
         check_json_schema_object(v, f"{path}.parameters", fn.parameters)
 
 
+def check_struct(v: Violations, path: str, value: struct_pb2.Struct) -> bool:
+    """A JSON object within the schema limits: at most MAX_SCHEMA_BYTES serialized, nested at
+    most MAX_SCHEMA_DEPTH deep, numbers finite (JSON has no NaN). False if it is not."""
+    size = value.ByteSize()
+    if size > MAX_SCHEMA_BYTES:
+        v.add(path, f"too large: {size} bytes serialized, at most {MAX_SCHEMA_BYTES}.")
+        return False
+    # Iterative, so a deep value cannot exhaust the interpreter's stack.
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_SCHEMA_DEPTH:
+            v.add(path, f"nested too deeply: at most {MAX_SCHEMA_DEPTH} levels.")
+            return False
+        children = item.fields.values() if isinstance(item, struct_pb2.Struct) else item.values
+        for child in children:
+            kind = child.WhichOneof("kind")
+            if kind == "struct_value":
+                pending.append((child.struct_value, depth + 1))
+            elif kind == "list_value":
+                pending.append((child.list_value, depth + 1))
+            elif kind == "number_value" and not math.isfinite(child.number_value):
+                v.add(path, "numbers must be finite (JSON has no NaN or Infinity).")
+                return False
+    return True
+
+
 def check_json_schema_object(v: Violations, path: str, schema: struct_pb2.Struct) -> None:
     """Function parameters describe the arguments object, so the schema must be of type object."""
+    if not check_struct(v, path, schema):
+        return
     fields = schema.fields
     if "type" in fields:
         declared = fields["type"]
@@ -192,6 +238,8 @@ def check_response_format(
     elif case == "json_schema":
         if not _FUNCTION_NAME.fullmatch(fmt.json_schema.name):
             v.add(f"{field}.json_schema.name", "must match [A-Za-z0-9_-], 1 to 64 characters.")
+        if fmt.json_schema.HasField("schema"):
+            check_struct(v, f"{field}.json_schema.schema", fmt.json_schema.schema)
         if any(tool.WhichOneof("tool") != "function" for tool in tools):
             v.add(
                 "tools",
@@ -228,12 +276,27 @@ def check_message_input(
     content: Sequence[message_pb2.MessageContentInput],
     attachments: Sequence[message_pb2.Attachment],
     metadata: Mapping[str, str],
+    limits: Limits,
 ) -> None:
     """A MessageCreate (CONTRACT.md §5); `field` is the prefix ("" for CreateMessage itself)."""
     prefix = f"{field}." if field else ""
     check_enum(v, f"{prefix}role", role, message_pb2.MessageRole, required=True)
     if not content:
         v.add(f"{prefix}content", "must contain at least one part.")
+    if len(content) > limits.max_content_parts:
+        v.add(
+            f"{prefix}content",
+            f"array too long. Expected at most {limits.max_content_parts} parts, "
+            f"got {len(content)}.",
+        )
+        content = []  # one violation says it all; checking every part would only add noise
+    chars = sum(len(part.text) for part in content if part.WhichOneof("content") == "text")
+    if chars > limits.max_message_chars:
+        v.add(
+            f"{prefix}content",
+            f"text too long. Expected at most {limits.max_message_chars} characters in all, "
+            f"got {chars}.",
+        )
     for i, part in enumerate(content):
         path = f"{prefix}content[{i}]"
         case = part.WhichOneof("content")
@@ -269,6 +332,23 @@ def _check_detail(
         check_enum(v, field, image.detail, message_pb2.ImageDetail, required=False)
 
 
+def check_tool_outputs(v: Violations, field: str, outputs: Sequence[Any], limits: Limits) -> None:
+    """Every output names its call and fits the per-output and per-submission sizes."""
+    total = 0
+    for i, output in enumerate(outputs):
+        if not output.HasField("tool_call_id") or not output.tool_call_id:
+            v.add(f"{field}[{i}].tool_call_id", "required.")
+        size = len(output.output.encode())
+        total += size
+        if size > limits.max_tool_output_bytes:
+            v.add(
+                f"{field}[{i}].output",
+                f"too large: {size} bytes, at most {limits.max_tool_output_bytes}.",
+            )
+    if total > limits.max_tool_outputs_bytes:
+        v.add(field, f"too large: {total} bytes in all, at most {limits.max_tool_outputs_bytes}.")
+
+
 def raise_invalid(field: str, description: str) -> None:
     raise InvalidArgumentError.single(field, description)
 
@@ -279,6 +359,8 @@ __all__ = [
     "MAX_INSTRUCTIONS",
     "MAX_NAME",
     "MAX_RUN_TOOLS",
+    "MAX_SCHEMA_BYTES",
+    "MAX_SCHEMA_DEPTH",
     "MIN_TOKEN_BUDGET",
     "Violations",
     "check_enum",
@@ -290,7 +372,10 @@ __all__ = [
     "check_range",
     "check_required_id",
     "check_response_format",
+    "check_struct",
     "check_tool_choice",
+    "check_tool_outputs",
     "check_tool_resources",
     "check_tools",
+    "plausible_id",
 ]

@@ -7,14 +7,29 @@ machine a prebuilt Core statement costs about a third of an ORM round trip.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, Table, delete, insert, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    RowMapping,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 
 from assistants_grpc.store.pages import UnknownCursorError, fetch_page
 from assistants_grpc.store.tables import (
     ACTIVE_RUN_STATUSES,
+    ApiKeyRow,
     AssistantRow,
     MessageRow,
     RunEventRow,
@@ -29,14 +44,30 @@ MESSAGES: Table = MessageRow.__table__  # type: ignore[attr-defined]
 RUNS: Table = RunRow.__table__  # type: ignore[attr-defined]
 RUN_STEPS: Table = RunStepRow.__table__  # type: ignore[attr-defined]
 RUN_EVENTS: Table = RunEventRow.__table__  # type: ignore[attr-defined]
+API_KEYS: Table = ApiKeyRow.__table__  # type: ignore[attr-defined]
+
+
+# Statements are built once per table and executed with parameter dicts: building a statement
+# (`.values(**row)`) and computing its cache key cost more than executing it.
+_BY_ID: BindParameter[str] = bindparam("_id")
+
+
+@functools.cache
+def _select_by_id(table: Table) -> Select[Any]:
+    return select(table).where(table.c.id == _BY_ID)
+
+
+@functools.cache
+def _update_by_id(table: Table) -> Update:
+    return update(table).where(table.c.id == _BY_ID)
 
 
 def get_by_id(connection: Connection, table: Table, object_id: str) -> RowMapping | None:
-    return connection.execute(select(table).where(table.c.id == object_id)).mappings().first()
+    return connection.execute(_select_by_id(table), {"_id": object_id}).mappings().first()
 
 
 def insert_row(connection: Connection, table: Table, values: dict[str, Any]) -> None:
-    connection.execute(insert(table).values(**values))
+    connection.execute(table.insert(), values)
 
 
 def insert_rows(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -47,7 +78,7 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[dict[str, A
 def update_by_id(
     connection: Connection, table: Table, object_id: str, values: dict[str, Any]
 ) -> bool:
-    result = connection.execute(update(table).where(table.c.id == object_id).values(**values))
+    result = connection.execute(_update_by_id(table), {"_id": object_id, **values})
     return result.rowcount > 0
 
 
@@ -55,13 +86,36 @@ def delete_by_id(connection: Connection, table: Table, object_id: str) -> bool:
     return connection.execute(delete(table).where(table.c.id == object_id)).rowcount > 0
 
 
+# --- projects -------------------------------------------------------------------------------
+# Assistants and threads carry their project; everything else lives under a thread. Every read
+# by id of a top-level object goes through these, so another project's row is exactly as absent
+# as a row that does not exist.
+
+
+def in_project(table: Table, project: str) -> list[ColumnElement[bool]]:
+    """The list scope of a project's assistants or threads."""
+    return [table.c.project == project]
+
+
+def get_in_project(
+    connection: Connection, table: Table, project: str, object_id: str
+) -> RowMapping | None:
+    query = select(table).where(table.c.id == object_id, table.c.project == project)
+    return connection.execute(query).mappings().first()
+
+
 # --- threads and their lock ---------------------------------------------------------------
 
 
-def lock_thread(connection: Connection, thread_id: str) -> RowMapping | None:
-    """The thread row, locked until the transaction ends (FOR UPDATE on PostgreSQL; SQLite's
-    single writer already serialises), so "no active run, then write" is one atomic step."""
-    query = select(THREADS).where(THREADS.c.id == thread_id).with_for_update()
+def lock_thread(connection: Connection, thread_id: str, *, project: str) -> RowMapping | None:
+    """The project's thread row, locked until the transaction ends (FOR UPDATE on PostgreSQL;
+    SQLite's single writer already serialises), so "no active run, then write" is one atomic
+    step."""
+    query = (
+        select(THREADS)
+        .where(THREADS.c.id == thread_id, THREADS.c.project == project)
+        .with_for_update()
+    )
     return connection.execute(query).mappings().first()
 
 
@@ -72,8 +126,10 @@ def active_run_id(connection: Connection, thread_id: str) -> str | None:
     return connection.execute(query).scalar()
 
 
-def delete_thread_cascade(connection: Connection, thread_id: str) -> bool:
-    """The thread and everything under it: messages, runs, their steps and event logs."""
+def delete_thread_cascade(connection: Connection, thread_id: str, *, project: str) -> bool:
+    """The project's thread and everything under it: messages, runs, steps and event logs."""
+    if not thread_exists(connection, thread_id, project=project):
+        return False
     for table in (RUN_EVENTS, RUN_STEPS, RUNS, MESSAGES):
         connection.execute(delete(table).where(table.c.thread_id == thread_id))
     return delete_by_id(connection, THREADS, thread_id)
@@ -87,14 +143,14 @@ def get_message(connection: Connection, thread_id: str, message_id: str) -> RowM
     return connection.execute(query).mappings().first()
 
 
-def thread_exists(connection: Connection, thread_id: str) -> bool:
-    return (
-        connection.execute(select(THREADS.c.pk).where(THREADS.c.id == thread_id)).first()
-        is not None
-    )
+def thread_exists(connection: Connection, thread_id: str, *, project: str) -> bool:
+    """Whether `project` has this thread: the check every thread-scoped call starts with."""
+    query = select(THREADS.c.pk).where(THREADS.c.id == thread_id, THREADS.c.project == project)
+    return connection.execute(query).first() is not None
 
 
 __all__ = [
+    "API_KEYS",
     "ASSISTANTS",
     "MESSAGES",
     "RUNS",
@@ -107,7 +163,9 @@ __all__ = [
     "delete_thread_cascade",
     "fetch_page",
     "get_by_id",
+    "get_in_project",
     "get_message",
+    "in_project",
     "insert_row",
     "insert_rows",
     "lock_thread",

@@ -17,6 +17,9 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, LargeBinary, text
 from sqlmodel import Field, SQLModel
 
+# Where everything lives when no API key says otherwise (auth off, or rows written before 0002).
+DEFAULT_PROJECT = "default"
+
 # The statuses during which a run holds its thread (CONTRACT.md §7, §11.8).
 ACTIVE_RUN_STATUSES = ("queued", "in_progress", "requires_action", "cancelling")
 _ACTIVE_SQL = "status IN ('queued', 'in_progress', 'requires_action', 'cancelling')"
@@ -28,9 +31,17 @@ def _json(*, nullable: bool = False) -> Any:
 
 class AssistantRow(SQLModel, table=True):
     __tablename__ = "assistants"
+    # Lists walk one project's rows in insertion order.
+    __table_args__ = (Index("ix_assistants_project_pk", "project", "pk"),)
 
     pk: int | None = Field(default=None, primary_key=True)
     id: str = Field(unique=True, max_length=64)
+    # The project of the API key that created it; nothing outside it ever sees the row.
+    project: str = Field(
+        default=DEFAULT_PROJECT,
+        max_length=64,
+        sa_column_kwargs={"server_default": DEFAULT_PROJECT},
+    )
     created_at: int
     name: str | None = None
     description: str | None = None
@@ -46,9 +57,16 @@ class AssistantRow(SQLModel, table=True):
 
 class ThreadRow(SQLModel, table=True):
     __tablename__ = "threads"
+    __table_args__ = (Index("ix_threads_project_pk", "project", "pk"),)
 
     pk: int | None = Field(default=None, primary_key=True)
     id: str = Field(unique=True, max_length=64)
+    # Messages, runs and steps live under a thread and so belong to its project.
+    project: str = Field(
+        default=DEFAULT_PROJECT,
+        max_length=64,
+        sa_column_kwargs={"server_default": DEFAULT_PROJECT},
+    )
     created_at: int
     tool_resources: dict[str, Any] | None = _json(nullable=True)
     metadata_: dict[str, str] = Field(sa_column=Column("metadata", JSON, nullable=False))
@@ -165,8 +183,26 @@ class RunEventRow(SQLModel, table=True):
     data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
+class ApiKeyRow(SQLModel, table=True):
+    """An API key, stored only as the sha256 of the key; the key itself is shown once."""
+
+    __tablename__ = "api_keys"
+
+    pk: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True, max_length=64)
+    # The first characters of the key (`sk-AbCd1234`), to recognise it in `keys list`.
+    prefix: str = Field(index=True, max_length=32)
+    key_hash: str = Field(unique=True, max_length=64)
+    project: str = Field(max_length=64)
+    created_at: int
+    last_used_at: int | None = None
+    revoked_at: int | None = None
+
+
 __all__ = [
     "ACTIVE_RUN_STATUSES",
+    "DEFAULT_PROJECT",
+    "ApiKeyRow",
     "AssistantRow",
     "MessageRow",
     "RunEventRow",

@@ -69,16 +69,79 @@ def _round(after: int, details: dict[str, Any]) -> ToolRound:
     return ToolRound(after_message=after, text=None, calls=calls)
 
 
-def load_turn_context(connection: Connection, thread_id: str, run_id: str) -> TurnContext:
+# How much more than the prompt budget is read back: stored counts are in o200k_base, and an
+# older model's encoding may count the same text somewhat higher. The exact cut is the prompt
+# builder's; this only spares reading rows that cannot possibly fit.
+_READ_MARGIN = 2
+_MESSAGE_OVERHEAD = 8
+
+
+def _first_needed(
+    heads: Sequence[Any], run_id: str, token_budget: int | None, last_messages: int | None
+) -> int | None:
+    """The pk of the oldest message the prompt may need (None: the thread is empty).
+
+    Walks back from the newest message. The run's own messages and everything up to the newest
+    user message are always read (truncation never drops them); older ones only while their
+    stored counts fit in the budget with margin, or, for last_messages, while within N.
+    """
+    total = kept = 0
+    first = None
+    user_seen = False
+    for pk, role, owner, tokens in reversed(heads):
+        if owner != run_id and user_seen:
+            over_budget = (
+                token_budget is not None
+                and total + tokens + _MESSAGE_OVERHEAD > _READ_MARGIN * token_budget
+            )
+            if over_budget or (last_messages is not None and kept >= last_messages):
+                break
+        if owner != run_id:
+            total += tokens + _MESSAGE_OVERHEAD
+            kept += 1
+            user_seen = user_seen or role == "user"
+        first = pk
+    return first
+
+
+def load_turn_context(
+    connection: Connection,
+    thread_id: str,
+    run_id: str,
+    *,
+    token_budget: int | None = None,
+    last_messages: int | None = None,
+) -> TurnContext:
     """The thread's messages from before the run, then the run's own steps in their order: a
-    message it wrote, or a tool round with the outputs submitted for it."""
-    rows: Sequence[RowMapping] = list(
+    message it wrote, or a tool round with the outputs submitted for it.
+
+    Long threads are read in two passes: the small columns of every message first, to find the
+    oldest message the prompt can use, then the content of that message and the newer ones only.
+    A 10,000-message thread then costs its truncated size, not its whole size, at every turn.
+    """
+    messages_table = repo.MESSAGES
+    heads = list(
         connection.execute(
-            select(*_MESSAGE_COLUMNS)
-            .where(repo.MESSAGES.c.thread_id == thread_id)
-            .order_by(repo.MESSAGES.c.pk)
-        ).mappings()
+            select(
+                messages_table.c.pk,
+                messages_table.c.role,
+                messages_table.c.run_id,
+                messages_table.c.token_count,
+            )
+            .where(messages_table.c.thread_id == thread_id)
+            .order_by(messages_table.c.pk)
+        )
     )
+    first = _first_needed(heads, run_id, token_budget, last_messages)
+    rows: Sequence[RowMapping] = []
+    if first is not None:
+        rows = list(
+            connection.execute(
+                select(*_MESSAGE_COLUMNS)
+                .where(messages_table.c.thread_id == thread_id, messages_table.c.pk >= first)
+                .order_by(messages_table.c.pk)
+            ).mappings()
+        )
     own = {row["id"]: row for row in rows if row["run_id"] == run_id}
     messages = [_thread_message(row) for row in rows if row["run_id"] != run_id]
     rounds: list[ToolRound] = []

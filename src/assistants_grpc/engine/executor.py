@@ -181,7 +181,28 @@ class RunExecutor:
                 row["thread_id"],
                 [tr.event("thread.run.in_progress", run=run)],
             )
-        return (row, load_turn_context(connection, row["thread_id"], run_id)), events
+        budget, last_messages = self._read_limits(row)
+        context = load_turn_context(
+            connection,
+            row["thread_id"],
+            run_id,
+            token_budget=budget,
+            last_messages=last_messages,
+        )
+        return (row, context), events
+
+    def _read_limits(self, run_row: RowMapping) -> tuple[int, int | None]:
+        """The most prompt tokens a turn of this run can send, and its last_messages: what the
+        context loader needs to skip messages that cannot be in the prompt."""
+        window = self._router.route(run_row["model"]).context_window
+        budget = window - min(
+            run_row["max_completion_tokens"] or DEFAULT_COMPLETION_RESERVE, window // 2
+        )
+        if run_row["max_prompt_tokens"] is not None:
+            budget = min(budget, run_row["max_prompt_tokens"])
+        strategy = run_row["truncation_strategy"] or {}
+        last = strategy.get("last_messages") if strategy.get("type") == "last_messages" else None
+        return budget, last
 
     async def _end(
         self,

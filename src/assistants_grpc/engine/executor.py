@@ -172,7 +172,6 @@ class RunExecutor:
         events: list[RunEvent] = []
         if status == "queued":
             values: dict[str, Any] = {"status": "in_progress", "started_at": now, **lease}
-            repo.update_by_id(connection, repo.RUNS, run_id, values)
             row = {**row, **values}  # type: ignore[assignment]
             run = run_from_row(row)
             events = log.append(
@@ -180,6 +179,7 @@ class RunExecutor:
                 run_id,
                 row["thread_id"],
                 [tr.event("thread.run.in_progress", run=run)],
+                values,
             )
         budget, last_messages = self._read_limits(row)
         context = load_turn_context(
@@ -682,20 +682,18 @@ class _Turn:
                 events += self._open_message(connection, self.x._deps.now())
             elif self.message is not None:
                 self._save_message(connection, final=True)
-            if events:
-                log.append(connection, self.run_id, self.thread_id, events)
             row = tr.load_run(connection, self.run_id, lock=True)
             if row is None or row["status"] in tr.TERMINAL_STATUSES:
-                return None, events
-            final = tr.finish_run(
+                return None, log.append(connection, self.run_id, self.thread_id, events)
+            return None, tr.finish_run(
                 connection,
                 row,
                 ending,
                 self.x._deps.now(),
                 step_usage=usage,
                 run_usage=self._run_usage(usage),
+                leading=events,
             )
-            return None, events + final
 
         await self.x._write(self.run_id, work)
 
@@ -712,14 +710,13 @@ class _Turn:
         """The model called functions: the run waits for their outputs. The tool step stays
         in progress with `output: null` until they are submitted (CONTRACT.md §11.5)."""
         events = self._pending_events(connection)
-        if events:
-            log.append(connection, self.run_id, self.thread_id, events)
         row = tr.load_run(connection, self.run_id, lock=True)
         if row is None or row["status"] in tr.TERMINAL_STATUSES:
-            return None, events
+            return None, log.append(connection, self.run_id, self.thread_id, events)
         if row["status"] == "cancelling":
             # A cancel arrived while the model was answering: honour it rather than pause.
-            return None, events + tr.finish_run(connection, row, tr.CANCELLED, self.x._deps.now())
+            ending = tr.CANCELLED
+            return None, tr.finish_run(connection, row, ending, self.x._deps.now(), leading=events)
         usage = self._turn_usage()
         repo.update_by_id(
             connection,
@@ -745,15 +742,15 @@ class _Turn:
             "lease_owner": None,
             "lease_expires_at": None,
         }
-        repo.update_by_id(connection, repo.RUNS, self.run_id, values)
         run = run_from_row({**row, **values})
-        final = log.append(
+        written = log.append(
             connection,
             self.run_id,
             self.thread_id,
-            [tr.event("thread.run.requires_action", run=run), tr.event("done")],
+            [*events, tr.event("thread.run.requires_action", run=run), tr.event("done")],
+            values,
         )
-        return None, events + final
+        return None, written
 
 
 def release_lease(connection: Connection, run_id: str, owner: str) -> None:

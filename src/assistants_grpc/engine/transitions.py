@@ -9,6 +9,7 @@ appends the events in their order: message, step, run, then `done`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,11 +118,13 @@ def finish_run(
     *,
     step_usage: common_pb2.Usage | None = None,
     run_usage: common_pb2.Usage | None = None,
+    leading: Sequence[RunEvent] = (),
 ) -> list[RunEvent]:
     """End an active run: close its message and steps, set its fields, append the events.
 
     `step_usage` is the usage of the model call that produced the open steps, when known;
-    `run_usage` the run's total when the caller already knows it (else the steps are summed).
+    `run_usage` the run's total when the caller already knows it (else the steps are summed);
+    `leading` events the caller wrote in the same transaction, appended first.
     Returns the appended events (with sequence numbers) for the caller to publish after commit.
     """
     run_id, thread_id = run_row["id"], run_row["thread_id"]
@@ -184,11 +187,10 @@ def finish_run(
     usage = run_usage if run_usage is not None else step_usage_total(connection, run_id)
     if usage is not None:
         run_values["usage"] = usage_json(usage)
-    repo.update_by_id(connection, repo.RUNS, run_id, run_values)
     run = run_from_row({**run_row, **run_values})
     events.append(event(f"thread.run.{ending.status}", run=run))
     events.append(event("done"))
-    return log.append(connection, run_id, thread_id, events)
+    return log.append(connection, run_id, thread_id, [*leading, *events], run_values)
 
 
 def usage_json(usage: common_pb2.Usage) -> dict[str, int]:

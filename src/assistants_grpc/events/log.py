@@ -8,7 +8,8 @@ sequence order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import Connection, select, update
 
@@ -29,19 +30,42 @@ TERMINAL_RUN_EVENTS = frozenset(
 
 
 def append(
-    connection: Connection, run_id: str, thread_id: str, events: Sequence[RunEvent]
+    connection: Connection,
+    run_id: str,
+    thread_id: str,
+    events: Sequence[RunEvent],
+    run_values: Mapping[str, Any] | None = None,
 ) -> list[RunEvent]:
-    """Number `events` (in place) after the run's last sequence and write them to the log."""
+    """Number `events` (in place) after the run's last sequence and write them to the log.
+
+    `run_values` are other columns of the run to set in the same statement: a state change and
+    its events are usually one write.
+    """
     if not events:
+        if run_values:
+            connection.execute(update(RUNS).where(RUNS.c.id == run_id).values(**run_values))
         return []
     count = len(events)
     last = connection.execute(
         update(RUNS)
         .where(RUNS.c.id == run_id)
-        .values(last_sequence=RUNS.c.last_sequence + count)
+        .values(last_sequence=RUNS.c.last_sequence + count, **(run_values or {}))
         .returning(RUNS.c.last_sequence)
     ).scalar_one()
-    first = last - count + 1
+    return _insert(connection, run_id, thread_id, events, first=last - count + 1)
+
+
+def start(
+    connection: Connection, run_id: str, thread_id: str, events: Sequence[RunEvent]
+) -> list[RunEvent]:
+    """The first events of a run inserted in this transaction with `last_sequence` already
+    set to `len(events)`."""
+    return _insert(connection, run_id, thread_id, events, first=1)
+
+
+def _insert(
+    connection: Connection, run_id: str, thread_id: str, events: Sequence[RunEvent], first: int
+) -> list[RunEvent]:
     rows = []
     for offset, event in enumerate(events):
         event.sequence = first + offset
@@ -76,4 +100,4 @@ def read_one(connection: Connection, run_id: str, sequence: int) -> RunEvent | N
     return None if data is None else RunEvent.FromString(data)
 
 
-__all__ = ["TERMINAL_RUN_EVENTS", "RunEvent", "append", "read_after", "read_one"]
+__all__ = ["TERMINAL_RUN_EVENTS", "RunEvent", "append", "read_after", "read_one", "start"]

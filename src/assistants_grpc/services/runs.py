@@ -98,8 +98,22 @@ class RunService:
                 insert_messages(connection, [m for m, _ in additional], [n for _, n in additional])
             return run, self._insert_run(connection, run, [])
 
-        run: run_pb2.Run = await self._commit(run_id, work)
+        run: run_pb2.Run = await self._commit_new_run(run_id, request.thread_id, work)
         self._scheduler.enqueue(run.id)
+        return run
+
+    async def _commit_new_run(self, run_id: str, thread_id: str, work: Any) -> run_pb2.Run:
+        """Commit a new run. The check for an active run is made under the thread's lock; the
+        partial unique index on active runs is the last word if anything slips past it."""
+        try:
+            run: run_pb2.Run = await self._commit(run_id, work)
+        except IntegrityError:
+            active = await self._deps.database.transaction(
+                lambda c: repo.active_run_id(c, thread_id)
+            )
+            raise FailedPreconditionError(
+                f"Thread {thread_id} already has an active run {active}."
+            ) from None
         return run
 
     async def create_thread_and_run(
@@ -125,7 +139,7 @@ class RunService:
             first = [tr.event("thread.created", thread=thread)]
             return run, self._insert_run(connection, run, first)
 
-        run: run_pb2.Run = await self._commit(run_id, work)
+        run: run_pb2.Run = await self._commit_new_run(run_id, thread.id, work)
         self._scheduler.enqueue(run.id)
         return run
 
@@ -150,22 +164,15 @@ class RunService:
     def _insert_run(
         self, connection: Connection, run: run_pb2.Run, first: list[RunEvent]
     ) -> list[RunEvent]:
-        values = run_values(run)
-        try:
-            # A savepoint, so losing the race for the thread leaves the transaction usable.
-            with connection.begin_nested():
-                repo.insert_row(connection, repo.RUNS, values)
-        except IntegrityError:
-            active = repo.active_run_id(connection, run.thread_id)
-            raise FailedPreconditionError(
-                f"Thread {run.thread_id} already has an active run {active}."
-            ) from None
         events = [
             *first,
             tr.event("thread.run.created", run=run),
             tr.event("thread.run.queued", run=run),
         ]
-        return log.append(connection, run.id, run.thread_id, events)
+        # The run is written with its log already started: no second write of the row.
+        values = run_values(run) | {"last_sequence": len(events)}
+        repo.insert_row(connection, repo.RUNS, values)
+        return log.start(connection, run.id, run.thread_id, events)
 
     # --- read -----------------------------------------------------------------------------
 
@@ -251,10 +258,9 @@ class RunService:
             row = _run_row(connection, project, thread_id, run_id, lock=True)
             if row["status"] not in ("queued", "in_progress", "requires_action"):
                 raise FailedPreconditionError(f"Cannot cancel run with status '{row['status']}'.")
-            repo.update_by_id(connection, repo.RUNS, run_id, {"status": "cancelling"})
             run = run_from_row({**row, "status": "cancelling"})
             events = [tr.event("thread.run.cancelling", run=run)]
-            return run, log.append(connection, run_id, thread_id, events)
+            return run, log.append(connection, run_id, thread_id, events, {"status": "cancelling"})
 
         run: run_pb2.Run = await self._commit(run_id, work)
         self._scheduler.cancel(run_id)
@@ -298,7 +304,6 @@ class RunService:
                 step.usage.total_tokens = step_row["usage"]["total_tokens"]
             repo.update_by_id(connection, repo.RUN_STEPS, step.id, step_values(step))
             values = {"status": "queued", "required_action": None}
-            repo.update_by_id(connection, repo.RUNS, request.run_id, values)
             run = run_from_row({**row, **values})
             events = log.append(
                 connection,
@@ -308,6 +313,7 @@ class RunService:
                     tr.event("thread.run.step.completed", run_step=step),
                     tr.event("thread.run.queued", run=run),
                 ],
+                values,
             )
             return (run, events[0].sequence - 1), events
 

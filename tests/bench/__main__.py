@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from tests.bench import prompt, report, runs, streams, tools, unary
+from tests.bench import prompt, replicas, report, runs, streams, tools, unary
 from tests.bench.common import Plan
 from tests.bench.processes import (
     REPO_ROOT,
@@ -36,7 +36,8 @@ from tests.bench.processes import (
     run_event_loop,
 )
 
-SECTIONS: Final = ("unary", "runs", "tools", "streams", "prompt", "postgres")
+SECTIONS: Final = ("unary", "runs", "tools", "streams", "prompt", "postgres", "replicas")
+_POSTGRES_SECTIONS: Final = ("postgres", "replicas")
 DEFAULT_POSTGRES: Final = "postgresql+psycopg://postgres@127.0.0.1:5432/bench"
 
 
@@ -97,8 +98,8 @@ class Bench:
         self.args = args
         self.plan = Plan.short() if args.quick else Plan.default()
         self.sections = list(args.only or SECTIONS)
-        if args.no_postgres and "postgres" in self.sections:
-            self.sections.remove("postgres")
+        if args.no_postgres:
+            self.sections = [s for s in self.sections if s not in _POSTGRES_SECTIONS]
         self.results: dict[str, Any] = {}
         self.errors: dict[str, str] = {}
         self.postgres_version: str | None = None
@@ -110,9 +111,9 @@ class Bench:
         self.pids = children.pids
         model = children.start_model_server()
         print(f"bench: model server pid {model.pid} port {model.port}", flush=True)
-        if any(name != "postgres" for name in self.sections):
+        if any(name not in _POSTGRES_SECTIONS for name in self.sections):
             await self._sqlite(children, model, tmp)
-        if "postgres" in self.sections:
+        if any(name in _POSTGRES_SECTIONS for name in self.sections):
             await self._postgres(children, model)
 
     async def _sqlite(self, children: Children, model: Child, tmp: Path) -> None:
@@ -167,8 +168,14 @@ class Bench:
         try:
             self.postgres_version = _reset_postgres(url)
         except Exception as error:
-            self.results["postgres"] = {"skipped": f"PostgreSQL not reachable: {error}"}
+            for name in _POSTGRES_SECTIONS:
+                self.results[name] = {"skipped": f"PostgreSQL not reachable: {error}"}
             print(f"bench: postgres skipped: {error}", flush=True)
+            return
+        if "replicas" in self.sections:
+            await self._replicas(children, model, url)
+            _reset_postgres(url)
+        if "postgres" not in self.sections:
             return
         service = children.start_service("service-postgres", url, model.port)
         print(f"bench: service (PostgreSQL) pid {service.pid} port {service.port}", flush=True)
@@ -210,6 +217,19 @@ class Bench:
             f"(machine {busy:.0f}% busy, other processes {other:.0f}%)",
             flush=True,
         )
+
+    async def _replicas(self, children: Children, model: Child, url: str) -> None:
+        """Several service processes on one database; they come and go inside the section."""
+        print("bench: replicas…", flush=True)
+        began = time.monotonic()
+        try:
+            self.results["replicas"] = await replicas.measure(
+                children, model.port, url, self.plan, lambda: _reset_postgres(url)
+            )
+        except Exception as error:
+            traceback.print_exc()
+            self.errors["replicas"] = _one_line(error)
+        print(f"bench: replicas done in {time.monotonic() - began:.1f} s", flush=True)
 
 
 def _one_line(error: BaseException) -> str:

@@ -237,7 +237,9 @@ class Children:
         _wait_echo(child)
         return child
 
-    def start_service(self, name: str, database_url: str, model_port: int) -> Child:
+    def start_service(
+        self, name: str, database_url: str, model_port: int, extra: Sequence[str] = ()
+    ) -> Child:
         port = free_port()
         argv = [
             str(BIN / "assistants-grpc"),
@@ -250,6 +252,7 @@ class Children:
             "WARNING",
             "--shutdown-grace",
             "2",
+            *extra,
         ]
         env = {
             "OPENAI_BASE_URL": f"http://{HOST}:{model_port}/v1",

@@ -220,7 +220,48 @@ def markdown(results: dict[str, Any]) -> str:
         lines += _streams(s["streams"])
     if "prompt" in s:
         lines += _prompt(s["prompt"])
+    if "replicas" in s:
+        lines += _replicas(s["replicas"])
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _replicas(r: dict[str, Any]) -> list[str]:
+    lines = ["## Several replicas on one PostgreSQL", ""]
+    if "skipped" in r:
+        return [*lines, f"Skipped: {r['skipped']}", ""]
+    lines += [
+        "Replica processes of the service on one PostgreSQL database, all on this machine's two "
+        f"cores (so more replicas add coordination, not CPU). Runs are created round-robin over "
+        f"the replicas by {r['throughput'][0]['callers']} callers, each a CreateThreadAndRunStream "
+        "to `done` with the model that answers at once.",
+        "",
+    ]
+    rows = [
+        [t["replicas"], round(t["runs_per_s"], 1), t["run_ms"]["p50_ms"], t["run_ms"]["p99_ms"]]
+        for t in r["throughput"]
+    ]
+    lines += _table(["Replicas", "runs/s", "run p50 ms", "run p99 ms"], rows)
+    delay = r.get("cross_replica_delay")
+    if delay:
+        d = delay["delay_ms"]
+        lines += [
+            "",
+            "Delay between an event reaching the run's own stream on the replica executing it and "
+            "a WatchRun on another replica (LISTEN/NOTIFY, then a log read), over "
+            f"{delay['events']} events: **p50 {_fmt(d['p50_ms'])} ms, p99 {_fmt(d['p99_ms'])} ms** "
+            f"(max {_fmt(d['max_ms'])} ms).",
+        ]
+    takeover = r.get("takeover")
+    if takeover:
+        t = takeover["resume_s"]
+        lines += [
+            "",
+            f"A replica killed with SIGKILL while executing {takeover['runs']} runs: time from the "
+            "kill to each run's next event, written by the replica that took it over "
+            f"(lease {r['lease_seconds']} s, claim poll {r['claim_poll_seconds']} s): "
+            f"**p50 {_fmt(t['p50_ms'] / 1000)} s, max {_fmt(t['max_ms'] / 1000)} s**.",
+        ]
+    return [*lines, ""]
 
 
 NOISY_PCT = 10.0

@@ -119,6 +119,11 @@ class EventBus:
             remote_writes = channel.remote_writes
             while True:
                 wakeup = channel.wakeup
+                # Checked before reading, with the wake-up event already in hand: a write
+                # elsewhere signalled at any point up to here is never slept through.
+                if channel.remote_writes != remote_writes:
+                    remote_writes = channel.remote_writes
+                    read_log = True
                 batch = self._from_memory(channel, cursor)
                 if not batch and (read_log or self._has_gap(channel, cursor)):
                     batch = await self._load_after(run_id, cursor)
@@ -138,9 +143,6 @@ class EventBus:
                         read_log = True
                     if channel.deleted:
                         return
-                    if channel.remote_writes != remote_writes:
-                        remote_writes = channel.remote_writes
-                        read_log = True
                     if self._channels.get(run_id) is not channel:
                         # The channel was dropped (thread deleted, or finished and collected while
                         # we were between reads): continue on a fresh one, reading the log.

@@ -64,6 +64,8 @@ RunEvent = run_pb2.RunEvent
 # an older model recounts them.
 COUNTING_MODEL = "gpt-4o"
 COUNTING_ENCODING = O200K_BASE
+# How long a turn waits, after its first text, for the local streams to send it.
+FIRST_DELIVERY_WAIT = 0.01
 # Tokens kept free for the answer when the run sets no completion budget.
 DEFAULT_COMPLETION_RESERVE = 4096
 
@@ -98,6 +100,9 @@ class RunControl:
 
 
 _ENDINGS: dict[Reason, tr.Ending] = {"cancel": tr.CANCELLED, "expire": tr.EXPIRED}
+
+Started = tuple[RowMapping, TurnContext]
+"""A run moved to in_progress by this replica, with what its turn's prompt is built from."""
 
 
 @dataclass
@@ -134,8 +139,12 @@ class RunExecutor:
 
     async def execute(self, run_id: str, control: RunControl) -> None:
         start = await self._write(run_id, lambda c: self._start(c, control))
-        if start is None:
-            return
+        if start is not None:
+            await self.continue_started(start, control)
+
+    async def continue_started(self, start: Started, control: RunControl) -> None:
+        """The rest of a turn once its run is in progress and its context loaded."""
+        run_id = control.run_id
         run_row, context = start
         if control.reason == "handback":
             await self._deps.database.transaction(lambda c: release_lease(c, run_id, control.owner))
@@ -148,7 +157,7 @@ class RunExecutor:
 
     def _start(
         self, connection: Connection, control: RunControl
-    ) -> tuple[tuple[RowMapping, TurnContext] | None, list[RunEvent]]:
+    ) -> tuple[Started | None, list[RunEvent]]:
         """Take the run's lease and move it to in_progress (or end it, if it is cancelling or
         was left half-written by a replica that died). Nothing, if another replica holds it."""
         run_id = control.run_id
@@ -378,7 +387,11 @@ class _Turn:
                 await self._finish(end)
                 return
             if self._has_pending():
-                await self.x._write(self.run_id, self._flush)
+                written = await self.x._write(self.run_id, self._flush)
+                if last_flush is None and written:
+                    # The first text is out: let the caller's stream send it before the rest
+                    # of the answer is processed.
+                    await self.x._bus.delivered(self.run_id, written, FIRST_DELIVERY_WAIT)
                 last_flush = time.monotonic()
             self.structural = False
 
@@ -439,9 +452,12 @@ class _Turn:
 
     # --- writing --------------------------------------------------------------------------
 
-    def _flush(self, connection: Connection) -> tuple[None, list[RunEvent]]:
-        events = self._pending_events(connection)
-        return None, log.append(connection, self.run_id, self.thread_id, events)
+    def _flush(self, connection: Connection) -> tuple[int, list[RunEvent]]:
+        """Write what is pending; returns the last sequence written (0 for nothing)."""
+        events = log.append(
+            connection, self.run_id, self.thread_id, self._pending_events(connection)
+        )
+        return (events[-1].sequence if events else 0), events
 
     def _pending_events(self, connection: Connection) -> list[RunEvent]:
         events: list[RunEvent] = []
@@ -761,4 +777,4 @@ def release_lease(connection: Connection, run_id: str, owner: str) -> None:
     )
 
 
-__all__ = ["Interrupt", "RunControl", "RunExecutor", "release_lease"]
+__all__ = ["Interrupt", "RunControl", "RunExecutor", "Started", "release_lease"]

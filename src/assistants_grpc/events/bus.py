@@ -38,10 +38,18 @@ class _Channel:
     # Bumped when another replica wrote the log: memory is then not the whole story.
     remote_writes: int = 0
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    # What each live subscriber has handed on so far, and a signal when that moves.
+    delivered: dict[object, int] = field(default_factory=dict)
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
 
     def notify(self) -> None:
         self.wakeup.set()
         self.wakeup = asyncio.Event()
+
+    def advance(self, token: object, sequence: int) -> None:
+        self.delivered[token] = sequence
+        self.progress.set()
+        self.progress = asyncio.Event()
 
 
 def ends_run(previous: str | None, event: RunEvent) -> bool:
@@ -112,6 +120,8 @@ class EventBus:
         if channel is None:
             channel = self._channels[run_id] = _Channel()
         channel.subscribers += 1
+        token = object()
+        channel.delivered[token] = after
         try:
             previous = await self._previous_name(run_id, channel, after)
             cursor = after
@@ -133,6 +143,7 @@ class EventBus:
                         break  # a gap: re-read from where we are
                     yield event
                     cursor = event.sequence
+                    channel.advance(token, cursor)
                     if event.event == "done" and (until == "segment" or ends_run(previous, event)):
                         return
                     previous = event.event
@@ -147,13 +158,36 @@ class EventBus:
                         # The channel was dropped (thread deleted, or finished and collected while
                         # we were between reads): continue on a fresh one, reading the log.
                         channel.subscribers -= 1
+                        channel.delivered.pop(token, None)
                         channel = self._channels.setdefault(run_id, _Channel())
                         channel.subscribers += 1
+                        channel.delivered[token] = cursor
                         remote_writes = channel.remote_writes
                         read_log = True
         finally:
             channel.subscribers -= 1
+            channel.delivered.pop(token, None)
+            channel.progress.set()
             self._collect(run_id, channel)
+
+    async def delivered(self, run_id: str, sequence: int, timeout: float) -> None:
+        """Wait (at most `timeout` seconds) until every local subscriber of the run has handed
+        on the events up to `sequence`. A run's writer calls it after the first text, so the
+        stream gets the loop to itself for a moment instead of waiting behind the rest of the
+        run's work: that is what callers feel as the time to the first token."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            channel = self._channels.get(run_id)
+            if channel is None or all(s >= sequence for s in channel.delivered.values()):
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(channel.progress.wait(), remaining)
+            except TimeoutError:
+                return
 
     @staticmethod
     def _has_gap(channel: _Channel, cursor: int) -> bool:

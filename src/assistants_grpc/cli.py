@@ -97,8 +97,14 @@ def _configure_logging(level: str) -> None:
 
 async def _serve(settings: Settings) -> int:
     from assistants_grpc.server import AssistantsServer
+    from assistants_grpc.store.database import normalize_url
 
     server = AssistantsServer(settings)
+    if normalize_url(settings.database_url).startswith("postgresql"):
+        # PostgreSQL calls run on threads beside the event loop; a thread waiting for the GIL
+        # otherwise waits out CPython's 5 ms switch interval while the loop is busy (measured:
+        # 32 -> 47 runs/s and 19 -> 17 ms added latency with one caller).
+        sys.setswitchinterval(0.001)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

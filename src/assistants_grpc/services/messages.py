@@ -83,12 +83,13 @@ def ensure_no_active_run(
 ) -> None:
     """Lock the project's thread and refuse while a run holds it (CONTRACT.md §7, §11.8), with
     the message OpenAI gives for a new message or for a new run."""
-    if (
-        not check.plausible_id(thread_id)
-        or repo.lock_thread(connection, thread_id, project=project) is None
-    ):
+    exists, active = (
+        repo.lock_thread_for_write(connection, thread_id, project=project)
+        if check.plausible_id(thread_id)
+        else (False, None)
+    )
+    if not exists:
         raise NotFoundError("thread", thread_id)
-    active = repo.active_run_id(connection, thread_id)
     if active is None:
         return
     if starting_run:

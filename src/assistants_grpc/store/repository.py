@@ -107,16 +107,30 @@ def get_in_project(
 # --- threads and their lock ---------------------------------------------------------------
 
 
-def lock_thread(connection: Connection, thread_id: str, *, project: str) -> RowMapping | None:
-    """The project's thread row, locked until the transaction ends (FOR UPDATE on PostgreSQL;
+_ACTIVE_RUN_OF_THREAD = (
+    select(RUNS.c.id)
+    .where(RUNS.c.thread_id == THREADS.c.id, RUNS.c.status.in_(ACTIVE_RUN_STATUSES))
+    .limit(1)
+    .scalar_subquery()
+)
+_LOCK_THREAD_FOR_WRITE = (
+    select(THREADS.c.pk, _ACTIVE_RUN_OF_THREAD.label("active_run"))
+    .where(THREADS.c.id == bindparam("thread_id"), THREADS.c.project == bindparam("project"))
+    .with_for_update(of=THREADS)
+)
+
+
+def lock_thread_for_write(
+    connection: Connection, thread_id: str, *, project: str
+) -> tuple[bool, str | None]:
+    """Lock the project's thread row until the transaction ends (FOR UPDATE on PostgreSQL;
     SQLite's single writer already serialises), so "no active run, then write" is one atomic
-    step."""
-    query = (
-        select(THREADS)
-        .where(THREADS.c.id == thread_id, THREADS.c.project == project)
-        .with_for_update()
-    )
-    return connection.execute(query).mappings().first()
+    step, and read its active run in the same statement: whether the thread exists, and the id
+    of the run holding it, if any."""
+    row = connection.execute(
+        _LOCK_THREAD_FOR_WRITE, {"thread_id": thread_id, "project": project}
+    ).first()
+    return (False, None) if row is None else (True, row.active_run)
 
 
 def active_run_id(connection: Connection, thread_id: str) -> str | None:
@@ -168,7 +182,7 @@ __all__ = [
     "in_project",
     "insert_row",
     "insert_rows",
-    "lock_thread",
+    "lock_thread_for_write",
     "thread_exists",
     "update_by_id",
 ]

@@ -41,7 +41,7 @@ from assistants_grpc.engine.model_stream import (
 )
 from assistants_grpc.engine.models import ModelRouter
 from assistants_grpc.engine.prompt import Prompt, PromptRequest, build_prompt, chat_tools
-from assistants_grpc.engine.tokens import O200K_BASE, TokenCounter
+from assistants_grpc.engine.tokens import COUNTING_ENCODING, COUNTING_MODEL, TokenCounter
 from assistants_grpc.events import log
 from assistants_grpc.events.bus import EventBus
 from assistants_grpc.services.deps import Dependencies
@@ -60,10 +60,6 @@ logger = logging.getLogger(__name__)
 Reason = Literal["cancel", "expire", "handback"]
 RunEvent = run_pb2.RunEvent
 
-# Messages are counted with the encoding of current models (as services.messages does); a run on
-# an older model recounts them.
-COUNTING_MODEL = "gpt-4o"
-COUNTING_ENCODING = O200K_BASE
 # How long a turn waits, after its first text, for the local streams to send it.
 FIRST_DELIVERY_WAIT = 0.01
 # Tokens kept free for the answer when the run sets no completion budget.

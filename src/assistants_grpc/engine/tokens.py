@@ -28,6 +28,8 @@ import tiktoken
 
 __all__ = [
     "CL100K_BASE",
+    "COUNTING_ENCODING",
+    "COUNTING_MODEL",
     "ENCODING_NAMES",
     "O200K_BASE",
     "REPLY_PRIMING_TOKENS",
@@ -41,6 +43,11 @@ __all__ = [
 O200K_BASE: Final = "o200k_base"
 CL100K_BASE: Final = "cl100k_base"
 ENCODING_NAMES: Final[tuple[str, ...]] = (O200K_BASE, CL100K_BASE)
+
+#: Stored message counts are made with the encoding of current models, whatever model a later
+#: run uses; a run on a model with another encoding recounts (see prompt.build_prompt).
+COUNTING_MODEL: Final = "gpt-4o"
+COUNTING_ENCODING: Final = O200K_BASE
 
 #: Fixed overhead of every chat message (OpenAI cookbook, gpt-3.5-turbo-0613 and later).
 TOKENS_PER_MESSAGE: Final = 3

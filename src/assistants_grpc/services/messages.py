@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, RowMapping, false
 
 from assistants_grpc.contract.pb import message_pb2
+from assistants_grpc.engine.prompt import IMAGE_TOKENS
+from assistants_grpc.engine.tokens import COUNTING_MODEL
 from assistants_grpc.services import validation as check
 from assistants_grpc.services.deps import Dependencies
 from assistants_grpc.services.errors import FailedPreconditionError, NotFoundError
@@ -17,11 +19,6 @@ from assistants_grpc.services.listing import list_in
 from assistants_grpc.services.scope import require_thread
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.mapping import message_from_row, message_values
-
-# What an image part weighs in the prompt budget: OpenAI's charge for a low-detail image.
-IMAGE_TOKENS = 85
-# Messages are counted with the encoding of current models; a run on an older model recounts.
-COUNTING_MODEL = "gpt-4o"
 
 
 def check_message_inputs(

@@ -121,6 +121,7 @@ _REASON_ALIASES: Final = {
 }
 _MAX_DETAIL: Final = 500
 _DRAIN_SECONDS: Final = 0.1
+_PASSED_AS_JSON: Final = ("messages", "tools", "response_format")
 
 
 class ModelError(Exception):
@@ -220,6 +221,13 @@ class ModelStream:
         kwargs["stream"] = True
         options = kwargs.get("stream_options")
         kwargs["stream_options"] = {**(options or {}), "include_usage": True}
+        # The prompt and the tools are already plain JSON built here: passed through
+        # `extra_body`, they skip the SDK's recursive TypedDict transform, whose cost grows with
+        # the prompt (the request is the same on the wire).
+        heavy = {key: kwargs.pop(key) for key in _PASSED_AS_JSON if key in kwargs}
+        if heavy:
+            kwargs["extra_body"] = {**(kwargs.get("extra_body") or {}), **heavy}
+            kwargs.setdefault("messages", [])
         # A separate task, so aclose() from another task can abort a request still waiting for
         # its response headers (or sleeping between the SDK's retries).
         opening = asyncio.ensure_future(

@@ -97,11 +97,16 @@ def in_project(table: Table, project: str) -> list[ColumnElement[bool]]:
     return [table.c.project == project]
 
 
+@functools.cache
+def _select_in_project(table: Table) -> Select[Any]:
+    return select(table).where(table.c.id == _BY_ID, table.c.project == bindparam("_project"))
+
+
 def get_in_project(
     connection: Connection, table: Table, project: str, object_id: str
 ) -> RowMapping | None:
-    query = select(table).where(table.c.id == object_id, table.c.project == project)
-    return connection.execute(query).mappings().first()
+    parameters = {"_id": object_id, "_project": project}
+    return connection.execute(_select_in_project(table), parameters).mappings().first()
 
 
 # --- threads and their lock ---------------------------------------------------------------

@@ -506,7 +506,11 @@ def _prompt(p: dict[str, Any]) -> list[str]:
     ]
     rows = [
         ["build_prompt (stored token counts)", i["repeats"], i["build_ms_p50"]],
-        ["load_turn_context (SQLite)", d["repeats"], d["load_ms_p50"]],
+        [
+            f"load_turn_context (SQLite, {d.get('messages_read', '?')} messages read)",
+            d["repeats"],
+            d["load_ms_p50"],
+        ],
         ["load_turn_context + build_prompt", d["repeats"], d["load_and_build_ms_p50"]],
     ]
     return lines + _table(["", "repeats", "median ms"], rows)

@@ -339,3 +339,43 @@ async def test_restart_with_a_run_in_flight(running: RunningServer) -> None:
             assert names(events)[-2:] == ["thread.run.completed", "done"]
     finally:
         await server.stop(0)
+
+
+async def test_a_turn_stops_writing_when_its_lease_is_taken(running: RunningServer) -> None:
+    """A replica taken for dead (another one now holds the run's lease) writes nothing more:
+    its next write finds the lease gone, and its model stream is closed."""
+    from sqlalchemy import select, update
+
+    from assistants_grpc.store.repository import RUNS
+
+    stubs, model = running.stubs, running.model
+    model.push(TextReply("one two three four five six", chunks=6, chunk_delay=0.2))
+    assistant = await make_assistant(stubs)
+    thread = await make_thread(stubs, "go")
+    stream = stubs.runs.CreateRunStream(
+        R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
+    )
+    run_id = ""
+    async for event in stream:
+        run_id = run_id or event.run.id
+        if event.event == "thread.message.delta":
+            break
+    stream.cancel()
+    database = running.server.database
+    assert database is not None
+
+    def lease_and_sequence() -> tuple[str, int]:
+        query = select(RUNS.c.lease_owner, RUNS.c.last_sequence).where(RUNS.c.id == run_id)
+        owner, sequence = database.transaction_sync(lambda c: c.execute(query).one())
+        return owner, sequence
+
+    taken = {"lease_owner": "another-replica", "lease_expires_at": 4e9}
+    await database.transaction(
+        lambda c: c.execute(update(RUNS).where(RUNS.c.id == run_id).values(**taken))
+    )
+    _, sequence = lease_and_sequence()
+    assert await model.wait_for_disconnects(1, timeout=2.0), "the turn kept streaming"
+    await asyncio.sleep(0.3)
+    assert lease_and_sequence() == ("another-replica", sequence)  # nothing more was written
+    run = await stubs.runs.GetRun(R.GetRunRequest(thread_id=thread.id, run_id=run_id))
+    assert run.status == R.RUN_STATUS_IN_PROGRESS  # left to the replica that holds it

@@ -451,7 +451,11 @@ class _Turn:
     def _flush(self, connection: Connection) -> tuple[int, list[RunEvent]]:
         """Write what is pending; returns the last sequence written (0 for nothing)."""
         events = log.append(
-            connection, self.run_id, self.thread_id, self._pending_events(connection)
+            connection,
+            self.run_id,
+            self.thread_id,
+            self._pending_events(connection),
+            owner=self.control.owner,
         )
         return (events[-1].sequence if events else 0), events
 
@@ -694,9 +698,7 @@ class _Turn:
                 events += self._open_message(connection, self.x._deps.now())
             elif self.message is not None:
                 self._save_message(connection, final=True)
-            row = tr.load_run(connection, self.run_id, lock=True)
-            if row is None or row["status"] in tr.TERMINAL_STATUSES:
-                return None, log.append(connection, self.run_id, self.thread_id, events)
+            row = self._own_run(connection)
             return None, tr.finish_run(
                 connection,
                 row,
@@ -709,12 +711,24 @@ class _Turn:
 
         await self.x._write(self.run_id, work)
 
+    def _own_run(self, connection: Connection) -> RowMapping:
+        """The run's row, locked, provided this replica still holds its lease. If another
+        replica took the run over (this one was thought dead), nothing more is written here."""
+        row = tr.load_run(connection, self.run_id, lock=True)
+        if row is None or row["lease_owner"] != self.control.owner:
+            raise log.LeaseLostError(self.run_id)
+        return row
+
     def _hand_back(self, connection: Connection) -> tuple[None, list[RunEvent]]:
         """Write what was streamed so far and let go of the run: its state stays as committed
         and whoever takes it over next continues or ends it (see RunExecutor._start)."""
-        events = self._pending_events(connection)
-        if events:
-            log.append(connection, self.run_id, self.thread_id, events)
+        events = log.append(
+            connection,
+            self.run_id,
+            self.thread_id,
+            self._pending_events(connection),
+            owner=self.control.owner,
+        )
         release_lease(connection, self.run_id, self.control.owner)
         return None, events
 
@@ -722,9 +736,7 @@ class _Turn:
         """The model called functions: the run waits for their outputs. The tool step stays
         in progress with `output: null` until they are submitted (CONTRACT.md §11.5)."""
         events = self._pending_events(connection)
-        row = tr.load_run(connection, self.run_id, lock=True)
-        if row is None or row["status"] in tr.TERMINAL_STATUSES:
-            return None, log.append(connection, self.run_id, self.thread_id, events)
+        row = self._own_run(connection)
         if row["status"] == "cancelling":
             # A cancel arrived while the model was answering: honour it rather than pause.
             ending = tr.CANCELLED

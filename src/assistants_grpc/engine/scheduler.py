@@ -30,6 +30,7 @@ from sqlalchemy import ColumnElement, Connection, or_, select, update
 from assistants_grpc.engine import transitions as tr
 from assistants_grpc.engine.executor import RunControl, RunExecutor
 from assistants_grpc.events.bus import EventBus
+from assistants_grpc.events.log import LeaseLostError
 from assistants_grpc.services.deps import Dependencies
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.tables import ACTIVE_RUN_STATUSES
@@ -139,6 +140,10 @@ class RunScheduler:
                 await self._executor.execute(run_id, control)
             except asyncio.CancelledError:
                 raise
+            except LeaseLostError:
+                # This replica was taken for dead (its heartbeat failed); the run continues where
+                # it was taken over, and nothing more is written from here.
+                log.warning("lost the lease of run %s to another replica; stopped its turn", run_id)
             except Exception:
                 log.exception("run %s failed with an unexpected error", run_id)
                 await self._end(

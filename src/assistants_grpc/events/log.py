@@ -29,29 +29,44 @@ TERMINAL_RUN_EVENTS = frozenset(
 )
 
 
+class LeaseLostError(RuntimeError):
+    """The run's lease is no longer the writer's: another replica took the run over."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"lost the lease of run {run_id}")
+        self.run_id = run_id
+
+
 def append(
     connection: Connection,
     run_id: str,
     thread_id: str,
     events: Sequence[RunEvent],
     run_values: Mapping[str, Any] | None = None,
+    *,
+    owner: str | None = None,
 ) -> list[RunEvent]:
     """Number `events` (in place) after the run's last sequence and write them to the log.
 
     `run_values` are other columns of the run to set in the same statement: a state change and
-    its events are usually one write.
+    its events are usually one write. With `owner`, the write happens only while that replica
+    still holds the run's lease (checked in the same statement); otherwise LeaseLostError.
     """
     if not events:
         if run_values:
             connection.execute(update(RUNS).where(RUNS.c.id == run_id).values(**run_values))
         return []
     count = len(events)
+    query = update(RUNS).where(RUNS.c.id == run_id)
+    if owner is not None:
+        query = query.where(RUNS.c.lease_owner == owner)
     last = connection.execute(
-        update(RUNS)
-        .where(RUNS.c.id == run_id)
-        .values(last_sequence=RUNS.c.last_sequence + count, **(run_values or {}))
-        .returning(RUNS.c.last_sequence)
-    ).scalar_one()
+        query.values(last_sequence=RUNS.c.last_sequence + count, **(run_values or {})).returning(
+            RUNS.c.last_sequence
+        )
+    ).scalar_one_or_none()
+    if last is None:
+        raise LeaseLostError(run_id)
     return _insert(connection, run_id, thread_id, events, first=last - count + 1)
 
 
@@ -100,4 +115,12 @@ def read_one(connection: Connection, run_id: str, sequence: int) -> RunEvent | N
     return None if data is None else RunEvent.FromString(data)
 
 
-__all__ = ["TERMINAL_RUN_EVENTS", "RunEvent", "append", "read_after", "read_one", "start"]
+__all__ = [
+    "TERMINAL_RUN_EVENTS",
+    "LeaseLostError",
+    "RunEvent",
+    "append",
+    "read_after",
+    "read_one",
+    "start",
+]

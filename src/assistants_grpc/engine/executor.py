@@ -16,7 +16,6 @@ far more CPU than a row, so this is what makes runs cheap.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from assistants_grpc.engine.model_stream import (
     UsageReport,
     stream_completion,
 )
-from assistants_grpc.engine.models import ModelRouter
+from assistants_grpc.engine.models import ModelRoute, ModelRouter
 from assistants_grpc.engine.prompt import Prompt, PromptRequest, build_prompt, chat_tools
 from assistants_grpc.engine.tokens import COUNTING_ENCODING, COUNTING_MODEL, TokenCounter
 from assistants_grpc.events import log
@@ -52,8 +51,6 @@ from assistants_grpc.store.mapping import (
     run_from_row,
     step_values,
 )
-
-logger = logging.getLogger(__name__)
 
 # Why a turn is interrupted. "handback": the replica is stopping; the run keeps its state and its
 # lease is released so another replica (or the next start) takes it over.
@@ -146,7 +143,7 @@ class RunExecutor:
             await self._deps.database.transaction(lambda c: release_lease(c, run_id, control.owner))
             return
         if control.reason is not None:
-            await self._end(run_row, _ENDINGS[control.reason])
+            await self._end(run_id, _ENDINGS[control.reason], control.owner)
             return
         turn = _Turn(self, run_row, context, control)
         await turn.run()
@@ -161,9 +158,8 @@ class RunExecutor:
         if row is None or row["status"] not in ("queued", "in_progress", "cancelling"):
             return None, []
         wall = time.time()
-        holder, until = row["lease_owner"], row["lease_expires_at"]
-        if holder not in (None, control.owner) and until is not None and until > wall:
-            return None, []  # alive elsewhere
+        if tr.held_elsewhere(row, control.owner, wall):
+            return None, []
         lease = {"lease_owner": control.owner, "lease_expires_at": wall + control.lease_seconds}
         status, now = row["status"], self._deps.now()
         if status != "queued":
@@ -200,35 +196,24 @@ class RunExecutor:
         """The most prompt tokens a turn of this run can send, and its last_messages: what the
         context loader needs to skip messages that cannot be in the prompt."""
         window = self._router.route(run_row["model"]).context_window
-        budget = window - min(
-            run_row["max_completion_tokens"] or DEFAULT_COMPLETION_RESERVE, window // 2
-        )
+        budget = window - _completion_reserve(window, run_row["max_completion_tokens"])
         if run_row["max_prompt_tokens"] is not None:
             budget = min(budget, run_row["max_prompt_tokens"])
         strategy = run_row["truncation_strategy"] or {}
         last = strategy.get("last_messages") if strategy.get("type") == "last_messages" else None
         return budget, last
 
-    async def _end(
-        self,
-        run_row: RowMapping,
-        ending: tr.Ending,
-        *,
-        usage: common_pb2.Usage | None = None,
-    ) -> None:
-        def work(connection: Connection) -> tuple[None, list[RunEvent]]:
-            row = tr.load_run(connection, run_row["id"], lock=True)
-            if row is None or row["status"] in tr.TERMINAL_STATUSES:
-                return None, []
-            return None, tr.finish_run(connection, row, ending, self._deps.now(), step_usage=usage)
-
-        await self._write(run_row["id"], work)
+    async def _end(self, run_id: str, ending: tr.Ending, owner: str) -> None:
+        await self._write(
+            run_id, lambda c: (None, tr.end_if_active(c, run_id, ending, self._deps.now(), owner))
+        )
 
     # --- the model call's parameters ------------------------------------------------------
 
-    def prompt_for(self, run_row: RowMapping, context: TurnContext) -> tuple[Prompt, int | None]:
+    def prompt_for(
+        self, run_row: RowMapping, context: TurnContext, route: ModelRoute, tools: list[Any]
+    ) -> tuple[Prompt, int | None]:
         """The prompt, and the completion budget left (None when the run sets none)."""
-        route = self._router.route(run_row["model"])
         completion_left = None
         if run_row["max_completion_tokens"] is not None:
             completion_left = run_row["max_completion_tokens"] - context.completion_tokens_used
@@ -236,33 +221,32 @@ class RunExecutor:
         if run_row["max_prompt_tokens"] is not None:
             prompt_left = run_row["max_prompt_tokens"] - context.prompt_tokens_used
         strategy = run_row["truncation_strategy"] or {"type": "auto", "last_messages": None}
-        reserve = min(
-            completion_left if completion_left is not None else DEFAULT_COMPLETION_RESERVE,
-            route.context_window // 2,
-        )
         request = PromptRequest(
             model=run_row["model"],
             instructions=run_row["instructions"],
             messages=context.messages,
             rounds=context.rounds,
-            tools=chat_tools(run_row["tools"]),
+            tools=tools,
             truncation=strategy["type"],
             last_messages=strategy.get("last_messages"),
             context_window=route.context_window,
-            completion_reserve=max(reserve, 0),
+            completion_reserve=_completion_reserve(route.context_window, completion_left),
             max_prompt_tokens=prompt_left,
         )
         return build_prompt(request, self.tokens), completion_left
 
     def params_for(
-        self, run_row: RowMapping, prompt: Prompt, completion_left: int | None
+        self,
+        run_row: RowMapping,
+        prompt: Prompt,
+        completion_left: int | None,
+        route: ModelRoute,
+        tools: list[Any],
     ) -> dict[str, Any]:
-        route = self._router.route(run_row["model"])
         params: dict[str, Any] = {"model": route.upstream_model, "messages": prompt.messages}
         for name in ("temperature", "top_p"):
             if run_row[name] is not None:
                 params[name] = run_row[name]
-        tools = chat_tools(run_row["tools"])
         if tools:
             params["tools"] = tools
             params["parallel_tool_calls"] = run_row["parallel_tool_calls"]
@@ -278,8 +262,18 @@ class RunExecutor:
             params["reasoning_effort"] = run_row["reasoning_effort"]
         return params
 
+    def route(self, model: str) -> ModelRoute:
+        return self._router.route(model)
+
     def client_for(self, model: str) -> Any:
         return self._router.client_for(model)
+
+
+def _completion_reserve(window: int, completion_left: int | None) -> int:
+    """Tokens kept free for the answer: the completion budget left, or a default, and never
+    more than half the context window."""
+    wanted = completion_left if completion_left is not None else DEFAULT_COMPLETION_RESERVE
+    return max(min(wanted, window // 2), 0)
 
 
 def _chat_tool_choice(choice: Any) -> Any:
@@ -334,15 +328,18 @@ class _Turn:
 
     async def run(self) -> None:
         x = self.x
-        prompt, completion_left = x.prompt_for(self.run_row, self.context)
+        # Routed and converted once per turn: the prompt's budget and the request share them.
+        route = x.route(self.run_row["model"])
+        tools = chat_tools(self.run_row["tools"])
+        prompt, completion_left = x.prompt_for(self.run_row, self.context, route, tools)
         if not prompt.fits:
-            await x._end(self.run_row, tr.incomplete("max_prompt_tokens"))
+            await x._end(self.run_id, tr.incomplete("max_prompt_tokens"), self.control.owner)
             return
         if completion_left is not None and completion_left <= 0:
-            await x._end(self.run_row, tr.incomplete("max_completion_tokens"))
+            await x._end(self.run_id, tr.incomplete("max_completion_tokens"), self.control.owner)
             return
         self.prompt_tokens = prompt.prompt_tokens
-        params = x.params_for(self.run_row, prompt, completion_left)
+        params = x.params_for(self.run_row, prompt, completion_left, route, tools)
         reader = asyncio.create_task(self._read(params), name=f"model-stream-{self.run_id}")
         try:
             await self._loop()

@@ -122,10 +122,6 @@ class RunScheduler:
         if control is not None:
             control.interrupt("cancel")
 
-    @property
-    def running(self) -> int:
-        return len(self._running)
-
     # --- workers ----------------------------------------------------------------------------
 
     async def _work(self) -> None:
@@ -156,17 +152,10 @@ class RunScheduler:
                 self._running.pop(run_id, None)
 
     async def _end(self, run_id: str, ending: tr.Ending) -> None:
-        def work(connection: Connection) -> list[RunEvent]:
-            row = tr.load_run(connection, run_id, lock=True)
-            if row is None or row["status"] in tr.TERMINAL_STATUSES:
-                return []
-            holder, until = row["lease_owner"], row["lease_expires_at"]
-            if holder not in (None, self.owner) and until is not None and until > time.time():
-                return []  # executing elsewhere: that replica ends it
-            return tr.finish_run(connection, row, ending, self._deps.now())
-
         try:
-            events = await self._deps.database.transaction(work)
+            events = await self._deps.database.transaction(
+                lambda c: tr.end_if_active(c, run_id, ending, self._deps.now(), self.owner)
+            )
         except Exception:
             log.exception("could not end run %s", run_id)
             return
@@ -205,12 +194,13 @@ class RunScheduler:
         free = self._max_concurrent - len(self._running) - self._queue.qsize()
         if free <= 0 or not self._accepting:
             return
+        now = time.time()
         claimed = await self._deps.database.transaction(
             functools.partial(
                 _claim,
                 owner=self.owner,
-                now=time.time(),
-                until=time.time() + self._lease_seconds,
+                now=now,
+                until=now + self._lease_seconds,
                 limit=free,
             )
         )

@@ -9,6 +9,7 @@ appends the events in their order: message, step, run, then `done`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +77,24 @@ def load_run(connection: Connection, run_id: str, *, lock: bool = False) -> RowM
     if lock:
         query = query.with_for_update()
     return connection.execute(query).mappings().first()
+
+
+def held_elsewhere(row: RowMapping, owner: str, wall_clock: float) -> bool:
+    """Whether another replica holds a live lease on the run (so it, not `owner`, acts on it)."""
+    holder, until = row["lease_owner"], row["lease_expires_at"]
+    return holder not in (None, owner) and until is not None and until > wall_clock
+
+
+def end_if_active(
+    connection: Connection, run_id: str, ending: Ending, now: int, owner: str
+) -> list[RunEvent]:
+    """End the run if it is still active and no other replica holds it; else nothing."""
+    row = load_run(connection, run_id, lock=True)
+    if row is None or row["status"] in TERMINAL_STATUSES:
+        return []
+    if held_elsewhere(row, owner, time.time()):
+        return []  # executing elsewhere: that replica ends it
+    return finish_run(connection, row, ending, now)
 
 
 def open_steps(connection: Connection, run_id: str) -> list[RowMapping]:
@@ -207,9 +226,11 @@ __all__ = [
     "EXPIRED",
     "TERMINAL_STATUSES",
     "Ending",
+    "end_if_active",
     "event",
     "failed",
     "finish_run",
+    "held_elsewhere",
     "incomplete",
     "load_run",
     "open_message",

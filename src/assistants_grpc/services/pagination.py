@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, Literal, Protocol, TypeVar
+from typing import Literal, Protocol
 
 from assistants_grpc.contract.pb import common_pb2
 from assistants_grpc.services.errors import FieldViolation, InvalidArgumentError
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
-
-T = TypeVar("T")
 
 
 class ListRequest(Protocol):
@@ -35,12 +33,6 @@ class PageRequest:
     ascending: bool
     after: str | None
     before: str | None
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    items: list[T]
-    has_more: bool
 
 
 def page_request(request: ListRequest) -> PageRequest:
@@ -77,4 +69,4 @@ def page_request(request: ListRequest) -> PageRequest:
     )
 
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "Page", "PageRequest", "page_request"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "PageRequest", "page_request"]

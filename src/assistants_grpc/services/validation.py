@@ -349,10 +349,6 @@ def check_tool_outputs(v: Violations, field: str, outputs: Sequence[Any], limits
         v.add(field, f"too large: {total} bytes in all, at most {limits.max_tool_outputs_bytes}.")
 
 
-def raise_invalid(field: str, description: str) -> None:
-    raise InvalidArgumentError.single(field, description)
-
-
 __all__ = [
     "MAX_ASSISTANT_TOOLS",
     "MAX_DESCRIPTION",

@@ -8,33 +8,32 @@ exactly the NOT_FOUND (same message) as an id that never existed.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, RowMapping
+from sqlalchemy import Connection, RowMapping, Table
 
 from assistants_grpc.services.errors import NotFoundError
 from assistants_grpc.services.validation import plausible_id
 from assistants_grpc.store import repository as repo
 
 
-def get_assistant_row(connection: Connection, project: str, assistant_id: str) -> RowMapping:
+def _row_in_project(
+    connection: Connection, table: Table, kind: str, project: str, object_id: str
+) -> RowMapping:
     row = (
-        repo.get_in_project(connection, repo.ASSISTANTS, project, assistant_id)
-        if plausible_id(assistant_id)
+        repo.get_in_project(connection, table, project, object_id)
+        if plausible_id(object_id)
         else None
     )
     if row is None:
-        raise NotFoundError("assistant", assistant_id)
+        raise NotFoundError(kind, object_id)
     return row
+
+
+def get_assistant_row(connection: Connection, project: str, assistant_id: str) -> RowMapping:
+    return _row_in_project(connection, repo.ASSISTANTS, "assistant", project, assistant_id)
 
 
 def get_thread_row(connection: Connection, project: str, thread_id: str) -> RowMapping:
-    row = (
-        repo.get_in_project(connection, repo.THREADS, project, thread_id)
-        if plausible_id(thread_id)
-        else None
-    )
-    if row is None:
-        raise NotFoundError("thread", thread_id)
-    return row
+    return _row_in_project(connection, repo.THREADS, "thread", project, thread_id)
 
 
 def require_thread(connection: Connection, project: str, thread_id: str) -> None:

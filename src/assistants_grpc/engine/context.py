@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy import BindParameter, Connection, RowMapping, bindparam, select
 
 from assistants_grpc.engine.prompt import ImageRef, ThreadMessage, ToolCallRecord, ToolRound
 from assistants_grpc.store import repository as repo
@@ -19,6 +19,30 @@ _MESSAGE_COLUMNS = (
     repo.MESSAGES.c.run_id,
     repo.MESSAGES.c.token_count,
     repo.MESSAGES.c.token_encoding,
+)
+
+
+# Built once: a turn starts with these three reads.
+_THREAD_ID: BindParameter[str] = bindparam("_thread_id")
+_HEADS = (
+    select(
+        repo.MESSAGES.c.pk,
+        repo.MESSAGES.c.role,
+        repo.MESSAGES.c.run_id,
+        repo.MESSAGES.c.token_count,
+    )
+    .where(repo.MESSAGES.c.thread_id == _THREAD_ID)
+    .order_by(repo.MESSAGES.c.pk)
+)
+_MESSAGES_FROM = (
+    select(*_MESSAGE_COLUMNS)
+    .where(repo.MESSAGES.c.thread_id == _THREAD_ID, repo.MESSAGES.c.pk >= bindparam("_first"))
+    .order_by(repo.MESSAGES.c.pk)
+)
+_STEPS = (
+    select(repo.RUN_STEPS.c.type, repo.RUN_STEPS.c.step_details, repo.RUN_STEPS.c.usage)
+    .where(repo.RUN_STEPS.c.run_id == bindparam("_run_id"))
+    .order_by(repo.RUN_STEPS.c.pk)
 )
 
 
@@ -119,38 +143,17 @@ def load_turn_context(
     oldest message the prompt can use, then the content of that message and the newer ones only.
     A 10,000-message thread then costs its truncated size, not its whole size, at every turn.
     """
-    messages_table = repo.MESSAGES
-    heads = list(
-        connection.execute(
-            select(
-                messages_table.c.pk,
-                messages_table.c.role,
-                messages_table.c.run_id,
-                messages_table.c.token_count,
-            )
-            .where(messages_table.c.thread_id == thread_id)
-            .order_by(messages_table.c.pk)
-        )
-    )
+    heads = list(connection.execute(_HEADS, {"_thread_id": thread_id}))
     first = _first_needed(heads, run_id, token_budget, last_messages)
     rows: Sequence[RowMapping] = []
     if first is not None:
-        rows = list(
-            connection.execute(
-                select(*_MESSAGE_COLUMNS)
-                .where(messages_table.c.thread_id == thread_id, messages_table.c.pk >= first)
-                .order_by(messages_table.c.pk)
-            ).mappings()
-        )
+        parameters = {"_thread_id": thread_id, "_first": first}
+        rows = list(connection.execute(_MESSAGES_FROM, parameters).mappings())
     own = {row["id"]: row for row in rows if row["run_id"] == run_id}
     messages = [_thread_message(row) for row in rows if row["run_id"] != run_id]
     rounds: list[ToolRound] = []
     prompt_used = completion_used = 0
-    steps = connection.execute(
-        select(repo.RUN_STEPS.c.type, repo.RUN_STEPS.c.step_details, repo.RUN_STEPS.c.usage)
-        .where(repo.RUN_STEPS.c.run_id == run_id)
-        .order_by(repo.RUN_STEPS.c.pk)
-    ).mappings()
+    steps = connection.execute(_STEPS, {"_run_id": run_id}).mappings()
     for step in steps:
         details = step["step_details"]
         if step["type"] == "message_creation":

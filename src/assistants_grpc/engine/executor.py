@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import Connection, RowMapping, update
+from sqlalchemy import Connection, RowMapping, bindparam, update
 
 from assistants_grpc.contract.openai_json import render_value
 from assistants_grpc.contract.pb import common_pb2, message_pb2, run_pb2
@@ -56,6 +56,8 @@ from assistants_grpc.store.mapping import (
 # lease is released so another replica (or the next start) takes it over.
 Reason = Literal["cancel", "expire", "handback"]
 RunEvent = run_pb2.RunEvent
+# A run's columns: its row as read, or the values its creating transaction just wrote.
+RunRow = Mapping[Any, Any]
 
 # How long a turn waits, after its first text, for the local streams to send it.
 FIRST_DELIVERY_WAIT = 0.01
@@ -94,8 +96,12 @@ class RunControl:
 
 _ENDINGS: dict[Reason, tr.Ending] = {"cancel": tr.CANCELLED, "expire": tr.EXPIRED}
 
-Started = tuple[RowMapping, TurnContext]
+Started = tuple[RunRow, TurnContext]
 """A run moved to in_progress by this replica, with what its turn's prompt is built from."""
+
+
+# What the first write of a turn is made of: the reader pauses after it (see _Turn._read).
+_FIRST_WRITE = (TextDelta, RefusalDelta, ToolCallStarted)
 
 
 @dataclass
@@ -182,17 +188,20 @@ class RunExecutor:
                 [tr.event("thread.run.in_progress", run=run)],
                 values,
             )
-        budget, last_messages = self._read_limits(row)
-        context = load_turn_context(
+        return (row, self.load_context(connection, row)), events
+
+    def load_context(self, connection: Connection, run_row: RunRow) -> TurnContext:
+        """What the next turn of this run builds its prompt from."""
+        budget, last_messages = self._read_limits(run_row)
+        return load_turn_context(
             connection,
-            row["thread_id"],
-            run_id,
+            run_row["thread_id"],
+            run_row["id"],
             token_budget=budget,
             last_messages=last_messages,
         )
-        return (row, context), events
 
-    def _read_limits(self, run_row: RowMapping) -> tuple[int, int | None]:
+    def _read_limits(self, run_row: RunRow) -> tuple[int, int | None]:
         """The most prompt tokens a turn of this run can send, and its last_messages: what the
         context loader needs to skip messages that cannot be in the prompt."""
         window = self._router.route(run_row["model"]).context_window
@@ -211,7 +220,7 @@ class RunExecutor:
     # --- the model call's parameters ------------------------------------------------------
 
     def prompt_for(
-        self, run_row: RowMapping, context: TurnContext, route: ModelRoute, tools: list[Any]
+        self, run_row: RunRow, context: TurnContext, route: ModelRoute, tools: list[Any]
     ) -> tuple[Prompt, int | None]:
         """The prompt, and the completion budget left (None when the run sets none)."""
         completion_left = None
@@ -237,7 +246,7 @@ class RunExecutor:
 
     def params_for(
         self,
-        run_row: RowMapping,
+        run_row: RunRow,
         prompt: Prompt,
         completion_left: int | None,
         route: ModelRoute,
@@ -299,7 +308,7 @@ class _Turn:
     def __init__(
         self,
         executor: RunExecutor,
-        run_row: RowMapping,
+        run_row: RunRow,
         context: TurnContext,
         control: RunControl,
     ) -> None:
@@ -323,6 +332,9 @@ class _Turn:
         self.finish_reason: str | None = None
         self.usage: common_pb2.Usage | None = None
         self.structural = False
+        # Set once the first write's events are on their way to the local streams; the reader
+        # waits for it after the first thing worth writing (see _read).
+        self.first_out = asyncio.Event()
 
     # --- driving --------------------------------------------------------------------------
 
@@ -357,6 +369,10 @@ class _Turn:
             ) as stream:
                 async for item in stream:
                     inbox.put_nowait(item)
+                    if not self.first_out.is_set() and isinstance(item, _FIRST_WRITE):
+                        # Parsing the rest of the answer now would hold the event loop while
+                        # the first text waits to be sent: what callers feel is the time to it.
+                        await self.first_out.wait()
         except ModelError as error:
             inbox.put_nowait(_StreamEnd(error))
             return
@@ -385,6 +401,7 @@ class _Turn:
                     # The first text is out: let the caller's stream send it before the rest
                     # of the answer is processed.
                     await self.x._bus.delivered(self.run_id, written, FIRST_DELIVERY_WAIT)
+                self.first_out.set()
                 last_flush = time.monotonic()
             self.structural = False
 
@@ -774,12 +791,15 @@ class _Turn:
         return None, written
 
 
+_RELEASE_LEASE = (
+    update(repo.RUNS)
+    .where(repo.RUNS.c.id == bindparam("_run_id"), repo.RUNS.c.lease_owner == bindparam("_owner"))
+    .values(lease_owner=None, lease_expires_at=None)
+)
+
+
 def release_lease(connection: Connection, run_id: str, owner: str) -> None:
-    connection.execute(
-        update(repo.RUNS)
-        .where(repo.RUNS.c.id == run_id, repo.RUNS.c.lease_owner == owner)
-        .values(lease_owner=None, lease_expires_at=None)
-    )
+    connection.execute(_RELEASE_LEASE, {"_run_id": run_id, "_owner": owner})
 
 
 __all__ = ["Interrupt", "RunControl", "RunExecutor", "Started", "release_lease"]

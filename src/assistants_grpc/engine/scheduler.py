@@ -22,13 +22,13 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, or_, select, update
 
 from assistants_grpc.engine import transitions as tr
-from assistants_grpc.engine.executor import RunControl, RunExecutor
+from assistants_grpc.engine.executor import RunControl, RunExecutor, Started
 from assistants_grpc.events.bus import EventBus
 from assistants_grpc.events.log import LeaseLostError
 from assistants_grpc.services.deps import Dependencies
@@ -71,7 +71,8 @@ class RunScheduler:
         self._sweep_interval = sweep_interval
         self.owner = owner or replica_name()
         self.send_cancel: SendCancel | None = None
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        # Run ids to execute, or runs already started by their creating transaction.
+        self._queue: asyncio.Queue[str | tuple[RunControl, Started]] = asyncio.Queue()
         self._queued: set[str] = set()
         self._running: dict[str, RunControl] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -103,6 +104,25 @@ class RunScheduler:
             self._queued.add(run_id)
             self._queue.put_nowait(run_id)
 
+    def reserve(self, run_id: str) -> Reservation | None:
+        """Keep a worker for a run about to be created, if one is free: the creating
+        transaction then starts the run itself (see Reservation). None when every worker is
+        taken or the replica is stopping: the run is created queued and waits its turn."""
+        busy = len(self._running) + self._queue.qsize()
+        if not self._accepting or busy >= self._max_concurrent or run_id in self._running:
+            return None
+        control = RunControl(run_id, owner=self.owner, lease_seconds=self._lease_seconds)
+        # Registered at once, so a cancel arriving before the worker takes it still reaches it.
+        self._running[run_id] = control
+        return Reservation(self, self._executor, control)
+
+    def _hand_over(self, control: RunControl, started: Started) -> None:
+        self._queue.put_nowait((control, started))
+
+    def _release(self, control: RunControl) -> None:
+        if self._running.get(control.run_id) is control:
+            del self._running[control.run_id]
+
     def cancel(self, run_id: str) -> None:
         """The run went to `cancelling`: stop the turn executing it, wherever it executes."""
         control = self._running.get(run_id)
@@ -126,14 +146,21 @@ class RunScheduler:
 
     async def _work(self) -> None:
         while True:
-            run_id = await self._queue.get()
-            self._queued.discard(run_id)
-            if run_id in self._running:
-                continue
-            control = RunControl(run_id, owner=self.owner, lease_seconds=self._lease_seconds)
-            self._running[run_id] = control
+            item = await self._queue.get()
+            if isinstance(item, tuple):
+                control, started = item
+                run_id = control.run_id
+                turn = self._executor.continue_started(started, control)
+            else:
+                run_id = item
+                self._queued.discard(run_id)
+                if run_id in self._running:
+                    continue
+                control = RunControl(run_id, owner=self.owner, lease_seconds=self._lease_seconds)
+                self._running[run_id] = control
+                turn = self._executor.execute(run_id, control)
             try:
-                await self._executor.execute(run_id, control)
+                await turn
             except asyncio.CancelledError:
                 raise
             except LeaseLostError:
@@ -243,6 +270,38 @@ class RunScheduler:
         await self._deps.database.transaction(functools.partial(_release_leases, owner=self.owner))
 
 
+class Reservation:
+    """A worker kept for a run being created. The creating transaction writes the run already
+    in progress with this replica's lease (its `in_progress` event right after `queued`) and
+    loads its turn's context, and the worker takes it from there: one transaction and one
+    hand-off fewer before the model is called, which is most of what a caller waits for before
+    the first token. Exactly one of `hand_over` (after the commit) or `release` follows."""
+
+    def __init__(self, scheduler: RunScheduler, executor: RunExecutor, control: RunControl) -> None:
+        self._scheduler = scheduler
+        self._executor = executor
+        self.control = control
+
+    def start_values(self, now: int) -> dict[str, Any]:
+        """The run's columns that say it is in progress here."""
+        return {
+            "status": "in_progress",
+            "started_at": now,
+            "lease_owner": self.control.owner,
+            "lease_expires_at": time.time() + self.control.lease_seconds,
+        }
+
+    def load(self, connection: Connection, run_row: Mapping[Any, Any]) -> Started:
+        """In the creating transaction, once the run and its messages are written."""
+        return run_row, self._executor.load_context(connection, run_row)
+
+    def hand_over(self, started: Started) -> None:
+        self._scheduler._hand_over(self.control, started)
+
+    def release(self) -> None:
+        self._scheduler._release(self.control)
+
+
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("could not tell other replicas about a cancel: %s", task.exception())
@@ -257,7 +316,7 @@ def _claim(
 ) -> list[str]:
     query = (
         select(repo.RUNS.c.id)
-        .where(repo.RUNS.c.status.in_(_CLAIMABLE), _lease_free(now))
+        .where(repo.run_status_in(_CLAIMABLE), _lease_free(now))
         .order_by(repo.RUNS.c.pk)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -296,9 +355,9 @@ def _release_all_leases(connection: Connection) -> None:
 
 def _expired_run_ids(connection: Connection, now: int) -> list[str]:
     query = select(repo.RUNS.c.id).where(
-        repo.RUNS.c.status.in_(ACTIVE_RUN_STATUSES), repo.RUNS.c.expires_at <= now
+        repo.run_status_in(ACTIVE_RUN_STATUSES), repo.RUNS.c.expires_at <= now
     )
     return list(connection.execute(query).scalars())
 
 
-__all__ = ["RunScheduler", "replica_name"]
+__all__ = ["Reservation", "RunScheduler", "replica_name"]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy import BindParameter, Connection, RowMapping, bindparam, select
 
 from assistants_grpc.contract.pb import common_pb2, message_pb2, run_pb2
 from assistants_grpc.events import log
@@ -72,11 +72,24 @@ def event(name: str, **payload: Any) -> RunEvent:
     return RunEvent(event=name, **payload)
 
 
+# Built once (see repository): these run several times in every run.
+_RUN_ID: BindParameter[str] = bindparam("_run_id")
+_LOAD_RUN = select(repo.RUNS).where(repo.RUNS.c.id == _RUN_ID)
+_LOCK_RUN = _LOAD_RUN.with_for_update()
+_OPEN_STEPS = (
+    select(repo.RUN_STEPS)
+    .where(repo.RUN_STEPS.c.run_id == _RUN_ID, repo.RUN_STEPS.c.status == "in_progress")
+    .order_by(repo.RUN_STEPS.c.pk)
+)
+_OPEN_MESSAGE = select(repo.MESSAGES).where(
+    repo.MESSAGES.c.run_id == _RUN_ID, repo.MESSAGES.c.status == "in_progress"
+)
+_STEP_USAGES = select(repo.RUN_STEPS.c.usage).where(repo.RUN_STEPS.c.run_id == _RUN_ID)
+
+
 def load_run(connection: Connection, run_id: str, *, lock: bool = False) -> RowMapping | None:
-    query = select(repo.RUNS).where(repo.RUNS.c.id == run_id)
-    if lock:
-        query = query.with_for_update()
-    return connection.execute(query).mappings().first()
+    query = _LOCK_RUN if lock else _LOAD_RUN
+    return connection.execute(query, {"_run_id": run_id}).mappings().first()
 
 
 def held_elsewhere(row: RowMapping, owner: str, wall_clock: float) -> bool:
@@ -98,26 +111,16 @@ def end_if_active(
 
 
 def open_steps(connection: Connection, run_id: str) -> list[RowMapping]:
-    query = (
-        select(repo.RUN_STEPS)
-        .where(repo.RUN_STEPS.c.run_id == run_id, repo.RUN_STEPS.c.status == "in_progress")
-        .order_by(repo.RUN_STEPS.c.pk)
-    )
-    return list(connection.execute(query).mappings())
+    return list(connection.execute(_OPEN_STEPS, {"_run_id": run_id}).mappings())
 
 
 def open_message(connection: Connection, run_id: str) -> RowMapping | None:
-    query = select(repo.MESSAGES).where(
-        repo.MESSAGES.c.run_id == run_id, repo.MESSAGES.c.status == "in_progress"
-    )
-    return connection.execute(query).mappings().first()
+    return connection.execute(_OPEN_MESSAGE, {"_run_id": run_id}).mappings().first()
 
 
 def step_usage_total(connection: Connection, run_id: str) -> common_pb2.Usage | None:
     """The run's usage: the sum of its steps' usage (CONTRACT.md §11.12)."""
-    usages = connection.execute(
-        select(repo.RUN_STEPS.c.usage).where(repo.RUN_STEPS.c.run_id == run_id)
-    ).scalars()
+    usages = connection.execute(_STEP_USAGES, {"_run_id": run_id}).scalars()
     total: common_pb2.Usage | None = None
     for usage in usages:
         if usage is None:

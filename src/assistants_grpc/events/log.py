@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import BindParameter, Connection, bindparam, insert, select, update
 
 from assistants_grpc.contract.pb import run_pb2
 from assistants_grpc.store.repository import RUN_EVENTS, RUNS
@@ -37,6 +37,25 @@ class LeaseLostError(RuntimeError):
         self.run_id = run_id
 
 
+# Built once: building a statement and its cache key costs more than executing it. The run's
+# other columns (`run_values`) are passed as execution parameters, which SQLAlchemy adds to SET.
+_RUN_ID: BindParameter[str] = bindparam("_run_id")
+_BUMP = update(RUNS).where(RUNS.c.id == _RUN_ID)
+_BUMP_OWNED = _BUMP.where(RUNS.c.lease_owner == bindparam("_owner"))
+_BUMP_VALUES = {"last_sequence": RUNS.c.last_sequence + bindparam("_count")}
+_ALLOCATE = _BUMP.values(_BUMP_VALUES).returning(RUNS.c.last_sequence)
+_ALLOCATE_OWNED = _BUMP_OWNED.values(_BUMP_VALUES).returning(RUNS.c.last_sequence)
+_INSERT_EVENTS = insert(RUN_EVENTS)
+_READ_AFTER = (
+    select(RUN_EVENTS.c.data)
+    .where(RUN_EVENTS.c.run_id == _RUN_ID, RUN_EVENTS.c.sequence > bindparam("_after"))
+    .order_by(RUN_EVENTS.c.sequence)
+)
+_READ_ONE = select(RUN_EVENTS.c.data).where(
+    RUN_EVENTS.c.run_id == _RUN_ID, RUN_EVENTS.c.sequence == bindparam("_sequence")
+)
+
+
 def append(
     connection: Connection,
     run_id: str,
@@ -54,17 +73,15 @@ def append(
     """
     if not events:
         if run_values:
-            connection.execute(update(RUNS).where(RUNS.c.id == run_id).values(**run_values))
+            connection.execute(_BUMP, {"_run_id": run_id, **run_values})
         return []
     count = len(events)
-    query = update(RUNS).where(RUNS.c.id == run_id)
-    if owner is not None:
-        query = query.where(RUNS.c.lease_owner == owner)
-    last = connection.execute(
-        query.values(last_sequence=RUNS.c.last_sequence + count, **(run_values or {})).returning(
-            RUNS.c.last_sequence
-        )
-    ).scalar_one_or_none()
+    parameters = {"_run_id": run_id, "_count": count, **(run_values or {})}
+    if owner is None:
+        last = connection.execute(_ALLOCATE, parameters).scalar_one_or_none()
+    else:
+        parameters["_owner"] = owner
+        last = connection.execute(_ALLOCATE_OWNED, parameters).scalar_one_or_none()
     if last is None:
         raise LeaseLostError(run_id)
     return _insert(connection, run_id, thread_id, events, first=last - count + 1)
@@ -93,25 +110,18 @@ def _insert(
                 "data": event.SerializeToString(),
             }
         )
-    connection.execute(RUN_EVENTS.insert(), rows)
+    connection.execute(_INSERT_EVENTS, rows)
     return list(events)
 
 
 def read_after(connection: Connection, run_id: str, after: int) -> list[RunEvent]:
     """The logged events of a run with a sequence above `after`, in order."""
-    query = (
-        select(RUN_EVENTS.c.data)
-        .where(RUN_EVENTS.c.run_id == run_id, RUN_EVENTS.c.sequence > after)
-        .order_by(RUN_EVENTS.c.sequence)
-    )
-    return [RunEvent.FromString(data) for data in connection.execute(query).scalars()]
+    rows = connection.execute(_READ_AFTER, {"_run_id": run_id, "_after": after}).scalars()
+    return [RunEvent.FromString(data) for data in rows]
 
 
 def read_one(connection: Connection, run_id: str, sequence: int) -> RunEvent | None:
-    query = select(RUN_EVENTS.c.data).where(
-        RUN_EVENTS.c.run_id == run_id, RUN_EVENTS.c.sequence == sequence
-    )
-    data = connection.execute(query).scalar()
+    data = connection.execute(_READ_ONE, {"_run_id": run_id, "_sequence": sequence}).scalar()
     return None if data is None else RunEvent.FromString(data)
 
 

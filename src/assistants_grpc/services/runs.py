@@ -10,13 +10,14 @@ transaction, and they are published once it commits.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, RowMapping, select
 from sqlalchemy.exc import IntegrityError
 
-from assistants_grpc.contract.pb import run_pb2, thread_pb2
+from assistants_grpc.contract.openai_json import enum_name
+from assistants_grpc.contract.pb import common_pb2, run_pb2, thread_pb2
 from assistants_grpc.engine import transitions as tr
 from assistants_grpc.events import log
 from assistants_grpc.events.bus import EventBus, Until
@@ -47,6 +48,19 @@ from assistants_grpc.store.mapping import (
 
 RunEvent = run_pb2.RunEvent
 MAX_SEQUENCE = 2**31 - 1
+# A new run, as its creating transaction returns it: the run (queued) and, when a worker was
+# kept for it, what that worker starts from; then the events to publish.
+NewRun = tuple[tuple[run_pb2.Run, Any], list[RunEvent]]
+
+
+class StartSlot(Protocol):
+    """A worker kept for a run being created (the engine's Reservation): the creating
+    transaction starts the run, and the worker continues it once that commits."""
+
+    def start_values(self, now: int) -> dict[str, Any]: ...
+    def load(self, connection: Connection, run_row: Mapping[str, Any]) -> Any: ...
+    def hand_over(self, started: Any) -> None: ...
+    def release(self) -> None: ...
 
 
 class Scheduler(Protocol):
@@ -54,6 +68,7 @@ class Scheduler(Protocol):
 
     def enqueue(self, run_id: str) -> None: ...
     def cancel(self, run_id: str) -> None: ...
+    def reserve(self, run_id: str) -> StartSlot | None: ...
 
 
 class RunService:
@@ -91,29 +106,43 @@ class RunService:
         ]
         run_id = self._deps.new_id("run")
 
-        def work(connection: Connection) -> tuple[run_pb2.Run, list[RunEvent]]:
+        def work(connection: Connection, slot: StartSlot | None) -> NewRun:
             ensure_no_active_run(connection, project, request.thread_id, starting_run=True)
             run = self._new_run(connection, project, request, run_id, request.thread_id, now)
             if additional:
                 insert_messages(connection, [m for m, _ in additional], [n for _, n in additional])
-            return run, self._insert_run(connection, run, [])
+            return self._insert_run(connection, run, [], slot, _reasoning_effort(request))
 
-        run: run_pb2.Run = await self._commit_new_run(run_id, request.thread_id, work)
-        self._scheduler.enqueue(run.id)
-        return run
+        return await self._commit_new_run(run_id, request.thread_id, work)
 
-    async def _commit_new_run(self, run_id: str, thread_id: str, work: Any) -> run_pb2.Run:
-        """Commit a new run. The check for an active run is made under the thread's lock; the
-        partial unique index on active runs is the last word if anything slips past it."""
+    async def _commit_new_run(
+        self,
+        run_id: str,
+        thread_id: str,
+        work: Callable[[Connection, StartSlot | None], NewRun],
+    ) -> run_pb2.Run:
+        """Commit a new run and hand it to the engine: started already, when a worker was free,
+        else queued. The check for an active run is made under the thread's lock; the partial
+        unique index on active runs is the last word if anything slips past it."""
+        slot = self._scheduler.reserve(run_id)
         try:
-            run: run_pb2.Run = await self._commit(run_id, work)
-        except IntegrityError:
+            (run, started), events = await self._deps.database.transaction(lambda c: work(c, slot))
+        except BaseException as error:
+            if slot is not None:
+                slot.release()
+            if not isinstance(error, IntegrityError):
+                raise
             active = await self._deps.database.transaction(
                 lambda c: repo.active_run_id(c, thread_id)
             )
             raise FailedPreconditionError(
                 f"Thread {thread_id} already has an active run {active}."
             ) from None
+        self._bus.publish(run_id, events)
+        if slot is not None:
+            slot.hand_over(started)
+        else:
+            self._scheduler.enqueue(run_id)
         return run
 
     async def create_thread_and_run(
@@ -132,16 +161,14 @@ class RunService:
         thread, messages, counts = self._threads.prepare(thread_request)
         run_id = self._deps.new_id("run")
 
-        def work(connection: Connection) -> tuple[run_pb2.Run, list[RunEvent]]:
+        def work(connection: Connection, slot: StartSlot | None) -> NewRun:
             # The assistant first: a run of another project's assistant writes nothing at all.
             run = self._new_run(connection, project, request, run_id, thread.id, thread.created_at)
             ThreadService.insert(connection, project, thread, messages, counts)
             first = [tr.event("thread.created", thread=thread)]
-            return run, self._insert_run(connection, run, first)
+            return self._insert_run(connection, run, first, slot, _reasoning_effort(request))
 
-        run: run_pb2.Run = await self._commit_new_run(run_id, thread.id, work)
-        self._scheduler.enqueue(run.id)
-        return run
+        return await self._commit_new_run(run_id, thread.id, work)
 
     def _new_run(
         self,
@@ -162,17 +189,36 @@ class RunService:
         )
 
     def _insert_run(
-        self, connection: Connection, run: run_pb2.Run, first: list[RunEvent]
-    ) -> list[RunEvent]:
+        self,
+        connection: Connection,
+        run: run_pb2.Run,
+        first: list[RunEvent],
+        slot: StartSlot | None,
+        reasoning_effort: str | None,
+    ) -> NewRun:
+        """Write the queued run with its first events; with a worker kept for it, write it
+        already started too (`in_progress` right after `queued`, CONTRACT.md §9). The caller
+        is answered with the run as created: queued."""
         events = [
             *first,
             tr.event("thread.run.created", run=run),
             tr.event("thread.run.queued", run=run),
         ]
+        # Passed to the model, never shown: the Run object has no such field (CONTRACT.md §3).
+        values = run_values(run) | {"reasoning_effort": reasoning_effort}
+        if slot is not None:
+            values |= slot.start_values(run.created_at)
+            in_progress = run_pb2.Run()
+            in_progress.CopyFrom(run)
+            in_progress.status = run_pb2.RUN_STATUS_IN_PROGRESS
+            in_progress.started_at = values["started_at"]
+            events.append(tr.event("thread.run.in_progress", run=in_progress))
         # The run is written with its log already started: no second write of the row.
-        values = run_values(run) | {"last_sequence": len(events)}
+        values["last_sequence"] = len(events)
         repo.insert_row(connection, repo.RUNS, values)
-        return log.start(connection, run.id, run.thread_id, events)
+        events = log.start(connection, run.id, run.thread_id, events)
+        started = slot.load(connection, values) if slot is not None else None
+        return (run, started), events
 
     # --- read -----------------------------------------------------------------------------
 
@@ -337,6 +383,12 @@ class RunService:
             )
         await self.get(project, request.thread_id, request.run_id)
         return self._bus.subscribe(request.run_id, request.after_sequence, "run")
+
+
+def _reasoning_effort(request: RunRequest) -> str | None:
+    if not request.HasField("reasoning_effort"):
+        return None
+    return enum_name(common_pb2.ReasoningEffort, request.reasoning_effort)
 
 
 def _run_row(

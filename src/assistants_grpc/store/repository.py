@@ -15,6 +15,7 @@ from sqlalchemy import (
     BindParameter,
     ColumnElement,
     Connection,
+    Insert,
     RowMapping,
     Select,
     Table,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     insert,
+    literal_column,
     select,
     update,
 )
@@ -66,13 +68,18 @@ def get_by_id(connection: Connection, table: Table, object_id: str) -> RowMappin
     return connection.execute(_select_by_id(table), {"_id": object_id}).mappings().first()
 
 
+@functools.cache
+def _insert(table: Table) -> Insert:
+    return insert(table)
+
+
 def insert_row(connection: Connection, table: Table, values: dict[str, Any]) -> None:
-    connection.execute(table.insert(), values)
+    connection.execute(_insert(table), values)
 
 
 def insert_rows(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        connection.execute(insert(table), list(rows))
+        connection.execute(_insert(table), list(rows))
 
 
 def update_by_id(
@@ -112,9 +119,16 @@ def get_in_project(
 # --- threads and their lock ---------------------------------------------------------------
 
 
+def run_status_in(statuses: Sequence[str]) -> ColumnElement[bool]:
+    """`runs.status IN (...)` with the statuses written into the SQL. `in_` of a plain list
+    makes an expanding parameter, and SQLAlchemy re-renders the statement at every execution:
+    on the thread lock, taken by every run and message, that cost more than the query."""
+    return RUNS.c.status.in_([literal_column(f"'{status}'") for status in statuses])
+
+
 _ACTIVE_RUN_OF_THREAD = (
     select(RUNS.c.id)
-    .where(RUNS.c.thread_id == THREADS.c.id, RUNS.c.status.in_(ACTIVE_RUN_STATUSES))
+    .where(RUNS.c.thread_id == THREADS.c.id, run_status_in(ACTIVE_RUN_STATUSES))
     .limit(1)
     .scalar_subquery()
 )
@@ -140,7 +154,7 @@ def lock_thread_for_write(
 
 def active_run_id(connection: Connection, thread_id: str) -> str | None:
     query = select(RUNS.c.id).where(
-        RUNS.c.thread_id == thread_id, RUNS.c.status.in_(ACTIVE_RUN_STATUSES)
+        RUNS.c.thread_id == thread_id, run_status_in(ACTIVE_RUN_STATUSES)
     )
     return connection.execute(query).scalar()
 
@@ -188,6 +202,7 @@ __all__ = [
     "insert_row",
     "insert_rows",
     "lock_thread_for_write",
+    "run_status_in",
     "thread_exists",
     "update_by_id",
 ]

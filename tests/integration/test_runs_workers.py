@@ -1,0 +1,157 @@
+"""The run workers: a bounded number of runs execute at once and the rest wait queued; a run
+created while a worker is free starts in its creating transaction; the settings a run passes to
+the model and never shows."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from assistants_grpc.clock import ManualClock
+from assistants_grpc.contract.pb import common_pb2, run_pb2
+from assistants_grpc.fake_model import FakeModelServer, HangReply
+from tests.conftest import RunningServer, Stubs, start_server, stubs_for
+from tests.integration.helpers import expect_error
+from tests.integration.runs_helpers import (
+    collect,
+    make_assistant,
+    make_thread,
+    names,
+    wait_for_status,
+)
+
+R = run_pb2
+
+
+@pytest.fixture
+async def one_worker(
+    database_url: str, fake_model: FakeModelServer
+) -> AsyncIterator[RunningServer]:
+    """A server that executes one run at a time."""
+    fake_model.reset()
+    clock = ManualClock()
+    server = await start_server(database_url, clock, fake_model, max_concurrent_runs=1)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        yield RunningServer(server, stubs_for(channel), clock, database_url, fake_model)
+    finally:
+        await channel.close()
+        await server.stop(0)
+
+
+async def _start_hanging_run(stubs: Stubs, model: FakeModelServer) -> tuple[str, str]:
+    model.push(HangReply(30))
+    assistant = await make_assistant(stubs)
+    thread = await make_thread(stubs, "hold the worker")
+    run = await stubs.runs.CreateRun(
+        R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
+    )
+    await wait_for_status(stubs, thread.id, run.id, R.RUN_STATUS_IN_PROGRESS)
+    async with asyncio.timeout(10):
+        while not model.requests:  # the model holds the request: the worker is taken
+            await asyncio.sleep(0.01)
+    return thread.id, run.id
+
+
+async def test_a_run_beyond_the_worker_limit_waits_queued(one_worker: RunningServer) -> None:
+    stubs, model = one_worker.stubs, one_worker.model
+    busy_thread, busy_run = await _start_hanging_run(stubs, model)
+    assistant = await make_assistant(stubs)
+    thread = await make_thread(stubs, "wait for me")
+    stream = stubs.runs.CreateRunStream(
+        R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
+    )
+    first = [await anext(aiter(stream)) for _ in range(2)]
+    assert names(first) == ["thread.run.created", "thread.run.queued"]
+    waiting = first[0].run.id
+    # The only worker is held by the hanging run: this one stays queued, the model unasked.
+    run = await stubs.runs.GetRun(R.GetRunRequest(thread_id=thread.id, run_id=waiting))
+    assert run.status == R.RUN_STATUS_QUEUED and not run.HasField("started_at")
+    assert len(model.requests) == 1
+
+    await stubs.runs.CancelRun(R.CancelRunRequest(thread_id=busy_thread, run_id=busy_run))
+    rest = await collect(stream)
+    assert names(rest)[0] == "thread.run.in_progress"
+    assert names(rest)[-2:] == ["thread.run.completed", "done"]
+    assert [e.sequence for e in first + rest] == list(range(1, len(first) + len(rest) + 1))
+    assert len(model.requests) == 2
+
+
+async def test_a_run_created_with_a_free_worker_streams_its_start_in_order(
+    running: RunningServer,
+) -> None:
+    stubs = running.stubs
+    assistant = await make_assistant(stubs)
+    thread = await make_thread(stubs, "hello")
+    events = await collect(
+        stubs.runs.CreateRunStream(
+            R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
+        )
+    )
+    assert names(events)[:3] == [
+        "thread.run.created",
+        "thread.run.queued",
+        "thread.run.in_progress",
+    ]
+    created, queued, started = (e.run for e in events[:3])
+    assert created.status == queued.status == R.RUN_STATUS_QUEUED
+    assert not created.HasField("started_at")
+    assert started.status == R.RUN_STATUS_IN_PROGRESS and started.HasField("started_at")
+    assert names(events)[-2:] == ["thread.run.completed", "done"]
+    run = await stubs.runs.GetRun(R.GetRunRequest(thread_id=thread.id, run_id=created.id))
+    assert run.started_at == started.started_at
+
+
+async def test_a_refused_run_gives_its_worker_back(one_worker: RunningServer) -> None:
+    """A create that fails inside its transaction (here: no such thread, an active run) keeps
+    no worker: the next run still starts at once and completes."""
+    stubs = one_worker.stubs
+    assistant = await make_assistant(stubs)
+    for _ in range(3):
+        await expect_error(
+            stubs.runs.CreateRun(
+                R.CreateRunRequest(thread_id="thread_missing", assistant_id=assistant.id)
+            ),
+            grpc.StatusCode.NOT_FOUND,
+        )
+    scheduler = one_worker.server.scheduler
+    assert scheduler is not None
+    slot = scheduler.reserve("run_probe")
+    assert slot is not None, "a refused create kept the only worker"
+    slot.release()
+    thread = await make_thread(stubs, "go")
+    events = await collect(
+        stubs.runs.CreateRunStream(
+            R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
+        )
+    )
+    assert names(events)[-2:] == ["thread.run.completed", "done"]
+
+
+async def test_reasoning_effort_reaches_the_model_and_is_not_shown(
+    running: RunningServer,
+) -> None:
+    stubs, model = running.stubs, running.model
+    assistant = await make_assistant(stubs)
+    thread = await make_thread(stubs, "think")
+    events = await collect(
+        stubs.runs.CreateRunStream(
+            R.CreateRunRequest(
+                thread_id=thread.id,
+                assistant_id=assistant.id,
+                reasoning_effort=common_pb2.REASONING_EFFORT_LOW,
+            )
+        )
+    )
+    assert names(events)[-2:] == ["thread.run.completed", "done"]
+    assert model.requests[-1]["reasoning_effort"] == "low"
+    thread = await make_thread(stubs, "just answer")
+    await collect(
+        stubs.runs.CreateRunStream(
+            R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
+        )
+    )
+    assert "reasoning_effort" not in model.requests[-1]

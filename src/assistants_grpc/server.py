@@ -157,7 +157,7 @@ class AssistantsServer:
             bus.on_publish = self._signals.events_written
             self.scheduler.send_cancel = self._signals.send_cancel
             await self._signals.start()
-        threads = ThreadService(deps)
+        threads = ThreadService(deps, bus)
         runs = RunService(
             deps, threads, self.scheduler, bus, expires_in=settings.run_expiry_seconds
         )

@@ -1,12 +1,14 @@
 """The event bus: live delivery from memory, replay from the log, gaps, wake-ups from other
-replicas, and the first-text wait."""
+replicas, the first-text wait, and the end of the streams of a deleted run."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from assistants_grpc.contract.pb import run_pb2
-from assistants_grpc.events.bus import EventBus
+from assistants_grpc.events.bus import EventBus, RunDeletedError
 
 R = run_pb2
 
@@ -99,3 +101,44 @@ async def test_delivered_waits_for_subscribers_then_returns() -> None:
     assert (await anext(stream)).sequence == 2  # handing on event 1 moves the subscriber
     await asyncio.wait_for(pending, 0.5)
     await stream.aclose()
+
+
+async def test_forget_ends_every_subscriber_of_the_run() -> None:
+    log = Log()
+    bus = EventBus(log.after, log.one)
+    log.write(bus, _event(1))
+    segment = asyncio.create_task(_collect(bus, 0))
+    whole_run = asyncio.create_task(_collect(bus, 0, "run"))
+    await asyncio.sleep(0.01)  # both have event 1 and wait for more
+    log.events.clear()  # the thread's delete took the log with it
+    bus.forget("run")
+    for task in (segment, whole_run):
+        with pytest.raises(RunDeletedError):
+            await asyncio.wait_for(task, 1)
+
+
+async def test_forget_while_a_subscriber_reads_the_log() -> None:
+    """`forget` lands while the subscriber is away reading the log: it ends without waiting
+    for a wake-up that nobody will send a forgotten channel."""
+    reading = asyncio.Event()
+    release = asyncio.Event()
+    events = [_event(1)]
+
+    async def slow_after(_run_id: str, after: int) -> list[R.RunEvent]:
+        reading.set()
+        await release.wait()
+        return [e for e in events if e.sequence > after]
+
+    async def one(_run_id: str, _sequence: int) -> R.RunEvent | None:
+        return None
+
+    bus = EventBus(slow_after, one)
+    stream = bus.subscribe("run", 0, "run")
+    task = asyncio.create_task(anext(stream))
+    await asyncio.wait_for(reading.wait(), 1)
+    bus.forget("run")  # the log read already under way returns the event from before the delete
+    release.set()
+    assert (await asyncio.wait_for(task, 1)).sequence == 1
+    events.clear()
+    with pytest.raises(RunDeletedError):
+        await asyncio.wait_for(anext(stream), 1)

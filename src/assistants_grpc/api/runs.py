@@ -1,5 +1,5 @@
 """The RunService servicer. Streaming RPCs create (or continue) the run, then relay its events
-from the bus until the stream's `done`."""
+from the bus until the stream's `done`, or NOT_FOUND if the run's thread is deleted meanwhile."""
 
 from __future__ import annotations
 
@@ -9,7 +9,21 @@ from assistants_grpc.api.errors import streaming, unary
 from assistants_grpc.auth.caller import Caller
 from assistants_grpc.auth.guard import Guard
 from assistants_grpc.contract.pb import run_pb2, run_pb2_grpc
+from assistants_grpc.events.bus import RunDeletedError
+from assistants_grpc.services.errors import NotFoundError
 from assistants_grpc.services.runs import RunService
+
+
+async def _relay(
+    events: AsyncIterator[run_pb2.RunEvent], thread_id: str
+) -> AsyncIterator[run_pb2.RunEvent]:
+    """A run's events. Deleting the thread ends the stream with NOT_FOUND, the status any later
+    call about the run gets, rather than a clean end that would read as a finished stream."""
+    try:
+        async for event in events:
+            yield event
+    except RunDeletedError:
+        raise NotFoundError("thread", thread_id, deleted=True) from None
 
 
 class RunServicer(run_pb2_grpc.RunServiceServicer):
@@ -26,7 +40,7 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
         self, request: run_pb2.CreateRunRequest, caller: Caller
     ) -> AsyncIterator[run_pb2.RunEvent]:
         run = await self._service.create(caller.project, request)
-        async for event in self._service.events(run.id, 0, "segment"):
+        async for event in _relay(self._service.events(run.id, 0, "segment"), run.thread_id):
             yield event
 
     @unary
@@ -40,7 +54,7 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
         self, request: run_pb2.CreateThreadAndRunRequest, caller: Caller
     ) -> AsyncIterator[run_pb2.RunEvent]:
         run = await self._service.create_thread_and_run(caller.project, request)
-        async for event in self._service.events(run.id, 0, "segment"):
+        async for event in _relay(self._service.events(run.id, 0, "segment"), run.thread_id):
             yield event
 
     @unary
@@ -73,14 +87,15 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
         self, request: run_pb2.SubmitToolOutputsRequest, caller: Caller
     ) -> AsyncIterator[run_pb2.RunEvent]:
         run, after = await self._service.submit_tool_outputs(caller.project, request)
-        async for event in self._service.events(run.id, after, "segment"):
+        async for event in _relay(self._service.events(run.id, after, "segment"), run.thread_id):
             yield event
 
     @streaming
     async def WatchRun(
         self, request: run_pb2.WatchRunRequest, caller: Caller
     ) -> AsyncIterator[run_pb2.RunEvent]:
-        async for event in await self._service.watch(caller.project, request):
+        events = await self._service.watch(caller.project, request)
+        async for event in _relay(events, request.thread_id):
             yield event
 
     @unary

@@ -10,6 +10,7 @@ case a wake-up was lost; a single process needs no such polling.
 A stream ends at a `done` event: the first one for a `segment` subscription (CreateRunStream,
 SubmitToolOutputsStream end where the OpenAI stream ends, e.g. at requires_action), or the final
 one, after the run's terminal event, for a `run` subscription (WatchRun follows the whole run).
+A stream whose run is deleted with its thread ends with RunDeletedError: no `done` will come.
 """
 
 from __future__ import annotations
@@ -50,6 +51,14 @@ class _Channel:
         self.delivered[token] = sequence
         self.progress.set()
         self.progress = asyncio.Event()
+
+
+class RunDeletedError(LookupError):
+    """The run a subscriber follows was deleted with its thread: its stream ends here."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} was deleted with its thread")
+        self.run_id = run_id
 
 
 def ends_run(previous: str | None, event: RunEvent) -> bool:
@@ -102,7 +111,8 @@ class EventBus:
             channel.notify()
 
     def forget(self, run_id: str) -> None:
-        """Drop a run's buffered events (its thread was deleted)."""
+        """Drop a run's buffered events (its thread was deleted): its live subscribers end
+        with RunDeletedError."""
         channel = self._channels.pop(run_id, None)
         if channel is not None:
             channel.finished = channel.deleted = True
@@ -148,15 +158,18 @@ class EventBus:
                         return
                     previous = event.event
                 if not batch:
-                    try:
-                        await asyncio.wait_for(wakeup.wait(), self._recheck_seconds)
-                    except TimeoutError:
-                        read_log = True
+                    # Checked before waiting too: `forget` may have come while we were reading
+                    # the log or handing on events, and nobody wakes a forgotten channel again.
+                    if not channel.deleted:
+                        try:
+                            await asyncio.wait_for(wakeup.wait(), self._recheck_seconds)
+                        except TimeoutError:
+                            read_log = True
                     if channel.deleted:
-                        return
+                        raise RunDeletedError(run_id)
                     if self._channels.get(run_id) is not channel:
-                        # The channel was dropped (thread deleted, or finished and collected while
-                        # we were between reads): continue on a fresh one, reading the log.
+                        # The channel was dropped (finished and collected while we were between
+                        # reads): continue on a fresh one, reading the log.
                         channel.subscribers -= 1
                         channel.delivered.pop(token, None)
                         channel = self._channels.setdefault(run_id, _Channel())
@@ -212,4 +225,4 @@ class EventBus:
         return event.event if event is not None else None
 
 
-__all__ = ["EventBus", "Until", "ends_run"]
+__all__ = ["EventBus", "RunDeletedError", "Until", "ends_run"]

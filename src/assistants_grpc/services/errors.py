@@ -14,8 +14,14 @@ class ServiceError(Exception):
 
 
 class NotFoundError(ServiceError):
-    def __init__(self, kind: str, object_id: str) -> None:
-        super().__init__(f"No {kind} found with id '{object_id}'.")
+    def __init__(self, kind: str, object_id: str, *, deleted: bool = False) -> None:
+        # `deleted`: the object went away while the caller was following it (a stream's thread
+        # was deleted), which says more than "no such id" would.
+        super().__init__(
+            f"The {kind} '{object_id}' was deleted."
+            if deleted
+            else f"No {kind} found with id '{object_id}'."
+        )
         self.kind = kind
         self.object_id = object_id
 

@@ -1,25 +1,36 @@
 """Thread use cases. A thread is created with its first messages in one transaction and deleted
-with everything under it. A thread belongs to the project it was created in; every use case
-takes the caller's project first and sees only that project's threads."""
+with everything under it; whoever streams one of its runs at that moment is told (NOT_FOUND)
+rather than left waiting for events that will never come. A thread belongs to the project it
+was created in; every use case takes the caller's project first and sees only that project's
+threads."""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, bindparam, select
 
 from assistants_grpc.contract.pb import message_pb2, thread_pb2
+from assistants_grpc.events.bus import EventBus
 from assistants_grpc.services import validation as check
 from assistants_grpc.services.deps import Dependencies
 from assistants_grpc.services.errors import NotFoundError
 from assistants_grpc.services.listing import list_in
-from assistants_grpc.services.messages import check_message_inputs, insert_messages, new_message
+from assistants_grpc.services.messages import (
+    check_message_inputs,
+    insert_messages,
+    new_message,
+    new_messages,
+)
 from assistants_grpc.services.scope import get_thread_row
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.mapping import thread_from_row, thread_values
 
+_RUNS_OF_THREAD = select(repo.RUNS.c.id).where(repo.RUNS.c.thread_id == bindparam("thread_id"))
+
 
 class ThreadService:
-    def __init__(self, deps: Dependencies) -> None:
+    def __init__(self, deps: Dependencies, bus: EventBus) -> None:
         self._deps = deps
+        self._bus = bus
 
     def validate_create(
         self, v: check.Violations, request: thread_pb2.CreateThreadRequest | None, prefix: str
@@ -34,22 +45,32 @@ class ThreadService:
             )
         check.check_metadata(v, f"{prefix}metadata", request.metadata)
 
-    def prepare(
-        self, request: thread_pb2.CreateThreadRequest
-    ) -> tuple[thread_pb2.Thread, list[message_pb2.Message], list[int]]:
-        """The new thread and its messages (with token counts), ready to insert."""
-        now = self._deps.now()
+    def _thread(self, request: thread_pb2.CreateThreadRequest) -> thread_pb2.Thread:
         thread = thread_pb2.Thread(
-            id=self._deps.new_id("thread"), created_at=now, metadata=request.metadata
+            id=self._deps.new_id("thread"), created_at=self._deps.now(), metadata=request.metadata
         )
         if request.HasField("tool_resources"):
             thread.tool_resources.CopyFrom(request.tool_resources)
-        messages, counts = [], []
-        for item in request.messages:
-            message, tokens = new_message(self._deps, thread.id, item, now)
-            messages.append(message)
-            counts.append(tokens)
-        return thread, messages, counts
+        return thread
+
+    async def new_thread(
+        self, request: thread_pb2.CreateThreadRequest
+    ) -> tuple[thread_pb2.Thread, list[message_pb2.Message], list[int]]:
+        """The new thread and its messages (with token counts), ready to insert."""
+        thread = self._thread(request)
+        counted = await new_messages(self._deps, thread.id, request.messages, thread.created_at)
+        return thread, [m for m, _ in counted], [n for _, n in counted]
+
+    def prepare(
+        self, request: thread_pb2.CreateThreadRequest
+    ) -> tuple[thread_pb2.Thread, list[message_pb2.Message], list[int]]:
+        """`new_thread`, with every text counted right here on the event loop. Only
+        services/runs.py (CreateThreadAndRun) still calls it: `await new_thread` instead."""
+        thread = self._thread(request)
+        counted = [
+            new_message(self._deps, thread.id, item, thread.created_at) for item in request.messages
+        ]
+        return thread, [m for m, _ in counted], [n for _, n in counted]
 
     @staticmethod
     def insert(
@@ -68,7 +89,7 @@ class ThreadService:
         v = check.Violations()
         self.validate_create(v, request, "")
         v.raise_if_any()
-        thread, messages, counts = self.prepare(request)
+        thread, messages, counts = await self.new_thread(request)
         await self._deps.database.transaction(
             lambda c: self.insert(c, project, thread, messages, counts)
         )
@@ -118,11 +139,25 @@ class ThreadService:
         return await self._deps.database.transaction(work)
 
     async def delete(self, project: str, thread_id: str) -> thread_pb2.DeleteThreadResponse:
-        deleted = check.plausible_id(thread_id) and await self._deps.database.transaction(
-            lambda c: repo.delete_thread_cascade(c, thread_id, project=project)
+        def work(connection: Connection) -> list[str] | None:
+            """The ids of the deleted thread's runs; None if the project has no such thread."""
+            # The thread's lock first: a run created meanwhile either is in the list or waits
+            # and then finds no thread.
+            exists, _ = repo.lock_thread_for_write(connection, thread_id, project=project)
+            if not exists:
+                return None
+            run_ids = list(connection.execute(_RUNS_OF_THREAD, {"thread_id": thread_id}).scalars())
+            repo.delete_thread_cascade(connection, thread_id, project=project)
+            return run_ids
+
+        run_ids = (
+            await self._deps.database.transaction(work) if check.plausible_id(thread_id) else None
         )
-        if not deleted:
+        if run_ids is None:
             raise NotFoundError("thread", thread_id)
+        # After the commit: whoever streams one of these runs ends now (NOT_FOUND).
+        for run_id in run_ids:
+            self._bus.forget(run_id)
         return thread_pb2.DeleteThreadResponse(id=thread_id, deleted=True)
 
 

@@ -95,7 +95,8 @@ class ThreadServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteThread(self, request, context):
-        """Deletes a thread with its messages, runs and steps.
+        """Deletes a thread with its messages, runs and steps. Streams of its runs still open
+        (WatchRun, CreateRunStream ...) end with NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

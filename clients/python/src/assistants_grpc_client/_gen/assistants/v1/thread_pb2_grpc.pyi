@@ -42,7 +42,9 @@ class ThreadServiceStub:
     UpdateThread: _grpc.UnaryUnaryMultiCallable[_thread_pb2.UpdateThreadRequest, _thread_pb2.Thread]
     """Changes the metadata and tool resources present in the request."""
     DeleteThread: _grpc.UnaryUnaryMultiCallable[_thread_pb2.DeleteThreadRequest, _thread_pb2.DeleteThreadResponse]
-    """Deletes a thread with its messages, runs and steps."""
+    """Deletes a thread with its messages, runs and steps. Streams of its runs still open
+    (WatchRun, CreateRunStream ...) end with NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class ThreadServiceAsyncStub(ThreadServiceStub):
@@ -58,7 +60,9 @@ class ThreadServiceAsyncStub(ThreadServiceStub):
     UpdateThread: _aio.UnaryUnaryMultiCallable[_thread_pb2.UpdateThreadRequest, _thread_pb2.Thread]  # type: ignore[assignment]
     """Changes the metadata and tool resources present in the request."""
     DeleteThread: _aio.UnaryUnaryMultiCallable[_thread_pb2.DeleteThreadRequest, _thread_pb2.DeleteThreadResponse]  # type: ignore[assignment]
-    """Deletes a thread with its messages, runs and steps."""
+    """Deletes a thread with its messages, runs and steps. Streams of its runs still open
+    (WatchRun, CreateRunStream ...) end with NOT_FOUND.
+    """
 
 class ThreadServiceServicer(metaclass=_abc_1.ABCMeta):
     """Creates, reads, lists, updates and deletes threads."""
@@ -101,6 +105,8 @@ class ThreadServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _thread_pb2.DeleteThreadRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_thread_pb2.DeleteThreadResponse, _abc.Awaitable[_thread_pb2.DeleteThreadResponse]]:
-        """Deletes a thread with its messages, runs and steps."""
+        """Deletes a thread with its messages, runs and steps. Streams of its runs still open
+        (WatchRun, CreateRunStream ...) end with NOT_FOUND.
+        """
 
 def add_ThreadServiceServicer_to_server(servicer: ThreadServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

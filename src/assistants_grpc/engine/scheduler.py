@@ -164,9 +164,17 @@ class RunScheduler:
             except asyncio.CancelledError:
                 raise
             except LeaseLostError:
-                # This replica was taken for dead (its heartbeat failed); the run continues where
-                # it was taken over, and nothing more is written from here.
-                log.warning("lost the lease of run %s to another replica; stopped its turn", run_id)
+                # The run's row is no longer this replica's to write: its thread was deleted, or
+                # this replica was taken for dead (its heartbeat failed) and the run continues
+                # where it was taken over. Either way nothing more is written from here.
+                if await self._deps.database.transaction(
+                    functools.partial(tr.load_run, run_id=run_id)
+                ):
+                    log.warning(
+                        "lost the lease of run %s to another replica; stopped its turn", run_id
+                    )
+                else:
+                    log.info("run %s was deleted with its thread; stopped its turn", run_id)
             except Exception:
                 log.exception("run %s failed with an unexpected error", run_id)
                 await self._end(

@@ -103,16 +103,6 @@ async def new_messages(
     return [(message, await count_tokens(deps, message.content)) for message in messages]
 
 
-def new_message(
-    deps: Dependencies, thread_id: str, item: MessageItem, now: int
-) -> tuple[message_pb2.Message, int]:
-    """One message and its token count, counted right here on the event loop, however long.
-    Only services/runs.py (additional_messages) still calls it: `await new_messages` instead."""
-    message = _message(deps, thread_id, item, now)
-    tokens = deps.tokens.count_text(COUNTING_MODEL, message_text(message.content))
-    return message, tokens + _image_tokens(message.content)
-
-
 def ensure_no_active_run(
     connection: Connection, project: str, thread_id: str, *, starting_run: bool
 ) -> None:
@@ -261,6 +251,5 @@ __all__ = [
     "ensure_no_active_run",
     "insert_messages",
     "message_text",
-    "new_message",
     "new_messages",
 ]

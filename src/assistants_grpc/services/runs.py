@@ -32,7 +32,7 @@ from assistants_grpc.services.listing import list_in
 from assistants_grpc.services.messages import (
     ensure_no_active_run,
     insert_messages,
-    new_message,
+    new_messages,
 )
 from assistants_grpc.services.run_config import RunRequest, check_run_request, effective_run
 from assistants_grpc.services.scope import get_assistant_row, require_thread
@@ -100,10 +100,9 @@ class RunService:
         check_run_request(v, request, self._deps.limits)
         v.raise_if_any()
         now = self._deps.now()
-        additional = [
-            new_message(self._deps, request.thread_id, item, now)
-            for item in request.additional_messages
-        ]
+        additional = await new_messages(
+            self._deps, request.thread_id, request.additional_messages, now
+        )
         run_id = self._deps.new_id("run")
 
         def work(connection: Connection, slot: StartSlot | None) -> NewRun:
@@ -158,7 +157,7 @@ class RunService:
             thread_request.tool_resources.CopyFrom(request.thread.tool_resources)
         self._threads.validate_create(v, thread_request, "thread.")
         v.raise_if_any()
-        thread, messages, counts = self._threads.prepare(thread_request)
+        thread, messages, counts = await self._threads.new_thread(thread_request)
         run_id = self._deps.new_id("run")
 
         def work(connection: Connection, slot: StartSlot | None) -> NewRun:

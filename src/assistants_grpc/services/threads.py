@@ -17,7 +17,6 @@ from assistants_grpc.services.listing import list_in
 from assistants_grpc.services.messages import (
     check_message_inputs,
     insert_messages,
-    new_message,
     new_messages,
 )
 from assistants_grpc.services.scope import get_thread_row
@@ -59,17 +58,6 @@ class ThreadService:
         """The new thread and its messages (with token counts), ready to insert."""
         thread = self._thread(request)
         counted = await new_messages(self._deps, thread.id, request.messages, thread.created_at)
-        return thread, [m for m, _ in counted], [n for _, n in counted]
-
-    def prepare(
-        self, request: thread_pb2.CreateThreadRequest
-    ) -> tuple[thread_pb2.Thread, list[message_pb2.Message], list[int]]:
-        """`new_thread`, with every text counted right here on the event loop. Only
-        services/runs.py (CreateThreadAndRun) still calls it: `await new_thread` instead."""
-        thread = self._thread(request)
-        counted = [
-            new_message(self._deps, thread.id, item, thread.created_at) for item in request.messages
-        ]
         return thread, [m for m, _ in counted], [n for _, n in counted]
 
     @staticmethod

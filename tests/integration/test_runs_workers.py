@@ -12,10 +12,11 @@ import pytest
 
 from assistants_grpc.clock import ManualClock
 from assistants_grpc.contract.pb import common_pb2, run_pb2
-from assistants_grpc.fake_model import FakeModelServer, HangReply
+from assistants_grpc.fake_model import FakeModelServer, HangReply, TextReply, ToolCallsReply
 from tests.conftest import RunningServer, Stubs, start_server, stubs_for
 from tests.integration.helpers import expect_error
 from tests.integration.runs_helpers import (
+    WEATHER,
     collect,
     make_assistant,
     make_thread,
@@ -43,6 +44,7 @@ async def one_worker(
 
 
 async def _start_hanging_run(stubs: Stubs, model: FakeModelServer) -> tuple[str, str]:
+    asked = len(model.requests)
     model.push(HangReply(30))
     assistant = await make_assistant(stubs)
     thread = await make_thread(stubs, "hold the worker")
@@ -51,7 +53,7 @@ async def _start_hanging_run(stubs: Stubs, model: FakeModelServer) -> tuple[str,
     )
     await wait_for_status(stubs, thread.id, run.id, R.RUN_STATUS_IN_PROGRESS)
     async with asyncio.timeout(10):
-        while not model.requests:  # the model holds the request: the worker is taken
+        while len(model.requests) == asked:  # the model holds the request: the worker is taken
             await asyncio.sleep(0.01)
     return thread.id, run.id
 
@@ -70,7 +72,7 @@ async def test_a_run_beyond_the_worker_limit_waits_queued(one_worker: RunningSer
     # The only worker is held by the hanging run: this one stays queued, the model unasked.
     run = await stubs.runs.GetRun(R.GetRunRequest(thread_id=thread.id, run_id=waiting))
     assert run.status == R.RUN_STATUS_QUEUED and not run.HasField("started_at")
-    assert len(model.requests) == 1
+    assert len(model.requests) == 1  # the hanging run's only
 
     await stubs.runs.CancelRun(R.CancelRunRequest(thread_id=busy_thread, run_id=busy_run))
     rest = await collect(stream)
@@ -78,6 +80,47 @@ async def test_a_run_beyond_the_worker_limit_waits_queued(one_worker: RunningSer
     assert names(rest)[-2:] == ["thread.run.completed", "done"]
     assert [e.sequence for e in first + rest] == list(range(1, len(first) + len(rest) + 1))
     assert len(model.requests) == 2
+
+
+async def test_tool_outputs_given_while_the_workers_are_busy_wait_queued(
+    one_worker: RunningServer,
+) -> None:
+    stubs, model = one_worker.stubs, one_worker.model
+    model.push(ToolCallsReply([("get_weather", '{"city": "Paris"}')]))
+    assistant = await make_assistant(stubs, tools=[WEATHER])
+    thread = await make_thread(stubs, "weather?")
+    first = await collect(
+        stubs.runs.CreateRunStream(
+            R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
+        )
+    )
+    paused = first[-2].run
+    assert paused.status == R.RUN_STATUS_REQUIRES_ACTION
+    # Waiting for outputs holds no worker: another run takes the only one (and hangs).
+    busy_thread, busy_run = await _start_hanging_run(stubs, model)
+    model.push(TextReply("Sunny in Paris."))
+    call = paused.required_action.submit_tool_outputs.tool_calls[0]
+    stream = stubs.runs.SubmitToolOutputsStream(
+        R.SubmitToolOutputsRequest(
+            thread_id=thread.id,
+            run_id=paused.id,
+            tool_outputs=[R.ToolOutput(tool_call_id=call.id, output="sunny")],
+        )
+    )
+    head = [await anext(aiter(stream)) for _ in range(2)]
+    assert names(head) == ["thread.run.step.completed", "thread.run.queued"]
+    run = await stubs.runs.GetRun(R.GetRunRequest(thread_id=thread.id, run_id=paused.id))
+    assert run.status == R.RUN_STATUS_QUEUED
+
+    await stubs.runs.CancelRun(R.CancelRunRequest(thread_id=busy_thread, run_id=busy_run))
+    rest = await collect(stream)
+    assert names(rest)[0] == "thread.run.in_progress"
+    assert names(rest)[-2:] == ["thread.run.completed", "done"]
+    assert model.requests[-1]["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": call.id,
+        "content": "sunny",
+    }
 
 
 async def test_a_run_created_with_a_free_worker_streams_its_start_in_order(

@@ -105,9 +105,10 @@ class RunScheduler:
             self._queue.put_nowait(run_id)
 
     def reserve(self, run_id: str) -> Reservation | None:
-        """Keep a worker for a run about to be created, if one is free: the creating
-        transaction then starts the run itself (see Reservation). None when every worker is
-        taken or the replica is stopping: the run is created queued and waits its turn."""
+        """Keep a worker for a run about to be queued (created, or given its tool outputs), if
+        one is free: the queuing transaction then starts the run itself (see Reservation). None
+        when every worker is taken or the replica is stopping: the run is queued and waits its
+        turn."""
         busy = len(self._running) + self._queue.qsize()
         if not self._accepting or busy >= self._max_concurrent or run_id in self._running:
             return None
@@ -279,11 +280,12 @@ class RunScheduler:
 
 
 class Reservation:
-    """A worker kept for a run being created. The creating transaction writes the run already
-    in progress with this replica's lease (its `in_progress` event right after `queued`) and
-    loads its turn's context, and the worker takes it from there: one transaction and one
-    hand-off fewer before the model is called, which is most of what a caller waits for before
-    the first token. Exactly one of `hand_over` (after the commit) or `release` follows."""
+    """A worker kept for a run being created, or continued with its tool outputs. The
+    transaction that queues the run writes it in progress too, with this replica's lease (its
+    `in_progress` event right after `queued`), and loads its turn's context; the worker takes
+    it from there. One transaction and one hand-off fewer before the model is called, which is
+    most of what a caller waits for before the first token. Exactly one of `hand_over` (after
+    the commit) or `release` follows."""
 
     def __init__(self, scheduler: RunScheduler, executor: RunExecutor, control: RunControl) -> None:
         self._scheduler = scheduler
@@ -291,10 +293,12 @@ class Reservation:
         self.control = control
 
     def start_values(self, now: int) -> dict[str, Any]:
-        """The run's columns that say it is in progress here."""
+        """The columns of a new run that say it is in progress here."""
+        return {"status": "in_progress", "started_at": now} | self.lease_values()
+
+    def lease_values(self) -> dict[str, Any]:
+        """The run's lease, held by this replica."""
         return {
-            "status": "in_progress",
-            "started_at": now,
             "lease_owner": self.control.owner,
             "lease_expires_at": time.time() + self.control.lease_seconds,
         }

@@ -54,10 +54,11 @@ NewRun = tuple[tuple[run_pb2.Run, Any], list[RunEvent]]
 
 
 class StartSlot(Protocol):
-    """A worker kept for a run being created (the engine's Reservation): the creating
+    """A worker kept for a run being queued (the engine's Reservation): the queuing
     transaction starts the run, and the worker continues it once that commits."""
 
     def start_values(self, now: int) -> dict[str, Any]: ...
+    def lease_values(self) -> dict[str, Any]: ...
     def load(self, connection: Connection, run_row: Mapping[str, Any]) -> Any: ...
     def hand_over(self, started: Any) -> None: ...
     def release(self) -> None: ...
@@ -137,12 +138,19 @@ class RunService:
             raise FailedPreconditionError(
                 f"Thread {thread_id} already has an active run {active}."
             ) from None
+        self._hand_to_engine(run_id, events, slot, started)
+        return run
+
+    def _hand_to_engine(
+        self, run_id: str, events: list[RunEvent], slot: StartSlot | None, started: Any
+    ) -> None:
+        """After the commit: publish the events, then give the run to the worker kept for it
+        (it starts from `started`), or queue it for the next free one."""
         self._bus.publish(run_id, events)
         if slot is not None:
             slot.hand_over(started)
         else:
             self._scheduler.enqueue(run_id)
-        return run
 
     async def create_thread_and_run(
         self, project: str, request: run_pb2.CreateThreadAndRunRequest
@@ -320,7 +328,9 @@ class RunService:
         check.check_tool_outputs(v, "tool_outputs", request.tool_outputs, self._deps.limits)
         v.raise_if_any()
 
-        def work(connection: Connection) -> tuple[tuple[run_pb2.Run, int], list[RunEvent]]:
+        def work(
+            connection: Connection,
+        ) -> tuple[tuple[tuple[run_pb2.Run, int], Any], list[RunEvent]]:
             row = _run_row(connection, project, request.thread_id, request.run_id, lock=True)
             if row["status"] != "requires_action":
                 raise FailedPreconditionError(
@@ -348,22 +358,30 @@ class RunService:
                 step.usage.completion_tokens = step_row["usage"]["completion_tokens"]
                 step.usage.total_tokens = step_row["usage"]["total_tokens"]
             repo.update_by_id(connection, repo.RUN_STEPS, step.id, step_values(step))
-            values = {"status": "queued", "required_action": None}
+            values: dict[str, Any] = {"status": "queued", "required_action": None}
             run = run_from_row({**row, **values})
-            events = log.append(
-                connection,
-                request.run_id,
-                request.thread_id,
-                [
-                    tr.event("thread.run.step.completed", run_step=step),
-                    tr.event("thread.run.queued", run=run),
-                ],
-                values,
-            )
-            return (run, events[0].sequence - 1), events
+            events = [
+                tr.event("thread.run.step.completed", run_step=step),
+                tr.event("thread.run.queued", run=run),
+            ]
+            if slot is not None:  # a worker is free: the continuation starts right here
+                values |= {"status": "in_progress"} | slot.lease_values()
+                in_progress = run_pb2.Run()
+                in_progress.CopyFrom(run)
+                in_progress.status = run_pb2.RUN_STATUS_IN_PROGRESS
+                events.append(tr.event("thread.run.in_progress", run=in_progress))
+            events = log.append(connection, request.run_id, request.thread_id, events, values)
+            started = slot.load(connection, {**row, **values}) if slot is not None else None
+            return ((run, events[0].sequence - 1), started), events
 
-        result: tuple[run_pb2.Run, int] = await self._commit(request.run_id, work)
-        self._scheduler.enqueue(request.run_id)
+        slot = self._scheduler.reserve(request.run_id)
+        try:
+            (result, started), events = await self._deps.database.transaction(work)
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
+        self._hand_to_engine(request.run_id, events, slot, started)
         return result
 
     # --- streams ------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from assistants_grpc.contract.pb import message_pb2, run_pb2, thread_pb2
+from typing import Any
+
+from assistants_grpc.contract.pb import assistant_pb2, common_pb2, message_pb2, run_pb2, thread_pb2
 from assistants_grpc.fake_model import TextReply
 from tests.conftest import RunningServer
 from tests.integration.helpers import text_input
@@ -164,3 +166,38 @@ async def test_unary_create_returns_queued_run(running: RunningServer) -> None:
         )
     )
     assert dict(updated.metadata) == {"a": "b"} and updated.status == R.RUN_STATUS_COMPLETED
+
+
+async def test_reasoning_effort_reaches_the_model_never_shown(running: RunningServer) -> None:
+    """Request-only (CONTRACT.md §3): the run's, else its assistant's, goes to the model."""
+    stubs, model = running.stubs, running.model
+    assistant = await make_assistant(stubs, reasoning_effort=common_pb2.REASONING_EFFORT_HIGH)
+
+    async def effort_sent(**run_fields: Any) -> str | None:
+        thread = await make_thread(stubs, "think")
+        events = await collect(
+            stubs.runs.CreateRunStream(
+                R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id, **run_fields)
+            )
+        )
+        assert names(events)[-2:] == ["thread.run.completed", "done"]
+        effort: str | None = model.requests[-1].get("reasoning_effort")
+        return effort
+
+    assert await effort_sent() == "high"
+    assert await effort_sent(reasoning_effort=common_pb2.REASONING_EFFORT_LOW) == "low"
+    # Set to unspecified: the model's own default, whatever the assistant says.
+    unspecified = common_pb2.REASONING_EFFORT_UNSPECIFIED
+    assert await effort_sent(reasoning_effort=unspecified) is None
+    await stubs.assistants.UpdateAssistant(
+        assistant_pb2.UpdateAssistantRequest(
+            assistant_id=assistant.id, reasoning_effort=unspecified
+        )
+    )
+    assert await effort_sent() is None
+    await stubs.assistants.UpdateAssistant(
+        assistant_pb2.UpdateAssistantRequest(
+            assistant_id=assistant.id, reasoning_effort=common_pb2.REASONING_EFFORT_MINIMAL
+        )
+    )
+    assert await effort_sent() == "minimal"

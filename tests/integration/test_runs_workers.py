@@ -1,6 +1,5 @@
 """The run workers: a bounded number of runs execute at once and the rest wait queued; a run
-created while a worker is free starts in its creating transaction; the settings a run passes to
-the model and never shows."""
+created (or given its tool outputs) while a worker is free starts in that same transaction."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import grpc
 import pytest
 
 from assistants_grpc.clock import ManualClock
-from assistants_grpc.contract.pb import common_pb2, run_pb2
+from assistants_grpc.contract.pb import run_pb2
 from assistants_grpc.fake_model import FakeModelServer, HangReply, TextReply, ToolCallsReply
 from tests.conftest import RunningServer, Stubs, start_server, stubs_for
 from tests.integration.helpers import expect_error
@@ -172,29 +171,3 @@ async def test_a_refused_run_gives_its_worker_back(one_worker: RunningServer) ->
         )
     )
     assert names(events)[-2:] == ["thread.run.completed", "done"]
-
-
-async def test_reasoning_effort_reaches_the_model_and_is_not_shown(
-    running: RunningServer,
-) -> None:
-    stubs, model = running.stubs, running.model
-    assistant = await make_assistant(stubs)
-    thread = await make_thread(stubs, "think")
-    events = await collect(
-        stubs.runs.CreateRunStream(
-            R.CreateRunRequest(
-                thread_id=thread.id,
-                assistant_id=assistant.id,
-                reasoning_effort=common_pb2.REASONING_EFFORT_LOW,
-            )
-        )
-    )
-    assert names(events)[-2:] == ["thread.run.completed", "done"]
-    assert model.requests[-1]["reasoning_effort"] == "low"
-    thread = await make_thread(stubs, "just answer")
-    await collect(
-        stubs.runs.CreateRunStream(
-            R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
-        )
-    )
-    assert "reasoning_effort" not in model.requests[-1]

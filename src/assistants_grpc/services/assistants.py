@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from assistants_grpc.contract.openai_json import enum_name
 from assistants_grpc.contract.pb import assistant_pb2, common_pb2
 from assistants_grpc.services import validation as check
 from assistants_grpc.services.deps import Dependencies
@@ -17,6 +18,14 @@ from assistants_grpc.store import repository as repo
 from assistants_grpc.store.mapping import assistant_from_row, assistant_values
 
 AssistantFields = assistant_pb2.CreateAssistantRequest | assistant_pb2.UpdateAssistantRequest
+
+
+def reasoning_effort(request: Any) -> str | None:
+    """The request's reasoning_effort as stored and sent to the model ("low", ...); None when
+    it is not set (or set to unspecified: the model's default)."""
+    if not request.HasField("reasoning_effort"):
+        return None
+    return enum_name(common_pb2.ReasoningEffort, request.reasoning_effort)
 
 
 def _has(request: Any, field: str) -> bool:
@@ -85,7 +94,10 @@ class AssistantService:
         ):
             if _has(request, field):
                 _copy(request, assistant, field)
-        values = assistant_values(assistant) | {"project": project}
+        values = assistant_values(assistant) | {
+            "project": project,
+            "reasoning_effort": reasoning_effort(request),
+        }
         await self._deps.database.transaction(lambda c: repo.insert_row(c, repo.ASSISTANTS, values))
         return assistant
 
@@ -147,9 +159,10 @@ class AssistantService:
                     merged, "response_format", assistant.response_format, assistant.tools
                 )
                 merged.raise_if_any()
-            repo.update_by_id(
-                connection, repo.ASSISTANTS, assistant.id, assistant_values(assistant)
-            )
+            values = assistant_values(assistant)
+            if request.HasField("reasoning_effort"):  # unspecified clears it: the default again
+                values["reasoning_effort"] = reasoning_effort(request)
+            repo.update_by_id(connection, repo.ASSISTANTS, assistant.id, values)
             return assistant
 
         return await self._deps.database.transaction(work)

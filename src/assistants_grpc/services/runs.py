@@ -16,12 +16,12 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, RowMapping, select
 from sqlalchemy.exc import IntegrityError
 
-from assistants_grpc.contract.openai_json import enum_name
-from assistants_grpc.contract.pb import common_pb2, run_pb2, thread_pb2
+from assistants_grpc.contract.pb import run_pb2, thread_pb2
 from assistants_grpc.engine import transitions as tr
 from assistants_grpc.events import log
 from assistants_grpc.events.bus import EventBus, Until
 from assistants_grpc.services import validation as check
+from assistants_grpc.services.assistants import reasoning_effort
 from assistants_grpc.services.deps import Dependencies
 from assistants_grpc.services.errors import (
     FailedPreconditionError,
@@ -108,10 +108,12 @@ class RunService:
 
         def work(connection: Connection, slot: StartSlot | None) -> NewRun:
             ensure_no_active_run(connection, project, request.thread_id, starting_run=True)
-            run = self._new_run(connection, project, request, run_id, request.thread_id, now)
+            run, effort = self._new_run(
+                connection, project, request, run_id, request.thread_id, now
+            )
             if additional:
                 insert_messages(connection, [m for m, _ in additional], [n for _, n in additional])
-            return self._insert_run(connection, run, [], slot, _reasoning_effort(request))
+            return self._insert_run(connection, run, [], slot, effort)
 
         return await self._commit_new_run(run_id, request.thread_id, work)
 
@@ -170,10 +172,12 @@ class RunService:
 
         def work(connection: Connection, slot: StartSlot | None) -> NewRun:
             # The assistant first: a run of another project's assistant writes nothing at all.
-            run = self._new_run(connection, project, request, run_id, thread.id, thread.created_at)
+            run, effort = self._new_run(
+                connection, project, request, run_id, thread.id, thread.created_at
+            )
             ThreadService.insert(connection, project, thread, messages, counts)
             first = [tr.event("thread.created", thread=thread)]
-            return self._insert_run(connection, run, first, slot, _reasoning_effort(request))
+            return self._insert_run(connection, run, first, slot, effort)
 
         return await self._commit_new_run(run_id, thread.id, work)
 
@@ -185,15 +189,21 @@ class RunService:
         run_id: str,
         thread_id: str,
         now: int,
-    ) -> run_pb2.Run:
-        return effective_run(
-            assistant_from_row(get_assistant_row(connection, project, request.assistant_id)),
+    ) -> tuple[run_pb2.Run, str | None]:
+        """The queued run, and the reasoning effort its model calls carry: the request's, else
+        the assistant's (neither object shows it, CONTRACT.md §3)."""
+        row = get_assistant_row(connection, project, request.assistant_id)
+        run = effective_run(
+            assistant_from_row(row),
             request,
             run_id=run_id,
             thread_id=thread_id,
             now=now,
             expires_in=self._expires_in,
         )
+        if request.HasField("reasoning_effort"):
+            return run, reasoning_effort(request)
+        return run, row["reasoning_effort"]
 
     def _insert_run(
         self,
@@ -400,12 +410,6 @@ class RunService:
             )
         await self.get(project, request.thread_id, request.run_id)
         return self._bus.subscribe(request.run_id, request.after_sequence, "run")
-
-
-def _reasoning_effort(request: RunRequest) -> str | None:
-    if not request.HasField("reasoning_effort"):
-        return None
-    return enum_name(common_pb2.ReasoningEffort, request.reasoning_effort)
 
 
 def _run_row(

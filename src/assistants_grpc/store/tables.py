@@ -53,6 +53,8 @@ class AssistantRow(SQLModel, table=True):
     temperature: float | None = None
     top_p: float | None = None
     response_format: Any = _json(nullable=True)
+    # Request-only (CONTRACT.md §3): kept for the assistant's runs, never shown.
+    reasoning_effort: str | None = None
 
 
 class ThreadRow(SQLModel, table=True):

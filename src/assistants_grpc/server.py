@@ -152,9 +152,11 @@ class AssistantsServer:
                 self.scheduler.owner,
                 on_events=bus.wake,
                 on_cancel=self.scheduler.on_cancel,
+                on_deleted=bus.forgotten_elsewhere,
                 on_reconnect=bus.wake_all,
             )
             bus.on_publish = self._signals.events_written
+            bus.on_forget = self._signals.run_deleted
             self.scheduler.send_cancel = self._signals.send_cancel
             await self._signals.start()
         threads = ThreadService(deps, bus)

@@ -14,7 +14,7 @@ import grpc
 import pytest
 from sqlalchemy import create_engine, text
 
-from assistants_grpc.contract.pb import assistant_pb2, message_pb2, run_pb2
+from assistants_grpc.contract.pb import assistant_pb2, message_pb2, run_pb2, thread_pb2
 from assistants_grpc.fake_model import FakeModelServer, FakeModelThread, TextReply
 from assistants_grpc.store.database import normalize_url
 from tests.conftest import POSTGRES_URL, reset_postgres
@@ -135,6 +135,33 @@ async def test_runs_with_tool_rounds_across_replicas(replicas: list[Replica]) ->
             ]
 
     await asyncio.gather(*(one(i) for i in range(200)))
+
+
+async def test_deleting_a_thread_ends_its_watchers_on_other_replicas(
+    replicas: list[Replica],
+) -> None:
+    home, watcher, deleter = replicas
+    assistant_id = await _assistant(home)
+    command = "/tool get_weather " + json.dumps({"city": "Oslo"})
+    run = await home.stubs.runs.CreateThreadAndRun(
+        R.CreateThreadAndRunRequest(
+            assistant_id=assistant_id, thread=R.ThreadInput(messages=[text_input(command)])
+        )
+    )
+    call = watcher.stubs.runs.WatchRun(R.WatchRunRequest(thread_id=run.thread_id, run_id=run.id))
+    async for event in call:
+        if event.event == "thread.run.requires_action":
+            break
+    # The watcher now waits for outputs that will never come: the thread goes, elsewhere.
+    await deleter.stubs.threads.DeleteThread(
+        thread_pb2.DeleteThreadRequest(thread_id=run.thread_id)
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        async with asyncio.timeout(10):  # a guard: without the signal it waits forever
+            async for _ in call:
+                pass
+    assert ended.value.code() == grpc.StatusCode.NOT_FOUND
+    assert ended.value.details() == f"The thread '{run.thread_id}' was deleted."
 
 
 async def test_killed_replica_runs_are_taken_over(replicas: list[Replica]) -> None:

@@ -142,3 +142,19 @@ async def test_forget_while_a_subscriber_reads_the_log() -> None:
     events.clear()
     with pytest.raises(RunDeletedError):
         await asyncio.wait_for(anext(stream), 1)
+
+
+async def test_forget_tells_the_other_replicas_and_their_forget_does_not_echo() -> None:
+    log = Log()
+    bus = EventBus(log.after, log.one)
+    told: list[str] = []
+    bus.on_forget = told.append
+    log.write(bus, _event(1))
+    watcher = asyncio.create_task(_collect(bus, 0, "run"))
+    await asyncio.sleep(0.01)
+    bus.forgotten_elsewhere("run")  # another replica deleted the thread
+    with pytest.raises(RunDeletedError):
+        await asyncio.wait_for(watcher, 1)
+    assert told == []
+    bus.forget("run")  # deleted here: the others are told
+    assert told == ["run"]

@@ -74,8 +74,9 @@ class EventBus:
         # How long a waiting subscriber trusts wake-ups before it looks at the log itself.
         self._recheck_seconds = recheck_seconds
         self._channels: dict[str, _Channel] = {}
-        # Told about every publish, e.g. to signal subscribers on other replicas.
+        # Told about every publish and every forget, e.g. to signal the other replicas.
         self.on_publish: Callable[[str], None] | None = None
+        self.on_forget: Callable[[str], None] | None = None
 
     def publish(self, run_id: str, events: Sequence[RunEvent]) -> None:
         """Hand committed events to live subscribers."""
@@ -112,7 +113,13 @@ class EventBus:
 
     def forget(self, run_id: str) -> None:
         """Drop a run's buffered events (its thread was deleted): its live subscribers end
-        with RunDeletedError."""
+        with RunDeletedError, here and, through `on_forget`, on the other replicas."""
+        self.forgotten_elsewhere(run_id)
+        if self.on_forget is not None:
+            self.on_forget(run_id)
+
+    def forgotten_elsewhere(self, run_id: str) -> None:
+        """`forget`, for a run whose thread another replica deleted."""
         channel = self._channels.pop(run_id, None)
         if channel is not None:
             channel.finished = channel.deleted = True

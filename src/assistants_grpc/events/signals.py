@@ -1,5 +1,6 @@
-"""Signals between replicas through PostgreSQL LISTEN/NOTIFY: "the log of run X grew" and
-"run X was cancelled". No broker: PostgreSQL is the coordination engine.
+"""Signals between replicas through PostgreSQL LISTEN/NOTIFY: "the log of run X grew", "run X
+was cancelled" and "run X was deleted with its thread". No broker: PostgreSQL is the
+coordination engine.
 
 Notifications carry a reference (`<sender> <run_id>`), never the events themselves: a NOTIFY
 payload is limited to 8,000 bytes and the log is the source of truth; receivers re-read it.
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 EVENTS_CHANNEL = "assistants_run_events"
 CANCEL_CHANNEL = "assistants_run_cancel"
+DELETED_CHANNEL = "assistants_run_deleted"
 _RECONNECT_SECONDS = 1.0
 
 OnRun = Callable[[str], None]
@@ -37,14 +39,17 @@ class PostgresSignals:
         *,
         on_events: OnRun,
         on_cancel: OnRun,
+        on_deleted: OnRun,
         on_reconnect: Callable[[], None],
     ) -> None:
         self._conninfo = conninfo
         self._sender = sender
         self._on_events = on_events
         self._on_cancel = on_cancel
+        self._on_deleted = on_deleted
         self._on_reconnect = on_reconnect
-        self._pending: set[str] = set()
+        # Run ids to signal, by channel.
+        self._pending: dict[str, set[str]] = {EVENTS_CHANNEL: set(), DELETED_CHANNEL: set()}
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
@@ -70,7 +75,12 @@ class PostgresSignals:
 
     def events_written(self, run_id: str) -> None:
         """Called after a commit that appended to `run_id`'s log."""
-        self._pending.add(run_id)
+        self._pending[EVENTS_CHANNEL].add(run_id)
+        self._wakeup.set()
+
+    def run_deleted(self, run_id: str) -> None:
+        """Called after a commit that deleted `run_id` with its thread."""
+        self._pending[DELETED_CHANNEL].add(run_id)
         self._wakeup.set()
 
     async def send_cancel(self, run_id: str) -> None:
@@ -96,17 +106,18 @@ class PostgresSignals:
                 await asyncio.sleep(_RECONNECT_SECONDS)
 
     async def _send(self, conn: psycopg.AsyncConnection[object]) -> None:
-        if not self._pending:
-            return
-        payloads = [f"{self._sender} {run_id}" for run_id in self._pending]
-        self._pending.clear()
-        await conn.execute(
-            "SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload",
-            (EVENTS_CHANNEL, payloads),
-        )
+        for channel, run_ids in self._pending.items():
+            if not run_ids:
+                continue
+            payloads = [f"{self._sender} {run_id}" for run_id in run_ids]
+            run_ids.clear()
+            await conn.execute(
+                "SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload",
+                (channel, payloads),
+            )
 
     async def _flush_now(self) -> None:
-        if not self._pending:
+        if not any(self._pending.values()):
             return
         with contextlib.suppress(Exception):
             async with await psycopg.AsyncConnection.connect(
@@ -125,6 +136,7 @@ class PostgresSignals:
                 ) as conn:
                     await conn.execute(f"LISTEN {EVENTS_CHANNEL}")
                     await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
+                    await conn.execute(f"LISTEN {DELETED_CHANNEL}")
                     self._listening.set()
                     if not first:
                         self._on_reconnect()
@@ -143,8 +155,12 @@ class PostgresSignals:
             return
         if channel == CANCEL_CHANNEL:
             self._on_cancel(run_id)  # also our own: harmless, and simpler to reason about
-        elif sender != self._sender:
+        elif sender == self._sender:
+            return  # our own subscribers were told already
+        elif channel == DELETED_CHANNEL:
+            self._on_deleted(run_id)
+        else:
             self._on_events(run_id)
 
 
-__all__ = ["CANCEL_CHANNEL", "EVENTS_CHANNEL", "PostgresSignals"]
+__all__ = ["CANCEL_CHANNEL", "DELETED_CHANNEL", "EVENTS_CHANNEL", "PostgresSignals"]

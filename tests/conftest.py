@@ -6,6 +6,7 @@ ASSISTANTS_TEST_DATABASE_URL names one (`.ci/run` points it at the local server)
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -107,17 +108,26 @@ async def start_server(
     return server
 
 
-@pytest.fixture
-async def running(database_url: str, fake_model: FakeModelServer) -> AsyncIterator[RunningServer]:
+@contextlib.asynccontextmanager
+async def serving(
+    database_url: str, fake_model: FakeModelServer, **settings: object
+) -> AsyncIterator[RunningServer]:
+    """A server with `settings` over the database, its stubs, and a reset fake model."""
     fake_model.reset()
     clock = ManualClock()
-    server = await start_server(database_url, clock, fake_model)
+    server = await start_server(database_url, clock, fake_model, **settings)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
         yield RunningServer(server, stubs_for(channel), clock, database_url, fake_model)
     finally:
         await channel.close()
         await server.stop(0)
+
+
+@pytest.fixture
+async def running(database_url: str, fake_model: FakeModelServer) -> AsyncIterator[RunningServer]:
+    async with serving(database_url, fake_model) as server:
+        yield server
 
 
 @pytest.fixture

@@ -9,10 +9,9 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from assistants_grpc.clock import ManualClock
 from assistants_grpc.contract.pb import run_pb2
 from assistants_grpc.fake_model import FakeModelServer, HangReply, TextReply, ToolCallsReply
-from tests.conftest import RunningServer, Stubs, start_server, stubs_for
+from tests.conftest import RunningServer, Stubs, serving
 from tests.integration.helpers import expect_error
 from tests.integration.runs_helpers import (
     WEATHER,
@@ -31,15 +30,8 @@ async def one_worker(
     database_url: str, fake_model: FakeModelServer
 ) -> AsyncIterator[RunningServer]:
     """A server that executes one run at a time."""
-    fake_model.reset()
-    clock = ManualClock()
-    server = await start_server(database_url, clock, fake_model, max_concurrent_runs=1)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
-    try:
-        yield RunningServer(server, stubs_for(channel), clock, database_url, fake_model)
-    finally:
-        await channel.close()
-        await server.stop(0)
+    async with serving(database_url, fake_model, max_concurrent_runs=1) as server:
+        yield server
 
 
 async def _start_hanging_run(stubs: Stubs, model: FakeModelServer) -> tuple[str, str]:

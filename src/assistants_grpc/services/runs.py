@@ -10,6 +10,7 @@ transaction, and they are published once it commits.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
@@ -48,9 +49,9 @@ from assistants_grpc.store.mapping import (
 
 RunEvent = run_pb2.RunEvent
 MAX_SEQUENCE = 2**31 - 1
-# A new run, as its creating transaction returns it: the run (queued) and, when a worker was
-# kept for it, what that worker starts from; then the events to publish.
-NewRun = tuple[tuple[run_pb2.Run, Any], list[RunEvent]]
+# What a transaction that queues a run returns: its answer to the caller and, when a worker was
+# kept for the run, what that worker starts from; then the events to publish.
+Queued = tuple[tuple[Any, Any], list[RunEvent]]
 
 
 class StartSlot(Protocol):
@@ -106,7 +107,7 @@ class RunService:
         )
         run_id = self._deps.new_id("run")
 
-        def work(connection: Connection, slot: StartSlot | None) -> NewRun:
+        def work(connection: Connection, slot: StartSlot | None) -> Queued:
             ensure_no_active_run(connection, project, request.thread_id, starting_run=True)
             run, effort = self._new_run(
                 connection, project, request, run_id, request.thread_id, now
@@ -121,38 +122,52 @@ class RunService:
         self,
         run_id: str,
         thread_id: str,
-        work: Callable[[Connection, StartSlot | None], NewRun],
+        work: Callable[[Connection, StartSlot | None], Queued],
     ) -> run_pb2.Run:
         """Commit a new run and hand it to the engine: started already, when a worker was free,
         else queued. The check for an active run is made under the thread's lock; the partial
         unique index on active runs is the last word if anything slips past it."""
-        slot = self._scheduler.reserve(run_id)
         try:
-            (run, started), events = await self._deps.database.transaction(lambda c: work(c, slot))
-        except BaseException as error:
-            if slot is not None:
-                slot.release()
-            if not isinstance(error, IntegrityError):
-                raise
+            run: run_pb2.Run = await self._queue_run(run_id, work)
+        except IntegrityError:
             active = await self._deps.database.transaction(
                 lambda c: repo.active_run_id(c, thread_id)
             )
             raise FailedPreconditionError(
                 f"Thread {thread_id} already has an active run {active}."
             ) from None
-        self._hand_to_engine(run_id, events, slot, started)
         return run
 
-    def _hand_to_engine(
-        self, run_id: str, events: list[RunEvent], slot: StartSlot | None, started: Any
-    ) -> None:
-        """After the commit: publish the events, then give the run to the worker kept for it
-        (it starts from `started`), or queue it for the next free one."""
-        self._bus.publish(run_id, events)
-        if slot is not None:
-            slot.hand_over(started)
-        else:
-            self._scheduler.enqueue(run_id)
+    async def _queue_run(
+        self, run_id: str, work: Callable[[Connection, StartSlot | None], Queued]
+    ) -> Any:
+        """Run the transaction that queues a run, `work`, with a worker kept for the run when
+        one is free; once it commits, publish its events and give the run to that worker (or
+        queue it for the next free one). Returns what `work` returns first.
+
+        The hand-over happens even if the caller goes away meanwhile: on PostgreSQL the
+        transaction runs on a thread and commits anyway, and a run started for a kept worker
+        that never got it would hold its thread until it expired."""
+        slot = self._scheduler.reserve(run_id)
+        transaction = asyncio.ensure_future(
+            self._deps.database.transaction(lambda c: work(c, slot))
+        )
+
+        def settle(done: asyncio.Future[Queued]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                if slot is not None:
+                    slot.release()
+                return
+            (_, started), events = done.result()
+            self._bus.publish(run_id, events)
+            if slot is not None:
+                slot.hand_over(started)
+            else:
+                self._scheduler.enqueue(run_id)
+
+        transaction.add_done_callback(settle)
+        (result, _), _ = await asyncio.shield(transaction)
+        return result
 
     async def create_thread_and_run(
         self, project: str, request: run_pb2.CreateThreadAndRunRequest
@@ -170,7 +185,7 @@ class RunService:
         thread, messages, counts = await self._threads.new_thread(thread_request)
         run_id = self._deps.new_id("run")
 
-        def work(connection: Connection, slot: StartSlot | None) -> NewRun:
+        def work(connection: Connection, slot: StartSlot | None) -> Queued:
             # The assistant first: a run of another project's assistant writes nothing at all.
             run, effort = self._new_run(
                 connection, project, request, run_id, thread.id, thread.created_at
@@ -212,7 +227,7 @@ class RunService:
         first: list[RunEvent],
         slot: StartSlot | None,
         reasoning_effort: str | None,
-    ) -> NewRun:
+    ) -> Queued:
         """Write the queued run with its first events; with a worker kept for it, write it
         already started too (`in_progress` right after `queued`, CONTRACT.md §9). The caller
         is answered with the run as created: queued."""
@@ -338,9 +353,7 @@ class RunService:
         check.check_tool_outputs(v, "tool_outputs", request.tool_outputs, self._deps.limits)
         v.raise_if_any()
 
-        def work(
-            connection: Connection,
-        ) -> tuple[tuple[tuple[run_pb2.Run, int], Any], list[RunEvent]]:
+        def work(connection: Connection, slot: StartSlot | None) -> Queued:
             row = _run_row(connection, project, request.thread_id, request.run_id, lock=True)
             if row["status"] != "requires_action":
                 raise FailedPreconditionError(
@@ -384,14 +397,7 @@ class RunService:
             started = slot.load(connection, {**row, **values}) if slot is not None else None
             return ((run, events[0].sequence - 1), started), events
 
-        slot = self._scheduler.reserve(request.run_id)
-        try:
-            (result, started), events = await self._deps.database.transaction(work)
-        except BaseException:
-            if slot is not None:
-                slot.release()
-            raise
-        self._hand_to_engine(request.run_id, events, slot, started)
+        result: tuple[run_pb2.Run, int] = await self._queue_run(request.run_id, work)
         return result
 
     # --- streams ------------------------------------------------------------------------------

@@ -143,8 +143,14 @@ class AssistantsServer:
             lease_seconds=settings.run_lease_seconds,
             poll_interval=settings.claim_poll_interval,
         )
+        scheduler = self.scheduler
+
+        def run_deleted_elsewhere(run_id: str) -> None:
+            bus.forgotten_elsewhere(run_id)
+            scheduler.on_deleted(run_id)
+
         if database.is_postgresql:
-            # Replicas share one database: tell each other about new events and cancels.
+            # Replicas share one database: tell each other about new events, cancels, deletes.
             self._signals = PostgresSignals(
                 database.engine.url.set(drivername="postgresql").render_as_string(
                     hide_password=False
@@ -152,13 +158,21 @@ class AssistantsServer:
                 self.scheduler.owner,
                 on_events=bus.wake,
                 on_cancel=self.scheduler.on_cancel,
-                on_deleted=bus.forgotten_elsewhere,
+                on_deleted=run_deleted_elsewhere,
                 on_reconnect=bus.wake_all,
             )
             bus.on_publish = self._signals.events_written
-            bus.on_forget = self._signals.run_deleted
             self.scheduler.send_cancel = self._signals.send_cancel
             await self._signals.start()
+        signals = self._signals
+
+        def run_deleted_here(run_id: str) -> None:
+            # DeleteThread took the run: its turn stops, and the other replicas hear of it.
+            scheduler.on_deleted(run_id)
+            if signals is not None:
+                signals.run_deleted(run_id)
+
+        bus.on_forget = run_deleted_here
         threads = ThreadService(deps, bus)
         runs = RunService(
             deps, threads, self.scheduler, bus, expires_in=settings.run_expiry_seconds

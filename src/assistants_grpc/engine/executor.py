@@ -54,7 +54,8 @@ from assistants_grpc.store.mapping import (
 
 # Why a turn is interrupted. "handback": the replica is stopping; the run keeps its state and its
 # lease is released so another replica (or the next start) takes it over.
-Reason = Literal["cancel", "expire", "handback"]
+# "deleted": the run went with its thread; nothing is left to write.
+Reason = Literal["cancel", "expire", "handback", "deleted"]
 RunEvent = run_pb2.RunEvent
 # A run's columns: its row as read, or the values its creating transaction just wrote.
 RunRow = Mapping[Any, Any]
@@ -145,6 +146,8 @@ class RunExecutor:
         """The rest of a turn once its run is in progress and its context loaded."""
         run_id = control.run_id
         run_row, context = start
+        if control.reason == "deleted":
+            return
         if control.reason == "handback":
             await self._deps.database.transaction(lambda c: release_lease(c, run_id, control.owner))
             return
@@ -685,6 +688,8 @@ class _Turn:
         )
 
     async def _finish(self, end: _StreamEnd | Interrupt) -> None:
+        if isinstance(end, Interrupt) and end.reason == "deleted":
+            return  # the model stream closes with the turn; the rows are gone
         if isinstance(end, Interrupt) and end.reason == "handback":
             await self.x._write(self.run_id, self._hand_back)
             return

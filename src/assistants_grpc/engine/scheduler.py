@@ -143,6 +143,13 @@ class RunScheduler:
         if control is not None:
             control.interrupt("cancel")
 
+    def on_deleted(self, run_id: str) -> None:
+        """The run went with its thread (deleted here or on another replica): stop its turn if
+        it executes here, so its model stream closes now rather than at the next chunk."""
+        control = self._running.get(run_id)
+        if control is not None:
+            control.interrupt("deleted")
+
     # --- workers ----------------------------------------------------------------------------
 
     async def _work(self) -> None:

@@ -201,3 +201,35 @@ async def test_reasoning_effort_reaches_the_model_never_shown(running: RunningSe
         )
     )
     assert await effort_sent() == "minimal"
+
+
+async def test_the_answer_is_stored_with_its_token_count(running: RunningServer) -> None:
+    """Counted once, when the text is final (a long answer on a worker thread): the prompt of
+    the next runs reads this count instead of counting the text again."""
+    from sqlalchemy import select
+
+    from assistants_grpc.engine.tokens import COUNTING_MODEL, OFF_LOOP_CHARS, TokenCounter
+    from assistants_grpc.store.repository import MESSAGES
+
+    stubs, model = running.stubs, running.model
+    assistant = await make_assistant(stubs)
+    short, long = "Hello there.", " ".join(f"word{i}" for i in range(OFF_LOOP_CHARS // 4))
+    assert len(long) > OFF_LOOP_CHARS
+    counter = TokenCounter()
+    database = running.server.database
+    assert database is not None
+    for answer in (short, long):
+        model.push(TextReply(answer, chunks=8))
+        thread = await make_thread(stubs, "say it")
+        events = await collect(
+            stubs.runs.CreateRunStream(
+                R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
+            )
+        )
+        run_id = events[0].run.id
+        stored = await database.transaction(
+            lambda c, run_id=run_id: c.execute(
+                select(MESSAGES.c.token_count).where(MESSAGES.c.run_id == run_id)
+            ).scalar_one()
+        )
+        assert stored == counter.count_text(COUNTING_MODEL, answer) > 0

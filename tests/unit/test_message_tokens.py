@@ -13,10 +13,9 @@ import pytest
 from assistants_grpc.clock import ManualClock
 from assistants_grpc.contract.pb import message_pb2
 from assistants_grpc.engine.prompt import IMAGE_TOKENS
-from assistants_grpc.engine.tokens import COUNTING_MODEL, TokenCounter
+from assistants_grpc.engine.tokens import COUNTING_MODEL, OFF_LOOP_CHARS, TokenCounter
 from assistants_grpc.services.deps import Dependencies
 from assistants_grpc.services.messages import (
-    OFF_LOOP_CHARS,
     count_tokens,
     message_text,
     new_messages,

@@ -564,13 +564,16 @@ class _Turn:
             for kind, text in self.parts
         ]
 
-    def _save_message(self, connection: Connection, *, final: bool = False) -> None:
+    def _text(self) -> str:
+        return "".join(text for kind, text in self.parts if kind == "text")
+
+    def _save_message(self, connection: Connection, *, final_tokens: int | None = None) -> None:
         """Keep the row's content equal to what was streamed, so a reader (or a crash) never
-        sees less than the deltas said. Tokens are counted once, when the text is final."""
+        sees less than the deltas said. Tokens are counted once, when the text is final, and
+        given here as `final_tokens`."""
         values: dict[str, Any] = {"content": self._content_json()}
-        if final:
-            text = "".join(text for kind, text in self.parts if kind == "text")
-            values["token_count"] = self.x.tokens.count_text(COUNTING_MODEL, text) if text else 0
+        if final_tokens is not None:
+            values["token_count"] = final_tokens
         repo.update_by_id(
             connection,
             repo.MESSAGES,
@@ -583,7 +586,9 @@ class _Turn:
         (one step at a time, CONTRACT.md §9)."""
         assert self.message is not None and self.message_step is not None
         events = [self._message_delta()] if self.pending else []
-        self._save_message(connection, final=True)
+        # Counted here, on the loop: text that precedes tool calls is short in practice.
+        final_tokens = self.x.tokens.count_text(COUNTING_MODEL, self._text())
+        self._save_message(connection, final_tokens=final_tokens)
         row = repo.get_by_id(connection, repo.MESSAGES, self.message.id)
         repo.update_by_id(
             connection, repo.MESSAGES, self.message.id, {"status": "completed", "completed_at": now}
@@ -709,6 +714,8 @@ class _Turn:
             usage = self._turn_usage()
         else:
             ending, usage = tr.COMPLETED, self._turn_usage()
+        # The answer's tokens, counted before the transaction: a long one off the event loop.
+        final_tokens = await self.x.tokens.count_text_off_loop(COUNTING_MODEL, self._text())
 
         def work(connection: Connection) -> tuple[None, list[RunEvent]]:
             events = self._pending_events(connection)
@@ -716,7 +723,7 @@ class _Turn:
                 # The model said nothing at all: the run still answers with an (empty) message.
                 events += self._open_message(connection, self.x._deps.now())
             elif self.message is not None:
-                self._save_message(connection, final=True)
+                self._save_message(connection, final_tokens=final_tokens)
             row = self._own_run(connection)
             return None, tr.finish_run(
                 connection,

@@ -4,7 +4,6 @@ a thread, so each use case first checks the thread belongs to the caller's proje
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from sqlalchemy import Connection, RowMapping, false
@@ -35,15 +34,6 @@ def message_text(content: Sequence[message_pb2.MessageContent]) -> str:
     return "\n".join(part.text.value for part in content if part.WhichOneof("content") == "text")
 
 
-# Texts shorter than this are counted right on the event loop. 8,192 characters take about half
-# a millisecond to count (2 ms on a slow core), no more than the hop to a worker thread and back
-# can cost while the loop is busy (the result then waits for the GIL, up to the 5 ms switch
-# interval). Longer texts go to a worker thread: tiktoken's encoder releases the GIL while it
-# works, so the loop goes on serving other calls instead of stalling for the whole count (a
-# 256,000-character message takes 15-60 ms).
-OFF_LOOP_CHARS = 8_192
-
-
 def _image_tokens(content: Sequence[message_pb2.MessageContent]) -> int:
     images = sum(1 for part in content if part.WhichOneof("content") in ("image_file", "image_url"))
     return images * IMAGE_TOKENS
@@ -51,12 +41,7 @@ def _image_tokens(content: Sequence[message_pb2.MessageContent]) -> int:
 
 async def count_tokens(deps: Dependencies, content: Sequence[message_pb2.MessageContent]) -> int:
     """The tokens a message's content costs; a long text is counted off the event loop."""
-    text = message_text(content)
-    count = deps.tokens.count_text
-    if len(text) < OFF_LOOP_CHARS:
-        tokens = count(COUNTING_MODEL, text)
-    else:
-        tokens = await asyncio.to_thread(count, COUNTING_MODEL, text)
+    tokens = await deps.tokens.count_text_off_loop(COUNTING_MODEL, message_text(content))
     return tokens + _image_tokens(content)
 
 
@@ -243,7 +228,6 @@ def _message_row(
 
 
 __all__ = [
-    "OFF_LOOP_CHARS",
     "MessageItem",
     "MessageService",
     "check_message_inputs",

@@ -149,9 +149,6 @@ class RunService:
         transaction runs on a thread and commits anyway, and a run started for a kept worker
         that never got it would hold its thread until it expired."""
         slot = self._scheduler.reserve(run_id)
-        transaction = asyncio.ensure_future(
-            self._deps.database.transaction(lambda c: work(c, slot))
-        )
 
         def settle(done: asyncio.Future[Queued]) -> None:
             if done.cancelled() or done.exception() is not None:
@@ -165,8 +162,8 @@ class RunService:
             else:
                 self._scheduler.enqueue(run_id)
 
-        transaction.add_done_callback(settle)
-        (result, _), _ = await asyncio.shield(transaction)
+        queued = await self._deps.database.transaction(lambda c: work(c, slot), settle=settle)
+        (result, _), _ = queued
         return result
 
     async def create_thread_and_run(

@@ -76,12 +76,33 @@ class Database:
                 max_workers=_POSTGRES_THREADS, thread_name_prefix="db"
             )
 
-    async def transaction(self, work: Callable[[Connection], T]) -> T:
-        """Run `work` in one transaction: committed if it returns."""
-        if self._executor is None:
-            return self.transaction_sync(work)
+    async def transaction(
+        self,
+        work: Callable[[Connection], T],
+        *,
+        settle: Callable[[asyncio.Future[T]], None] | None = None,
+    ) -> T:
+        """Run `work` in one transaction: committed if it returns.
+
+        `settle`, if given, is called with the outcome (result or error) once the transaction is
+        over, even if the caller stops waiting first: on PostgreSQL the transaction goes on in
+        its thread, and may commit, after its caller was cancelled."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.transaction_sync, work)
+        if self._executor is None:  # SQLite runs inline: nothing interrupts it
+            if settle is None:
+                return self.transaction_sync(work)
+            outcome: asyncio.Future[T] = loop.create_future()
+            try:
+                outcome.set_result(self.transaction_sync(work))
+            except Exception as error:
+                outcome.set_exception(error)
+            settle(outcome)
+            return outcome.result()
+        future = loop.run_in_executor(self._executor, self.transaction_sync, work)
+        if settle is None:
+            return await future
+        future.add_done_callback(settle)
+        return await asyncio.shield(future)
 
     def transaction_sync(self, work: Callable[[Connection], T]) -> T:
         with self.engine.begin() as connection:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from assistants_grpc.contract.pb import assistant_pb2, common_pb2, message_pb2, run_pb2, thread_pb2
+from assistants_grpc.fake_model import FakeModelServer, HangReply
 from tests.conftest import Stubs
 from tests.integration.helpers import function_tool, text_input
 
@@ -71,3 +72,20 @@ TERMINAL = (
     R.RUN_STATUS_EXPIRED,
     R.RUN_STATUS_INCOMPLETE,
 )
+
+
+async def start_hanging_run(stubs: Stubs, model: FakeModelServer) -> tuple[str, str]:
+    """A run in progress whose model holds the request (and so a worker) without answering;
+    returns its thread id and run id."""
+    asked = len(model.requests)
+    model.push(HangReply(30))
+    assistant = await make_assistant(stubs)
+    thread = await make_thread(stubs, "hold the worker")
+    run = await stubs.runs.CreateRun(
+        R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
+    )
+    await wait_for_status(stubs, thread.id, run.id, R.RUN_STATUS_IN_PROGRESS)
+    async with asyncio.timeout(10):
+        while len(model.requests) == asked:
+            await asyncio.sleep(0.01)
+    return thread.id, run.id

@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from assistants_grpc.contract.pb import run_pb2, thread_pb2
-from assistants_grpc.fake_model import HangReply, TextReply, ToolCallsReply
+from assistants_grpc.fake_model import TextReply, ToolCallsReply
 from tests.conftest import RunningServer
 from tests.integration.helpers import expect_error
 from tests.integration.runs_helpers import (
@@ -20,6 +20,7 @@ from tests.integration.runs_helpers import (
     make_assistant,
     make_thread,
     names,
+    start_hanging_run,
     wait_for_status,
 )
 
@@ -135,15 +136,6 @@ async def test_deleting_the_thread_stops_a_turn_whose_model_is_silent(
     """A turn finds its run gone at its next write; a model that sends nothing would keep it
     (and its model connection) waiting: the delete stops the turn itself."""
     stubs, model = running.stubs, running.model
-    model.push(HangReply(30))
-    assistant = await make_assistant(stubs)
-    thread = await make_thread(stubs, "think hard")
-    run = await stubs.runs.CreateRun(
-        R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
-    )
-    await wait_for_status(stubs, thread.id, run.id, R.RUN_STATUS_IN_PROGRESS)
-    async with asyncio.timeout(ENDS_WITHIN):
-        while not model.requests:  # the model holds the request
-            await asyncio.sleep(0.01)
-    await stubs.threads.DeleteThread(thread_pb2.DeleteThreadRequest(thread_id=thread.id))
+    thread_id, _ = await start_hanging_run(stubs, model)
+    await stubs.threads.DeleteThread(thread_pb2.DeleteThreadRequest(thread_id=thread_id))
     assert await model.wait_for_disconnects(1, timeout=ENDS_WITHIN), "the turn kept waiting"

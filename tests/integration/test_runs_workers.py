@@ -3,15 +3,14 @@ created (or given its tool outputs) while a worker is free starts in that same t
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 
 from assistants_grpc.contract.pb import run_pb2
-from assistants_grpc.fake_model import FakeModelServer, HangReply, TextReply, ToolCallsReply
-from tests.conftest import RunningServer, Stubs, serving
+from assistants_grpc.fake_model import FakeModelServer, TextReply, ToolCallsReply
+from tests.conftest import RunningServer, serving
 from tests.integration.helpers import expect_error
 from tests.integration.runs_helpers import (
     WEATHER,
@@ -19,7 +18,7 @@ from tests.integration.runs_helpers import (
     make_assistant,
     make_thread,
     names,
-    wait_for_status,
+    start_hanging_run,
 )
 
 R = run_pb2
@@ -34,24 +33,9 @@ async def one_worker(
         yield server
 
 
-async def _start_hanging_run(stubs: Stubs, model: FakeModelServer) -> tuple[str, str]:
-    asked = len(model.requests)
-    model.push(HangReply(30))
-    assistant = await make_assistant(stubs)
-    thread = await make_thread(stubs, "hold the worker")
-    run = await stubs.runs.CreateRun(
-        R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
-    )
-    await wait_for_status(stubs, thread.id, run.id, R.RUN_STATUS_IN_PROGRESS)
-    async with asyncio.timeout(10):
-        while len(model.requests) == asked:  # the model holds the request: the worker is taken
-            await asyncio.sleep(0.01)
-    return thread.id, run.id
-
-
 async def test_a_run_beyond_the_worker_limit_waits_queued(one_worker: RunningServer) -> None:
     stubs, model = one_worker.stubs, one_worker.model
-    busy_thread, busy_run = await _start_hanging_run(stubs, model)
+    busy_thread, busy_run = await start_hanging_run(stubs, model)
     assistant = await make_assistant(stubs)
     thread = await make_thread(stubs, "wait for me")
     stream = stubs.runs.CreateRunStream(
@@ -88,7 +72,7 @@ async def test_tool_outputs_given_while_the_workers_are_busy_wait_queued(
     paused = first[-2].run
     assert paused.status == R.RUN_STATUS_REQUIRES_ACTION
     # Waiting for outputs holds no worker: another run takes the only one (and hangs).
-    busy_thread, busy_run = await _start_hanging_run(stubs, model)
+    busy_thread, busy_run = await start_hanging_run(stubs, model)
     model.push(TextReply("Sunny in Paris."))
     call = paused.required_action.submit_tool_outputs.tool_calls[0]
     stream = stubs.runs.SubmitToolOutputsStream(

@@ -89,6 +89,10 @@ class RunControl:
     inbox: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
     reason: Reason | None = None
 
+    def lease_values(self, wall_clock: float) -> dict[str, Any]:
+        """The run's columns that say this replica holds it, from `wall_clock` on."""
+        return {"lease_owner": self.owner, "lease_expires_at": wall_clock + self.lease_seconds}
+
     def interrupt(self, reason: Reason) -> None:
         if self.reason is None:
             self.reason = reason
@@ -169,7 +173,7 @@ class RunExecutor:
         wall = time.time()
         if tr.held_elsewhere(row, control.owner, wall):
             return None, []
-        lease = {"lease_owner": control.owner, "lease_expires_at": wall + control.lease_seconds}
+        lease = control.lease_values(wall)
         status, now = row["status"], self._deps.now()
         if status != "queued":
             repo.update_by_id(connection, repo.RUNS, run_id, lease)

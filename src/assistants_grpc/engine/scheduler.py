@@ -109,13 +109,16 @@ class RunScheduler:
         one is free: the queuing transaction then starts the run itself (see Reservation). None
         when every worker is taken or the replica is stopping: the run is queued and waits its
         turn."""
-        busy = len(self._running) + self._queue.qsize()
-        if not self._accepting or busy >= self._max_concurrent or run_id in self._running:
+        if not self._accepting or self._free_workers() <= 0 or run_id in self._running:
             return None
         control = RunControl(run_id, owner=self.owner, lease_seconds=self._lease_seconds)
         # Registered at once, so a cancel arriving before the worker takes it still reaches it.
         self._running[run_id] = control
         return Reservation(self, self._executor, control)
+
+    def _free_workers(self) -> int:
+        """Workers neither executing nor promised to a run waiting in the queue."""
+        return self._max_concurrent - len(self._running) - self._queue.qsize()
 
     def _hand_over(self, control: RunControl, started: Started) -> None:
         self._queue.put_nowait((control, started))
@@ -234,7 +237,7 @@ class RunScheduler:
     async def _claim_available(self) -> None:
         """Claim runs nobody holds (queued here or elsewhere, or left by a dead replica), as many
         as there are free workers."""
-        free = self._max_concurrent - len(self._running) - self._queue.qsize()
+        free = self._free_workers()
         if free <= 0 or not self._accepting:
             return
         now = time.time()
@@ -299,16 +302,9 @@ class Reservation:
         self._executor = executor
         self.control = control
 
-    def start_values(self, now: int) -> dict[str, Any]:
-        """The columns of a new run that say it is in progress here."""
-        return {"status": "in_progress", "started_at": now} | self.lease_values()
-
     def lease_values(self) -> dict[str, Any]:
         """The run's lease, held by this replica."""
-        return {
-            "lease_owner": self.control.owner,
-            "lease_expires_at": time.time() + self.control.lease_seconds,
-        }
+        return self.control.lease_values(time.time())
 
     def load(self, connection: Connection, run_row: Mapping[Any, Any]) -> Started:
         """In the creating transaction, once the run and its messages are written."""

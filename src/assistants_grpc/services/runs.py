@@ -58,7 +58,6 @@ class StartSlot(Protocol):
     """A worker kept for a run being queued (the engine's Reservation): the queuing
     transaction starts the run, and the worker continues it once that commits."""
 
-    def start_values(self, now: int) -> dict[str, Any]: ...
     def lease_values(self) -> dict[str, Any]: ...
     def load(self, connection: Connection, run_row: Mapping[str, Any]) -> Any: ...
     def hand_over(self, started: Any) -> None: ...
@@ -236,12 +235,9 @@ class RunService:
         # Passed to the model, never shown: the Run object has no such field (CONTRACT.md §3).
         values = run_values(run) | {"reasoning_effort": reasoning_effort}
         if slot is not None:
-            values |= slot.start_values(run.created_at)
-            in_progress = run_pb2.Run()
-            in_progress.CopyFrom(run)
-            in_progress.status = run_pb2.RUN_STATUS_IN_PROGRESS
-            in_progress.started_at = values["started_at"]
-            events.append(tr.event("thread.run.in_progress", run=in_progress))
+            values |= {"status": "in_progress", "started_at": run.created_at}
+            values |= slot.lease_values()
+            events.append(_in_progress(run, started_at=run.created_at))
         # The run is written with its log already started: no second write of the row.
         values["last_sequence"] = len(events)
         repo.insert_row(connection, repo.RUNS, values)
@@ -386,10 +382,7 @@ class RunService:
             ]
             if slot is not None:  # a worker is free: the continuation starts right here
                 values |= {"status": "in_progress"} | slot.lease_values()
-                in_progress = run_pb2.Run()
-                in_progress.CopyFrom(run)
-                in_progress.status = run_pb2.RUN_STATUS_IN_PROGRESS
-                events.append(tr.event("thread.run.in_progress", run=in_progress))
+                events.append(_in_progress(run))
             events = log.append(connection, request.run_id, request.thread_id, events, values)
             started = slot.load(connection, {**row, **values}) if slot is not None else None
             return ((run, events[0].sequence - 1), started), events
@@ -413,6 +406,17 @@ class RunService:
             )
         await self.get(project, request.thread_id, request.run_id)
         return self._bus.subscribe(request.run_id, request.after_sequence, "run")
+
+
+def _in_progress(run: run_pb2.Run, *, started_at: int | None = None) -> RunEvent:
+    """`thread.run.in_progress` for a run just queued (`run`, its queued snapshot) that the
+    same transaction starts; `started_at` the first time it starts."""
+    started = run_pb2.Run()
+    started.CopyFrom(run)
+    started.status = run_pb2.RUN_STATUS_IN_PROGRESS
+    if started_at is not None:
+        started.started_at = started_at
+    return tr.event("thread.run.in_progress", run=started)
 
 
 def _run_row(

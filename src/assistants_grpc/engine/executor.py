@@ -752,13 +752,7 @@ class _Turn:
     def _hand_back(self, connection: Connection) -> tuple[None, list[RunEvent]]:
         """Write what was streamed so far and let go of the run: its state stays as committed
         and whoever takes it over next continues or ends it (see RunExecutor._start)."""
-        events = log.append(
-            connection,
-            self.run_id,
-            self.thread_id,
-            self._pending_events(connection),
-            owner=self.control.owner,
-        )
+        _, events = self._flush(connection)
         release_lease(connection, self.run_id, self.control.owner)
         return None, events
 

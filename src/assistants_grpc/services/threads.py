@@ -135,7 +135,7 @@ class ThreadService:
             if not exists:
                 return None
             run_ids = list(connection.execute(_RUNS_OF_THREAD, {"thread_id": thread_id}).scalars())
-            repo.delete_thread_cascade(connection, thread_id, project=project)
+            repo.delete_thread_cascade(connection, thread_id)
             return run_ids
 
         run_ids = (

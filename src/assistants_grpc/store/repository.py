@@ -159,13 +159,12 @@ def active_run_id(connection: Connection, thread_id: str) -> str | None:
     return connection.execute(query).scalar()
 
 
-def delete_thread_cascade(connection: Connection, thread_id: str, *, project: str) -> bool:
-    """The project's thread and everything under it: messages, runs, steps and event logs."""
-    if not thread_exists(connection, thread_id, project=project):
-        return False
+def delete_thread_cascade(connection: Connection, thread_id: str) -> None:
+    """The thread and everything under it: messages, runs, steps and event logs. The caller has
+    found the thread in its project, under the thread's lock (`lock_thread_for_write`)."""
     for table in (RUN_EVENTS, RUN_STEPS, RUNS, MESSAGES):
         connection.execute(delete(table).where(table.c.thread_id == thread_id))
-    return delete_by_id(connection, THREADS, thread_id)
+    delete_by_id(connection, THREADS, thread_id)
 
 
 # --- messages -----------------------------------------------------------------------------

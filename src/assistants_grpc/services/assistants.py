@@ -20,6 +20,18 @@ from assistants_grpc.store.mapping import assistant_from_row, assistant_values
 AssistantFields = assistant_pb2.CreateAssistantRequest | assistant_pb2.UpdateAssistantRequest
 
 
+# The Assistant's fields a request may leave out, set as given (create and update alike).
+_OPTIONAL_FIELDS = (
+    "name",
+    "description",
+    "instructions",
+    "tool_resources",
+    "temperature",
+    "top_p",
+    "response_format",
+)
+
+
 def reasoning_effort(request: Any) -> str | None:
     """The request's reasoning_effort as stored and sent to the model ("low", ...); None when
     it is not set (or set to unspecified: the model's default)."""
@@ -83,15 +95,7 @@ class AssistantService:
             tools=request.tools,
             metadata=request.metadata,
         )
-        for field in (
-            "name",
-            "description",
-            "instructions",
-            "tool_resources",
-            "temperature",
-            "top_p",
-            "response_format",
-        ):
+        for field in _OPTIONAL_FIELDS:
             if _has(request, field):
                 _copy(request, assistant, field)
         values = assistant_values(assistant) | {
@@ -134,16 +138,7 @@ class AssistantService:
         def work(connection: Connection) -> assistant_pb2.Assistant:
             row = get_assistant_row(connection, project, request.assistant_id)
             assistant = assistant_from_row(row)
-            for field in (
-                "model",
-                "name",
-                "description",
-                "instructions",
-                "tool_resources",
-                "temperature",
-                "top_p",
-                "response_format",
-            ):
+            for field in ("model", *_OPTIONAL_FIELDS):
                 if _has(request, field):
                     _copy(request, assistant, field)
             if request.HasField("tools"):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, text
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, text
 from sqlmodel import Field, SQLModel
 
 # Where everything lives when no API key says otherwise (auth off, or rows written before 0002).
@@ -23,6 +23,18 @@ DEFAULT_PROJECT = "default"
 # The statuses during which a run holds its thread (CONTRACT.md §7, §11.8).
 ACTIVE_RUN_STATUSES = ("queued", "in_progress", "requires_action", "cancelling")
 _ACTIVE_SQL = "status IN ('queued', 'in_progress', 'requires_action', 'cancelling')"
+
+# The rows that may name a File, so deleting one finds them without reading every message and
+# thread: messages with attachments, threads with tool resources. JSON columns hold the JSON text
+# ('[]', 'null' for None); PostgreSQL's json type has no comparison, so it compares the text.
+_HAS_ATTACHMENTS: dict[str, Any] = {
+    "sqlite_where": text("attachments <> '[]'"),
+    "postgresql_where": text("CAST(attachments AS TEXT) <> '[]'"),
+}
+_HAS_TOOL_RESOURCES: dict[str, Any] = {
+    "sqlite_where": text("tool_resources <> 'null'"),
+    "postgresql_where": text("CAST(tool_resources AS TEXT) <> 'null'"),
+}
 
 
 def _json(*, nullable: bool = False) -> Any:
@@ -59,7 +71,10 @@ class AssistantRow(SQLModel, table=True):
 
 class ThreadRow(SQLModel, table=True):
     __tablename__ = "threads"
-    __table_args__ = (Index("ix_threads_project_pk", "project", "pk"),)
+    __table_args__ = (
+        Index("ix_threads_project_pk", "project", "pk"),
+        Index("ix_threads_with_tool_resources", "project", **_HAS_TOOL_RESOURCES),
+    )
 
     pk: int | None = Field(default=None, primary_key=True)
     id: str = Field(unique=True, max_length=64)
@@ -76,7 +91,10 @@ class ThreadRow(SQLModel, table=True):
 
 class MessageRow(SQLModel, table=True):
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_thread_pk", "thread_id", "pk"),)
+    __table_args__ = (
+        Index("ix_messages_thread_pk", "thread_id", "pk"),
+        Index("ix_messages_with_attachments", "thread_id", **_HAS_ATTACHMENTS),
+    )
 
     pk: int | None = Field(default=None, primary_key=True)
     id: str = Field(unique=True, max_length=64)
@@ -201,11 +219,61 @@ class ApiKeyRow(SQLModel, table=True):
     revoked_at: int | None = None
 
 
+class FileRow(SQLModel, table=True):
+    """A File: what the API shows of it, and the sha256 naming its content (`FileContentRow`)."""
+
+    __tablename__ = "files"
+    __table_args__ = (
+        Index("ix_files_project_pk", "project", "pk"),
+        # The sweep finds expired files without reading the others.
+        Index("ix_files_expires_at", "expires_at"),
+    )
+
+    pk: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True, max_length=64)
+    project: str = Field(max_length=64)
+    created_at: int
+    filename: str = Field(max_length=255)
+    # Big: --max-file-bytes may be set past 2 GiB, and a project's sum is taken over this.
+    bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # The OpenAI string ("assistants", "assistants_output", "vision", "user_data").
+    purpose: str = Field(max_length=32)
+    expires_at: int | None = None
+    sha256: str = Field(max_length=64)
+
+
+class FileContentRow(SQLModel, table=True):
+    """One stored content, shared by every File whose bytes are identical: `refs` counts them,
+    and the content goes when the last one does. The row is also the lock that serialises an
+    upload of the same bytes with the deletion of their last File."""
+
+    __tablename__ = "file_contents"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+    refs: int
+    created_at: int
+
+
+class FilePartRow(SQLModel, table=True):
+    """A bounded part of a content kept in the database (PostgreSQL, where every replica must
+    serve every file): part `seq` of the content named by `sha256`, 1 MiB each but the last."""
+
+    __tablename__ = "file_parts"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    seq: int = Field(primary_key=True)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
 __all__ = [
     "ACTIVE_RUN_STATUSES",
     "DEFAULT_PROJECT",
     "ApiKeyRow",
     "AssistantRow",
+    "FileContentRow",
+    "FilePartRow",
+    "FileRow",
     "MessageRow",
     "RunEventRow",
     "RunRow",

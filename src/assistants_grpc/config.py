@@ -60,6 +60,12 @@ class Settings:
     max_streams_per_key: int = 100
     rate_limit_per_second: float = 0.0
     rate_limit_burst: int = 100
+    # Files (README "Files"): where local data lives (None: beside the SQLite database, or
+    # `data/`), the largest file a project may store, and its quota (0: none). Past either,
+    # RESOURCE_EXHAUSTED and nothing is stored.
+    data_dir: str | None = None
+    max_file_bytes: int = 512 * 1000 * 1000
+    max_project_file_bytes: int = 0
 
     @classmethod
     def load(

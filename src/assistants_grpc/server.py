@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from assistants_grpc.api.files import FileServicer
 from assistants_grpc.api.registration import add_servicer
 from assistants_grpc.api.runs import RunServicer
 from assistants_grpc.api.servicers import AssistantServicer, MessageServicer, ThreadServicer
@@ -25,6 +27,8 @@ from assistants_grpc.config import Settings
 from assistants_grpc.contract.pb import (
     assistant_pb2,
     assistant_pb2_grpc,
+    file_pb2,
+    file_pb2_grpc,
     message_pb2,
     message_pb2_grpc,
     run_pb2,
@@ -39,9 +43,11 @@ from assistants_grpc.engine.tokens import TokenCounter
 from assistants_grpc.events import log as event_log
 from assistants_grpc.events.bus import EventBus
 from assistants_grpc.events.signals import PostgresSignals
+from assistants_grpc.files.storage import FileStorage
 from assistants_grpc.ids import IdGenerator, random_id
 from assistants_grpc.services.assistants import AssistantService
 from assistants_grpc.services.deps import Dependencies
+from assistants_grpc.services.files import SWEEP_INTERVAL, FileService
 from assistants_grpc.services.limits import Limits
 from assistants_grpc.services.messages import MessageService
 from assistants_grpc.services.runs import RunService
@@ -58,6 +64,7 @@ SERVICE_NAMES = tuple(
         (thread_pb2, "ThreadService"),
         (message_pb2, "MessageService"),
         (run_pb2, "RunService"),
+        (file_pb2, "FileService"),
     )
 )
 
@@ -74,6 +81,8 @@ class Overrides:
     tokens: TokenCounter = _TOKENS
     # Environment for the model routes (OPENAI_BASE_URL, OPENAI_API_KEY); None is os.environ.
     model_env: dict[str, str] | None = None
+    # How often expired files are deleted (they read as NOT_FOUND from their expiry on).
+    file_sweep_interval: float = SWEEP_INTERVAL
 
 
 class AssistantsServer:
@@ -86,6 +95,9 @@ class AssistantsServer:
         self.scheduler: RunScheduler | None = None
         self._signals: PostgresSignals | None = None
         self._router: ModelRouter | None = None
+        # The files' use cases and storage, for the wiring of other owners of File references
+        # (`files.on_delete`) and for tests.
+        self.files: FileService | None = None
         self.port = 0
 
     async def start(self) -> int:
@@ -107,11 +119,20 @@ class AssistantsServer:
                 max_tool_output_bytes=settings.max_tool_output_bytes,
                 max_tool_outputs_bytes=settings.max_tool_outputs_bytes,
             )
+            storage = FileStorage.for_database(
+                self.database,
+                self._overrides.clock,
+                self._overrides.new_id,
+                data_dir=Path(settings.data_dir) if settings.data_dir else None,
+                max_file_bytes=settings.max_file_bytes,
+                max_project_file_bytes=settings.max_project_file_bytes or None,
+            )
         except Exception:
             self.database.dispose()
             self.database = None
             raise
         self._overrides.tokens.preload()
+        await storage.start()
         deps = Dependencies(
             database=self.database,
             clock=self._overrides.clock,
@@ -203,6 +224,10 @@ class AssistantsServer:
             message_pb2_grpc.add_MessageServiceServicer_to_server,
             MessageServicer(MessageService(deps), guard),
         )
+        self.files = FileService(deps, storage)
+        add_servicer(
+            server, file_pb2_grpc.add_FileServiceServicer_to_server, FileServicer(self.files, guard)
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (
@@ -219,6 +244,7 @@ class AssistantsServer:
             else server.add_insecure_port(address)
         )
         await self.scheduler.start()
+        self.files.start_sweeping(self._overrides.file_sweep_interval)
         await server.start()
         self._server = server
         await self._set_serving(True)
@@ -246,6 +272,10 @@ class AssistantsServer:
                 stopping.append(self.scheduler.stop(grace))
             await asyncio.gather(*stopping)
             self._server = None
+        if self.files is not None:
+            await self.files.stop_sweeping()
+            self.files.storage.close()
+            self.files = None
         if self._signals is not None:
             await self._signals.stop()
             self._signals = None

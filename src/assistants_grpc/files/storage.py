@@ -564,8 +564,10 @@ class FileStorage:
 
     def delete_row(self, connection: Connection, row: RowMapping) -> AfterCommit | None:
         """Delete a File's row (found in this transaction) and release its content: when it
-        was the last File of those bytes, they go too. Returns what must run after the commit."""
-        repo.delete_by_id(connection, repo.FILES, row["id"])
+        was the last File of those bytes, they go too. Returns what must run after the commit.
+        MissingFileError if a concurrent transaction deleted the row first."""
+        if not repo.delete_by_id(connection, repo.FILES, row["id"]):
+            raise MissingFileError(row["id"])
         if not queries.drop_content_ref(connection, row["sha256"]):
             return None
         return self.content.remove(connection, row["sha256"])

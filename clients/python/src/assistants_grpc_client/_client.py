@@ -1,4 +1,4 @@
-"""`Client` and `AsyncClient`: one channel, the four resources, and closing.
+"""`Client` and `AsyncClient`: one channel, the resources, and closing.
 
 ```python
 with Client("127.0.0.1:50051", api_key="sk-...") as client:
@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from assistants_grpc_client._resources.assistants import Assistants, AsyncAssistants
+from assistants_grpc_client._resources.files import AsyncFiles, Files
 from assistants_grpc_client._resources.messages import AsyncMessages, Messages
 from assistants_grpc_client._resources.runs import AsyncRuns, Runs
 from assistants_grpc_client._resources.threads import AsyncThreads, Threads
@@ -81,6 +82,7 @@ class Client:
         self.threads = Threads(transport)
         self.messages = Messages(transport)
         self.runs = Runs(transport)
+        self.files = Files(transport)
 
     def close(self) -> None:
         """Close the channel; calls still in flight are cancelled."""
@@ -127,6 +129,7 @@ class AsyncClient:
         self.threads = AsyncThreads(transport)
         self.messages = AsyncMessages(transport)
         self.runs = AsyncRuns(transport)
+        self.files = AsyncFiles(transport)
 
     async def close(self) -> None:
         await self._channel.close()

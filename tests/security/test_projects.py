@@ -9,6 +9,7 @@ from grpc_status import rpc_status
 from assistants_grpc.contract.pb import (
     assistant_pb2,
     common_pb2,
+    file_pb2,
     message_pb2,
     run_pb2,
     thread_pb2,
@@ -18,14 +19,24 @@ from tests.security.helpers import Ids, every_rpc, expect_code
 
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 # RPCs that create in the caller's own project; everything else names an existing object.
-CREATES_OWN = {"AssistantService/CreateAssistant", "ThreadService/CreateThread"}
-LISTS_OWN = {"AssistantService/ListAssistants", "ThreadService/ListThreads"}
+CREATES_OWN = {
+    "AssistantService/CreateAssistant",
+    "ThreadService/CreateThread",
+    "FileService/UploadFile",
+}
+LISTS_OWN = {
+    "AssistantService/ListAssistants",
+    "ThreadService/ListThreads",
+    "FileService/ListFiles",
+}
 
 
 def _kind_of_missing(name: str, ids: Ids) -> tuple[str, str]:
     """Which object the NOT_FOUND names: the top-level one the call starts from."""
     if name.startswith("AssistantService/") or name.startswith("RunService/CreateThreadAndRun"):
         return "assistant", ids.assistant
+    if name.startswith("FileService/"):
+        return "file", ids.file
     return "thread", ids.thread
 
 
@@ -46,6 +57,18 @@ async def test_another_projects_ids_are_not_found_by_every_rpc(secured: Secured)
         == []
     )
     assert list((await beta.threads.ListThreads(thread_pb2.ListThreadsRequest())).data) == []
+    assert list((await beta.files.ListFiles(file_pb2.ListFilesRequest())).data) == []
+    assert (
+        b"".join(
+            [
+                c.data
+                async for c in alpha.files.GetFileContent(
+                    file_pb2.GetFileContentRequest(file_id=ids.file)
+                )
+            ]
+        )
+        == b"a file of the project"
+    )
     assistant = await alpha.assistants.GetAssistant(
         assistant_pb2.GetAssistantRequest(assistant_id=ids.assistant)
     )
@@ -65,7 +88,12 @@ async def test_the_not_found_is_the_same_as_for_an_id_that_never_existed(
     beta = secured.stubs(secured.keys.beta)
     ids = await make_objects(alpha)
     never = Ids(
-        "asst_" + "Z" * 24, "thread_" + "Z" * 24, "msg_" + "Z" * 24, "run_" + "Z" * 24, "step_x"
+        "asst_" + "Z" * 24,
+        "thread_" + "Z" * 24,
+        "msg_" + "Z" * 24,
+        "run_" + "Z" * 24,
+        "step_x",
+        "file-" + "Z" * 24,
     )
     for name, call in every_rpc().items():
         if name in CREATES_OWN or name in LISTS_OWN:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from sqlalchemy import Connection
 
 from assistants_grpc.clock import ManualClock
@@ -56,6 +58,23 @@ def _blobs(running: RunningServer) -> list[Path]:
     if not isinstance(content, DiskContentStore):
         return []
     return [p for p in content.blobs.rglob("*") if p.is_file()]
+
+
+def _code(outcome: object) -> grpc.StatusCode:
+    assert isinstance(outcome, grpc.RpcError), outcome
+    return outcome.code()  # type: ignore[attr-defined, no-any-return]
+
+
+def _violations(outcome: object) -> list[str]:
+    status = rpc_status.from_call(outcome)  # type: ignore[arg-type]
+    assert status is not None
+    fields = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            fields += [v.field for v in bad.field_violations]
+    return fields
 
 
 def _random(size: int, seed: int = 0) -> bytes:
@@ -200,7 +219,6 @@ async def test_identical_contents_are_stored_once(running: RunningServer) -> Non
 
 
 async def test_the_metadata_comes_first_and_once(running: RunningServer) -> None:
-    s = running.stubs
     metadata = F.UploadFileRequest(
         metadata=F.UploadFileMetadata(filename="a.txt", purpose=F.FILE_PURPOSE_ASSISTANTS)
     )
@@ -212,8 +230,11 @@ async def test_the_metadata_comes_first_and_once(running: RunningServer) -> None
         ([metadata, chunk, metadata], "metadata"),
         ([metadata, F.UploadFileRequest()], "chunk"),
     ):
-        error = await expect_error(s.files.UploadFile(iter(requests)), INVALID)
-        assert violated_fields(error) == [field], requests
+        # Blocking: the server ends these before the client is done writing (see
+        # files_helpers.blocking_upload).
+        outcome = await blocking_upload(running.target, requests)
+        assert _code(outcome) == INVALID
+        assert _violations(outcome) == [field], requests
     assert stored_rows(running.database_url)["files"] == 0
     assert not list(_scratch(running).iterdir())
 
@@ -259,14 +280,10 @@ async def test_metadata_rules(
     running: RunningServer, metadata: F.UploadFileMetadata, fields: list[str]
 ) -> None:
     requests = [F.UploadFileRequest(metadata=metadata), F.UploadFileRequest(chunk=b"abc")]
-    error = await expect_error(running.stubs.files.UploadFile(iter(requests)), INVALID)
-    assert violated_fields(error) == fields
+    outcome = await blocking_upload(running.target, requests)
+    assert _code(outcome) == INVALID
+    assert _violations(outcome) == fields
     assert stored_rows(running.database_url)["files"] == 0
-
-
-def _code(outcome: object) -> grpc.StatusCode:
-    assert isinstance(outcome, grpc.RpcError), outcome
-    return outcome.code()  # type: ignore[attr-defined, no-any-return]
 
 
 async def test_the_size_limit_cuts_an_upload_off_early(
@@ -509,3 +526,21 @@ async def test_server_side_producers_and_spool(running: RunningServer, tmp_path:
     with pytest.raises(MissingFileError):
         await files.storage.spool(made.id, target, project="another", name="x")
     assert not (target / "x").exists()
+
+
+async def test_a_message_that_does_not_parse_ends_the_upload(running: RunningServer) -> None:
+    upload_file = running.stubs.channel.stream_unary(
+        "/assistants.v1.FileService/UploadFile",
+        request_serializer=None,
+        response_deserializer=F.File.FromString,
+    )
+    first = next(upload_requests(b"")).SerializeToString()
+    for payloads in (
+        [b"\x0a\xff\xff\xff\xff\x0f"],  # a length far past the end
+        [first, b"\x12\x05ab"],  # a chunk cut short
+        [first, F.UploadFileRequest(chunk=b"ok").SerializeToString(), b"\xff"],
+    ):
+        error = await expect_error(upload_file(iter(payloads)), INVALID)
+        assert violated_fields(error) == ["request"]
+    assert stored_rows(running.database_url)["files"] == 0
+    assert not list(_scratch(running).iterdir())

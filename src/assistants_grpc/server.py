@@ -140,6 +140,10 @@ class AssistantsServer:
             tokens=self._overrides.tokens,
             limits=limits,
         )
+        # Files first: the tools that read and write them (file_search, code_interpreter) are
+        # built from `self.files.storage`, and other owners of File references add their
+        # cleanup to `self.files.on_delete`.
+        self.files = FileService(deps, storage)
         database = self.database
         bus = EventBus(
             load_after=lambda run_id, after: database.transaction(
@@ -224,7 +228,6 @@ class AssistantsServer:
             message_pb2_grpc.add_MessageServiceServicer_to_server,
             MessageServicer(MessageService(deps), guard),
         )
-        self.files = FileService(deps, storage)
         add_servicer(
             server, file_pb2_grpc.add_FileServiceServicer_to_server, FileServicer(self.files, guard)
         )

@@ -119,8 +119,10 @@ def roles_and_text(messages: list[dict[str, Any]]) -> list[tuple[str, Any]]:
 
 def test_public_names() -> None:
     assert sorted(prompt.__all__) == [
+        "DEFAULT_SHORTEN_FRACTION",
         "IMAGE_TOKENS",
         "ImageRef",
+        "MIN_SHORTENED_TOKENS",
         "Prompt",
         "PromptRequest",
         "ThreadMessage",
@@ -128,6 +130,8 @@ def test_public_names() -> None:
         "ToolRound",
         "build_prompt",
         "chat_tools",
+        "omitted_marker",
+        "shorten_limit",
     ]
 
 
@@ -307,7 +311,7 @@ def test_last_messages_larger_than_the_thread_keeps_everything(counter: TokenCou
     assert roles_and_text(result.messages) == [("user", "a"), ("assistant", "b")]
 
 
-def test_auto_drops_the_oldest_until_it_fits(counter: TokenCounter) -> None:
+def test_auto_drops_the_oldest_after_the_opening_until_it_fits(counter: TokenCounter) -> None:
     msgs = [
         stored(counter, "user" if i % 2 == 0 else "assistant", f"message number {i} " * (i + 1))
         for i in range(8)
@@ -316,19 +320,20 @@ def test_auto_drops_the_oldest_until_it_fits(counter: TokenCounter) -> None:
     fixed = REPLY_PRIMING_TOKENS + message_cost(
         counter, O200K_MODEL, ThreadMessage("system", "sys", (), 0, "")
     )
-    # Room for exactly the 3 newest messages, and one token short of the 4th.
-    budget = fixed + sum(costs[5:]) + costs[4] - 1
+    # Room for the opening (0, 1) and exactly the 3 newest messages, one token short of the 4th.
+    budget = fixed + costs[0] + costs[1] + sum(costs[5:]) + costs[4] - 1
     result = build_prompt(
         request(msgs, instructions="sys", context_window=budget + 500, completion_reserve=500),
         counter,
     )
 
-    assert result.dropped == 5
+    assert result.dropped == 3
     assert roles_and_text(result.messages) == [("system", "sys")] + [
-        (m.role, m.text) for m in msgs[5:]
+        (m.role, m.text) for m in msgs[:2] + msgs[5:]
     ]
-    assert result.prompt_tokens == fixed + sum(costs[5:]) <= budget
+    assert result.prompt_tokens == fixed + costs[0] + costs[1] + sum(costs[5:]) <= budget
     assert result.fits
+    assert result.shortened == 0
 
 
 def test_auto_never_drops_the_newest_user_message(counter: TokenCounter) -> None:
@@ -428,10 +433,14 @@ def test_recount_only_for_messages_the_cut_looks_at() -> None:
         for i in range(100)
     ]
     result = build_prompt(request(msgs, context_window=100), spy)
-    assert 0 < result.dropped < 99
+    assert 2 < result.dropped < 98
+    kept = [m["content"] for m in result.messages]
+    assert kept[:2] == ["text 0", "text 1"]  # the opening
+    oldest_kept = int(kept[2].split()[1])
+    assert kept[2:] == [f"text {i}" for i in range(oldest_kept, 100)]
     recounted = [t for t in spy.counted if t.startswith("text ")]
-    # The kept messages plus the one that was found not to fit.
-    assert recounted == [f"text {i}" for i in range(99, result.dropped - 2, -1)]
+    # The kept messages plus the one that was found not to fit, each once.
+    assert sorted(recounted) == sorted([*kept, f"text {oldest_kept - 1}"])
 
     spy.counted.clear()
     build_prompt(request(msgs, truncation="last_messages", last_messages=3), spy)
@@ -480,7 +489,9 @@ def test_prompt_tokens_match_an_independent_count(counter: TokenCounter) -> None
     assert result.prompt_tokens == expected
 
 
-def test_ten_thousand_messages_keep_the_newest_that_fit(counter: TokenCounter) -> None:
+def test_ten_thousand_messages_keep_the_opening_and_the_newest_that_fit(
+    counter: TokenCounter,
+) -> None:
     words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
     # Stored counts are what the store would hold; a handful of distinct texts keeps this quick.
     texts = [" ".join(words[: 1 + i % 6]) * (1 + i % 5) for i in range(30)]
@@ -497,7 +508,8 @@ def test_ten_thousand_messages_keep_the_newest_that_fit(counter: TokenCounter) -
         counter,
     )
 
-    kept = msgs[result.dropped :]
+    oldest_kept = result.dropped + 2  # the opening, then a contiguous newest run
+    kept = msgs[:2] + msgs[oldest_kept:]
     assert 0 < result.dropped < 10_000
     assert [(m["role"], m["content"]) for m in result.messages[1:]] == [
         (m.role, m.text) for m in kept
@@ -506,7 +518,7 @@ def test_ten_thousand_messages_keep_the_newest_that_fit(counter: TokenCounter) -
     assert result.prompt_tokens <= budget
     assert result.prompt_tokens == recount(counter, O200K_MODEL, result.messages)
     # The next older message is the one that would have gone over.
-    assert result.prompt_tokens + message_cost(counter, O200K_MODEL, msgs[result.dropped - 1]) > (
+    assert result.prompt_tokens + message_cost(counter, O200K_MODEL, msgs[oldest_kept - 1]) > (
         budget
     )
 

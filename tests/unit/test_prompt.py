@@ -137,6 +137,7 @@ def test_public_names() -> None:
         "ToolRound",
         "build_prompt",
         "chat_tools",
+        "check_shorten_fraction",
         "omitted_marker",
         "shorten_limit",
     ]
@@ -605,6 +606,8 @@ def test_chat_tools_keeps_function_tools_only() -> None:
 
 # --- truncation as the seed describes it (issue 15) ------------------------------------------
 
+# "Unicode" in mathematical fraktur: 4-byte characters.
+FRAKTUR = "\U0001d518\U0001d52b\U0001d526\U0001d520\U0001d52c\U0001d521\U0001d522"
 MARKER = re.compile(r"\n\[… (\d+) tokens omitted …\]\n")
 WINDOW_4K = 4_096
 RESERVE_4K = 2_048  # what the executor keeps free on a 4,096 window when a run sets no budget
@@ -752,7 +755,7 @@ def test_the_marker_cut_keeps_utf8_valid_on_emoji_and_cjk(counter: TokenCounter)
     # Rare characters and emoji sequences: tiktoken splits many of them into several byte
     # tokens, so a token boundary can fall inside one character.
     text = "".join(
-        f"{i}:漢字仮名交じり文、鬱蒼とした森🧑🏽‍🚀👩‍🔬🏳️‍🌈 عربى ℵ₀ 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 " for i in range(400)
+        f"{i}:漢字仮名交じり文、鬱蒼とした森🧑🏽‍🚀👩‍🔬🏳️‍🌈 عربى ℵ₀ {FRAKTUR} " for i in range(400)
     )
     encoding = counter.encoding(O200K_BASE)
     ids = encoding.encode(text)

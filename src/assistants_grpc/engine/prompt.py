@@ -65,6 +65,7 @@ __all__ = [
     "ToolRound",
     "build_prompt",
     "chat_tools",
+    "check_shorten_fraction",
     "omitted_marker",
     "shorten_limit",
 ]
@@ -93,6 +94,13 @@ _JOIN_SLACK: Final = 2
 def omitted_marker(omitted: int) -> str:
     """What stands between the head and the tail of a shortened text, on a line of its own."""
     return f"\n[… {omitted} tokens omitted …]\n"
+
+
+def check_shorten_fraction(fraction: float) -> float:
+    """``fraction`` if it can be a shortening fraction (0 < f <= 1), else ValueError."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"truncation_shorten_fraction must be in (0, 1], got {fraction}")
+    return fraction
 
 
 def shorten_limit(budget: int, fraction: float = DEFAULT_SHORTEN_FRACTION) -> int:

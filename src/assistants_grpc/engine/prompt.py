@@ -254,6 +254,10 @@ class _Costs:
     def message(self, role: str, text: str) -> int:
         return self.overhead(role) + self.text(text)
 
+    @property
+    def encoding_name(self) -> str:
+        return self._encoding
+
     def text_tokens(self, m: ThreadMessage) -> int:
         """The tokens of ``m``'s text alone: from the stored count when it is in this encoding."""
         if m.token_encoding == self._encoding:
@@ -360,41 +364,58 @@ class _Builder:
             return plan
 
         # The middle, newest first, as long as it fits with every long text shortened; the
-        # first that does not is where step 3 cuts. Inlined: this is the loop over long threads.
+        # first that does not is where step 3 cuts. Inlined (no call per message but for a
+        # recount): this is the loop over long threads.
         space = room - open_short
-        middle: list[int] = []
-        middle_costs: list[tuple[int, int, int]] = []
-        short_sum = 0
+        first = p  # the oldest middle message kept
+        full_sum = short_sum = 0
+        long_texts: list[tuple[int, int]] = []  # (index, text tokens) over the limit, newest first
         stopped = False
         skip = frozenset(opening)
-        overhead, text_tokens = cost.overhead, cost.text_tokens
+        encoding = cost.encoding_name
+        overheads: dict[str, int] = {}
         for i in range(p - 1, -1, -1):
             if i in skip:
                 continue
             m = messages[i]
-            t = text_tokens(m)
-            base = overhead(m.role) + IMAGE_TOKENS * len(m.images) if m.images else overhead(m.role)
-            short = base + (limit if t > limit else t)
-            if short_sum + short > space:
-                stopped = True
-                break
-            middle.append(i)
-            middle_costs.append((base + t, short, t))
+            base = overheads.get(m.role)
+            if base is None:
+                base = overheads[m.role] = cost.overhead(m.role)
+            if m.token_encoding == encoding and not m.images:
+                t = m.token_count
+            else:
+                t = cost.text_tokens(m)
+                base += IMAGE_TOKENS * len(m.images)
+            if t > limit:
+                short = base + limit
+                if short_sum + short > space:
+                    stopped = True
+                    break
+                long_texts.append((i, t))
+            else:
+                short = base + t
+                if short_sum + short > space:
+                    stopped = True
+                    break
+            first = i
+            full_sum += base + t
             short_sum += short
-        middle.reverse()
-        middle_costs.reverse()
+        long_texts.reverse()
+        middle = [i for i in range(first, p) if i not in skip]
+        plan.kept = sorted([*opening, *middle, *plan.kept])
+        plan.total += sum(full for full, _, _ in open_costs) + full_sum
 
         if stopped:  # step 3: every earlier round went before the first message did
-            self._keep_messages(plan, opening, open_costs, cut_all=True)
-            self._keep_messages(plan, middle, middle_costs, cut_all=True)
+            opening_long = [(i, t) for i, (_, _, t) in zip(opening, open_costs, strict=True)]
+            for i, t in [*opening_long, *long_texts]:
+                if t > limit:
+                    plan.cuts[("m", i, 0)] = _Cut(t, limit)
             return plan
 
         rounds = [k for k, r in enumerate(self.earlier) if r.after_message <= p]
         outputs = {k: [cost.output(c) for c in self.earlier[k].calls] for k in rounds}
         frames = {k: cost.round_frame(self.earlier[k]) for k in rounds}
         rounds_full = sum(frames[k] + sum(outputs[k]) for k in rounds)
-        self._keep_messages(plan, opening, open_costs, cut_all=False)
-        self._keep_messages(plan, middle, middle_costs, cut_all=False)
         plan.earlier = sorted([*rounds, *tail_rounds])
         plan.total += rounds_full
         excess = plan.total - self.budget
@@ -404,7 +425,7 @@ class _Builder:
         candidates: list[tuple[_Key, int]] = [
             (("e", k, j), o) for k in rounds for j, o in enumerate(outputs[k])
         ]
-        candidates += [(("m", i, 0), c[2]) for i, c in zip(middle, middle_costs, strict=True)]
+        candidates += [(("m", i, 0), t) for i, t in long_texts]
         opening_last = list(zip(opening, open_costs, strict=True))[::-1]  # the answer first
         candidates += [(("m", i, 0), c[2]) for i, c in opening_last]
         for key, tokens in candidates:
@@ -523,30 +544,30 @@ class _Builder:
     def render(self, plan: _Plan) -> Prompt:
         """The plan's messages, its long texts shortened; the count is of what is sent."""
         saved = 0
-        messages: dict[int, ThreadMessage] = {}
-        for i in plan.kept:
-            m = self.messages[i]
-            cut = plan.cuts.get(("m", i, 0))
-            if cut is not None:
+        shortened: dict[int, ThreadMessage] = {}
+        for (kind, i, _), cut in plan.cuts.items():
+            if kind == "m":
+                m = self.messages[i]
                 text, tokens = self._shorten(m.text, cut)
                 saved += cut.tokens - tokens
-                m = replace(m, text=text)
-            messages[i] = m
+                shortened[i] = replace(m, text=text)
         earlier = []
         for k in plan.earlier:
-            r, shortened = self._shorten_round(self.earlier[k], "e", k, plan.cuts)
-            saved += shortened
+            r, round_saved = self._shorten_round(self.earlier[k], "e", k, plan.cuts)
+            saved += round_saved
             earlier.append(r)
         current = []
         for k, r in enumerate(self.current):
-            r, shortened = self._shorten_round(r, "c", k, plan.cuts)
-            saved += shortened
+            r, round_saved = self._shorten_round(r, "c", k, plan.cuts)
+            saved += round_saved
             current.append(r)
         # Earlier runs' rounds before the current run's at the same place (they happened first).
         rounds = sorted([*earlier, *current], key=_after_message)
         total = plan.total - saved
         return Prompt(
-            messages=_render(self.request.instructions, messages, rounds),
+            messages=_render(
+                self.request.instructions, self.messages, plan.kept, shortened, rounds
+            ),
             prompt_tokens=total,
             dropped=len(self.messages) - len(plan.kept),
             fits=plan.fits and total <= self.budget,
@@ -664,22 +685,25 @@ def _water_fill(sizes: Sequence[int], room: int, floor: int) -> list[int] | None
 
 def _render(
     instructions: str | None,
-    messages: dict[int, ThreadMessage],
+    messages: Sequence[ThreadMessage],
+    kept: Sequence[int],
+    shortened: dict[int, ThreadMessage],
     rounds: Iterable[ToolRound],
 ) -> list[dict[str, Any]]:
-    """The system message, then the kept messages (ascending index) with each round before the
-    first kept message past its place. A round whose message was dropped has lost its place; it
-    goes before the next kept message, which is where its context now starts."""
+    """The system message, then the kept messages (ascending indices; `shortened` replaces
+    some) with each round before the first kept message past its place. A round whose message
+    was dropped has lost its place; it goes before the next kept message, which is where its
+    context now starts."""
     out: list[dict[str, Any]] = []
     if instructions:
         out.append({"role": "system", "content": instructions})
     pending = iter(rounds)
     next_round = next(pending, None)
-    for i, m in messages.items():
+    for i in kept:
         while next_round is not None and next_round.after_message <= i:
             out.extend(_render_round(next_round))
             next_round = next(pending, None)
-        out.append(_render_message(m))
+        out.append(_render_message(shortened.get(i) or messages[i]))
     # Rounds after the last message (the current run's, usually) close the prompt.
     while next_round is not None:
         out.extend(_render_round(next_round))

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from assistants_grpc.clock import ManualClock
 from assistants_grpc.contract.pb import message_pb2, run_pb2, thread_pb2
 from assistants_grpc.engine.prompt import (
     Prompt,
@@ -24,7 +25,7 @@ from assistants_grpc.engine.prompt import (
 )
 from assistants_grpc.engine.tokens import O200K_BASE, TokenCounter
 from assistants_grpc.fake_model import FakeModelServer, TextReply, ToolCallsReply
-from tests.conftest import RunningServer, serving
+from tests.conftest import RunningServer, serving, start_server
 from tests.integration.helpers import function_tool, text_input
 from tests.integration.runs_helpers import collect, make_assistant, names
 
@@ -266,3 +267,10 @@ async def test_instructions_over_the_budget_end_the_run_incomplete(small: Runnin
     reason = events[-2].run.incomplete_details.reason
     assert reason == R.RUN_INCOMPLETE_REASON_MAX_PROMPT_TOKENS
     assert len(small.model.requests) == before  # nothing was sent
+
+
+async def test_a_server_refuses_a_shorten_fraction_out_of_range(
+    database_url: str, fake_model: FakeModelServer
+) -> None:
+    with pytest.raises(ValueError, match="truncation_shorten_fraction"):
+        await start_server(database_url, ManualClock(), fake_model, truncation_shorten_fraction=0)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from assistants_grpc.config import Settings
 from assistants_grpc.engine import prompt
 from assistants_grpc.engine.prompt import (
     IMAGE_TOKENS,
@@ -20,6 +21,7 @@ from assistants_grpc.engine.prompt import (
     ToolRound,
     build_prompt,
     chat_tools,
+    check_shorten_fraction,
     shorten_limit,
 )
 from assistants_grpc.engine.tokens import (
@@ -991,3 +993,17 @@ def test_shorten_fraction_sets_the_limit(counter: TokenCounter) -> None:
         assert limit == max(int(4_000 * fraction), MIN_SHORTENED_TOKENS)
         assert_shortened(doc, result.messages[0]["content"], limit, counter)
         assert counter.count_text(O200K_MODEL, result.messages[0]["content"]) > limit - 20
+
+
+def test_the_shorten_fraction_setting() -> None:
+    env = {"ASSISTANTS_TRUNCATION_SHORTEN_FRACTION": "0.25"}
+    assert Settings.load(env=env).truncation_shorten_fraction == 0.25
+    assert Settings.load(env={}).truncation_shorten_fraction == prompt.DEFAULT_SHORTEN_FRACTION
+    assert (
+        Settings.load({"truncation_shorten_fraction": 0.5}, env=env).truncation_shorten_fraction
+        == 0.5
+    )
+    assert check_shorten_fraction(1.0) == 1.0
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="truncation_shorten_fraction"):
+            check_shorten_fraction(bad)

@@ -42,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--claim-poll-interval", type=float, help="seconds between looks for unclaimed runs"
     )
+    serve.add_argument(
+        "--truncation-shorten-fraction",
+        type=float,
+        help="auto truncation shortens texts over this share of the prompt budget (0.125)",
+    )
 
     _add_security_flags(serve)
     files = serve.add_argument_group("files")

@@ -37,6 +37,9 @@ class Settings:
     claim_poll_interval: float = 0.5
     # Retries of a 429/5xx from the model endpoint (the openai SDK backs off between them).
     model_max_retries: int = 3
+    # `auto` truncation shortens a text longer than this share of the prompt budget (to that
+    # length, head and tail around a marker) before it drops any message (engine/prompt.py).
+    truncation_shorten_fraction: float = 0.125
     # Whether `serve` applies pending migrations itself before serving.
     migrate_on_start: bool = True
     # Who may call (README "Security"). auth: auto | required | disabled; `auto` requires a key

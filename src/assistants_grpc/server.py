@@ -38,6 +38,7 @@ from assistants_grpc.contract.pb import (
 )
 from assistants_grpc.engine.executor import RunExecutor
 from assistants_grpc.engine.models import ModelConfig, ModelRouter
+from assistants_grpc.engine.prompt import check_shorten_fraction
 from assistants_grpc.engine.scheduler import RunScheduler
 from assistants_grpc.engine.tokens import TokenCounter
 from assistants_grpc.events import log as event_log
@@ -113,6 +114,7 @@ class AssistantsServer:
                 settings.tls_cert, settings.tls_key, settings.tls_client_ca
             )
             guard = await build_guard(settings, self.database, self._overrides.clock)
+            check_shorten_fraction(settings.truncation_shorten_fraction)
             limits = Limits(
                 max_message_chars=settings.max_message_chars,
                 max_content_parts=settings.max_content_parts,
@@ -159,7 +161,9 @@ class AssistantsServer:
             ModelConfig.load(settings.models_config, self._overrides.model_env),
             max_retries=settings.model_max_retries,
         )
-        executor = RunExecutor(deps, self._router, bus)
+        executor = RunExecutor(
+            deps, self._router, bus, shorten_fraction=settings.truncation_shorten_fraction
+        )
         self.scheduler = RunScheduler(
             deps,
             executor,

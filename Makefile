@@ -29,6 +29,7 @@ lint: $(STAMP) $(NPM_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	cd protos && ../$(BUF) lint && ../$(BUF) format --diff --exit-code
 	$(BIN)/python scripts/gen_protos.py --check
 

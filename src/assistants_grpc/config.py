@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from assistants_grpc.store.database import DEFAULT_DATABASE_URL
-
 ENV_PREFIX = "ASSISTANTS_"
+# A file beside the working directory: `serve` works on a fresh machine with no setup.
+DEFAULT_DATABASE_URL = "sqlite:///data/assistants.db"
 
 
 def _default_max_concurrent_runs() -> int:
@@ -101,4 +101,4 @@ def _parse(name: str, raw: str, annotation: Any) -> Any:
     return raw
 
 
-__all__ = ["ENV_PREFIX", "Settings"]
+__all__ = ["DEFAULT_DATABASE_URL", "ENV_PREFIX", "Settings"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from assistants_grpc import auth
+from assistants_grpc.api.errors import metadata_headers
 from assistants_grpc.auth import admin, keys
 from assistants_grpc.auth.authenticator import (
     INVALID,
@@ -61,16 +62,16 @@ KEY = "sk-" + "a" * 48
 
 
 @pytest.mark.parametrize(
-    ("metadata", "expected"),
+    ("headers", "expected"),
     [
-        ([], None),
-        ([("other", "x")], None),
-        ([("authorization", f"Bearer {KEY}")], KEY),
-        ([("authorization", f"bearer  {KEY} ")], KEY),
+        ({}, None),
+        ({"other": "x"}, None),
+        ({"authorization": f"Bearer {KEY}"}, KEY),
+        ({"authorization": f"bearer  {KEY} "}, KEY),
     ],
 )
-def test_bearer_token(metadata: list[tuple[str, str]], expected: str | None) -> None:
-    assert bearer_token(metadata) == expected
+def test_bearer_token(headers: dict[str, str], expected: str | None) -> None:
+    assert bearer_token(headers) == expected
 
 
 @pytest.mark.parametrize(
@@ -85,9 +86,18 @@ def test_bearer_token(metadata: list[tuple[str, str]], expected: str | None) -> 
     ],
 )
 def test_malformed_authorization(metadata: list[tuple[str, str | bytes]]) -> None:
+    # gRPC metadata reach the Guard as headers (a repeated entry joined, as HTTP joins them).
     with pytest.raises(UnauthenticatedError) as caught:
-        bearer_token(metadata)
+        bearer_token(metadata_headers(metadata))
     assert caught.value.message == MALFORMED
+
+
+def test_metadata_become_lowercase_headers() -> None:
+    assert metadata_headers(None) == {}
+    assert metadata_headers([("Authorization", "Bearer x"), ("x-a", "1"), ("x-a", "2")]) == {
+        "authorization": "Bearer x",
+        "x-a": "1, 2",
+    }
 
 
 @pytest.fixture
@@ -101,14 +111,14 @@ def database(tmp_path: Path) -> Iterator[Database]:
 async def test_authenticator_caches_lookups_for_the_cache_time(database: Database) -> None:
     clock = ManualClock()
     authenticator = Authenticator(database, clock, AuthMode.AUTO, cache_seconds=2)
-    assert await authenticator.authenticate([]) == ANONYMOUS  # no key exists yet
+    assert await authenticator.authenticate({}) == ANONYMOUS  # no key exists yet
     key, info = admin.create_key(database, "p", 0)
-    header = [("authorization", f"Bearer {key}")]
+    header = {"authorization": f"Bearer {key}"}
     # The cached "no key exists" still answers, until the cache time has passed.
-    assert await authenticator.authenticate([]) == ANONYMOUS
+    assert await authenticator.authenticate({}) == ANONYMOUS
     clock.advance(2)
     with pytest.raises(UnauthenticatedError, match="Missing"):
-        await authenticator.authenticate([])
+        await authenticator.authenticate({})
     assert await authenticator.authenticate(header) == Caller("p", info.id)
     admin.revoke_key(database, info.id, 0)
     assert await authenticator.authenticate(header) == Caller("p", info.id)  # cached
@@ -122,14 +132,14 @@ async def test_authenticator_modes(database: Database) -> None:
     clock = ManualClock()
     required = Authenticator(database, clock, AuthMode.REQUIRED, cache_seconds=2)
     with pytest.raises(UnauthenticatedError) as caught:
-        await required.authenticate([])
+        await required.authenticate({})
     assert caught.value.message == MISSING
     disabled = Authenticator(database, clock, AuthMode.DISABLED, cache_seconds=2)
-    assert await disabled.authenticate([("authorization", "junk")]) == ANONYMOUS
+    assert await disabled.authenticate({"authorization": "junk"}) == ANONYMOUS
     # auto: a key that is sent is checked, even while none exists.
     auto = Authenticator(database, clock, AuthMode.AUTO, cache_seconds=2)
     with pytest.raises(UnauthenticatedError):
-        await auto.authenticate([("authorization", f"Bearer {KEY}")])
+        await auto.authenticate({"authorization": f"Bearer {KEY}"})
 
 
 def test_rate_limiter_is_a_token_bucket_per_key() -> None:

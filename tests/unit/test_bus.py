@@ -24,9 +24,9 @@ class Log:
         self.events: list[R.RunEvent] = []
         self.reads = 0
 
-    async def after(self, _run_id: str, after: int) -> list[R.RunEvent]:
+    async def after(self, _run_id: str, after: int, limit: int) -> list[R.RunEvent]:
         self.reads += 1
-        return [e for e in self.events if e.sequence > after]
+        return [e for e in self.events if e.sequence > after][:limit]
 
     async def one(self, _run_id: str, sequence: int) -> R.RunEvent | None:
         return next((e for e in self.events if e.sequence == sequence), None)
@@ -124,7 +124,7 @@ async def test_forget_while_a_subscriber_reads_the_log() -> None:
     release = asyncio.Event()
     events = [_event(1)]
 
-    async def slow_after(_run_id: str, after: int) -> list[R.RunEvent]:
+    async def slow_after(_run_id: str, after: int, _limit: int) -> list[R.RunEvent]:
         reading.set()
         await release.wait()
         return [e for e in events if e.sequence > after]
@@ -144,11 +144,25 @@ async def test_forget_while_a_subscriber_reads_the_log() -> None:
         await asyncio.wait_for(anext(stream), 1)
 
 
+class Signals:
+    """A stand-in for the replica signals, recording what the bus tells the others."""
+
+    def __init__(self) -> None:
+        self.written: list[str] = []
+        self.deleted: list[str] = []
+
+    def events_written(self, run_id: str) -> None:
+        self.written.append(run_id)
+
+    def run_deleted(self, run_id: str) -> None:
+        self.deleted.append(run_id)
+
+
 async def test_forget_tells_the_other_replicas_and_their_forget_does_not_echo() -> None:
     log = Log()
-    bus = EventBus(log.after, log.one)
-    told: list[str] = []
-    bus.on_forget = told.append
+    signals = Signals()
+    bus = EventBus(log.after, log.one, signals=signals)
+    told = signals.deleted
     log.write(bus, _event(1))
     watcher = asyncio.create_task(_collect(bus, 0, "run"))
     await asyncio.sleep(0.01)
@@ -158,3 +172,62 @@ async def test_forget_tells_the_other_replicas_and_their_forget_does_not_echo() 
     assert told == []
     bus.forget("run")  # deleted here: the others are told
     assert told == ["run"]
+    assert signals.written == ["run"]  # the publish of event 1
+
+
+async def test_a_long_log_is_replayed_in_pages() -> None:
+    log = Log()
+    bus = EventBus(log.after, log.one, page_size=3)
+    names = ["thread.message.delta"] * 9 + ["thread.run.completed", "done"]
+    log.write(bus, *(_event(i + 1, name) for i, name in enumerate(names)), publish=False)
+    assert await _collect(bus, 0, "run") == list(range(1, 12))
+    assert log.reads == 4  # 3 + 3 + 3 + 2 events, one page per read
+    log.reads = 0
+    assert await _collect(bus, 7, "run") == [8, 9, 10, 11]
+    assert log.reads == 2
+
+
+async def test_memory_holds_a_run_only_while_a_segment_is_written_here_or_read() -> None:
+    log = Log()
+    bus = EventBus(log.after, log.one)
+    assert bus.channel_count == 0
+    log.write(bus, _event(1, "thread.run.created"), _event(2, "thread.run.step.delta"))
+    assert bus.channel_count == 1  # a segment written here: a stream opened now reads memory
+    log.write(bus, _event(3, "thread.run.requires_action"), _event(4, "done"))
+    assert bus.channel_count == 0  # paused, nobody reading: continued elsewhere, nothing stays
+    # Continued here: the new segment is held until its done, then the run is gone.
+    log.write(bus, _event(5, "thread.run.queued"), _event(6, "thread.run.in_progress"))
+    assert bus.channel_count == 1
+    log.write(bus, _event(7, "thread.run.completed"), _event(8, "done"))
+    assert bus.channel_count == 0
+
+
+async def test_a_subscriber_keeps_the_channel_and_takes_it_when_it_leaves() -> None:
+    log = Log()
+    bus = EventBus(log.after, log.one)
+    log.write(bus, _event(1, "thread.run.created"))
+    watcher = asyncio.create_task(_collect(bus, 0, "run"))
+    await asyncio.sleep(0.01)
+    log.write(bus, _event(2, "thread.run.requires_action"), _event(3, "done"))
+    assert bus.channel_count == 1  # the whole-run watcher still reads it
+    # Another replica continues the run; the watcher follows it from the log.
+    names = ["thread.run.queued", "thread.run.completed", "done"]
+    log.write(bus, *(_event(i + 4, name) for i, name in enumerate(names)), publish=False)
+    bus.wake("run")
+    assert await asyncio.wait_for(watcher, 1) == [1, 2, 3, 4, 5, 6]
+    assert bus.channel_count == 0
+
+
+async def test_a_write_elsewhere_releases_a_segment_started_here() -> None:
+    """Tool outputs submitted here queue the run; another replica claims and writes it: the
+    events this replica published are not kept for it."""
+    log = Log()
+    bus = EventBus(log.after, log.one)
+    log.write(bus, _event(1, "thread.run.step.completed"), _event(2, "thread.run.queued"))
+    assert bus.channel_count == 1
+    log.write(bus, _event(3, "thread.run.in_progress"), publish=False)
+    bus.wake("run")
+    assert bus.channel_count == 0
+    log.write(bus, _event(4, "thread.run.step.completed"))
+    bus.wake_all()  # the listening connection was re-made: the same holds for every run
+    assert bus.channel_count == 0

@@ -4,17 +4,19 @@ errors become gRPC statuses with `google.rpc` details.
 Handlers are wrapped by `unary` / `streaming` / `client_streaming`. The wrapper asks the
 servicer's `Guard` who is calling (UNAUTHENTICATED without a valid key, RESOURCE_EXHAUSTED past
 the key's rate or stream limit), refuses a request that did not parse, and hands the handler the
-`Caller`, whose project scopes everything the handler does. A ServiceError aborts with its code
-and a readable message (INVALID_ARGUMENT carries a `BadRequest` naming each field,
-RESOURCE_EXHAUSTED a `RetryInfo` when the wait is known); anything unexpected is logged with its
-stack trace here and reaches the caller only as a bare INTERNAL, never the trace.
+`Caller`, whose project scopes everything the handler does. The Guard and the error descriptions are transport-neutral
+(`auth.guard`, `services.errors.describe`); this module is their gRPC adapter: metadata become
+the headers the Guard reads, and a description becomes a status (INVALID_ARGUMENT carries a
+`BadRequest` naming each field, RESOURCE_EXHAUSTED a `RetryInfo` when the wait is known, every
+error an `ErrorInfo`). Anything unexpected is logged with its stack trace here and reaches the
+caller only as a bare INTERNAL, never the trace.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -26,13 +28,11 @@ from assistants_grpc.api.registration import Undecodable
 from assistants_grpc.auth.caller import Caller
 from assistants_grpc.auth.guard import Guard
 from assistants_grpc.services.errors import (
-    FailedPreconditionError,
+    ErrorCode,
+    ErrorDescription,
     InvalidArgumentError,
-    NotFoundError,
-    ResourceExhaustedError,
     ServiceError,
-    UnauthenticatedError,
-    UnavailableError,
+    describe,
 )
 
 log = logging.getLogger(__name__)
@@ -50,14 +50,15 @@ class Guarded(Protocol):
 
 S = TypeVar("S", bound=Guarded)
 
-_CODES: list[tuple[type[ServiceError], int]] = [
-    (NotFoundError, code_pb2.NOT_FOUND),
-    (InvalidArgumentError, code_pb2.INVALID_ARGUMENT),
-    (FailedPreconditionError, code_pb2.FAILED_PRECONDITION),
-    (ResourceExhaustedError, code_pb2.RESOURCE_EXHAUSTED),
-    (UnauthenticatedError, code_pb2.UNAUTHENTICATED),
-    (UnavailableError, code_pb2.UNAVAILABLE),
-]
+_CODES: dict[ErrorCode, int] = {
+    ErrorCode.NOT_FOUND: code_pb2.NOT_FOUND,
+    ErrorCode.INVALID_ARGUMENT: code_pb2.INVALID_ARGUMENT,
+    ErrorCode.FAILED_PRECONDITION: code_pb2.FAILED_PRECONDITION,
+    ErrorCode.RESOURCE_EXHAUSTED: code_pb2.RESOURCE_EXHAUSTED,
+    ErrorCode.UNAUTHENTICATED: code_pb2.UNAUTHENTICATED,
+    ErrorCode.UNAVAILABLE: code_pb2.UNAVAILABLE,
+    ErrorCode.INTERNAL: code_pb2.INTERNAL,
+}
 _DOMAIN = "assistants-grpc"
 
 # A status travels in the trailers, which clients cap (8 KiB by default): a message that echoes
@@ -82,7 +83,7 @@ def _pack(message: Any) -> any_pb2.Any:
     return packed
 
 
-def _bad_request(error: InvalidArgumentError) -> error_details_pb2.BadRequest:
+def _bad_request(error: ErrorDescription) -> error_details_pb2.BadRequest:
     shown = error.violations[:_MAX_VIOLATIONS]
     details = error_details_pb2.BadRequest(
         field_violations=[
@@ -99,17 +100,21 @@ def _bad_request(error: InvalidArgumentError) -> error_details_pb2.BadRequest:
     return details
 
 
-def to_status(error: ServiceError) -> grpc.Status:
-    code = next((c for kind, c in _CODES if isinstance(error, kind)), code_pb2.UNKNOWN)
-    status = status_pb2.Status(code=code, message=clip(error.message, _MAX_MESSAGE))
-    if isinstance(error, InvalidArgumentError):
-        status.details.append(_pack(_bad_request(error)))
-    if isinstance(error, ResourceExhaustedError) and error.retry_after is not None:
+def to_status(error: ServiceError | ErrorDescription) -> grpc.Status:
+    """The gRPC status of a refused request, with its `google.rpc` details."""
+    described = error.describe() if isinstance(error, ServiceError) else error
+    status = status_pb2.Status(
+        code=_CODES[described.code], message=clip(described.message, _MAX_MESSAGE)
+    )
+    if described.violations:
+        status.details.append(_pack(_bad_request(described)))
+    if described.retry_after is not None:
         info = error_details_pb2.RetryInfo()
-        info.retry_delay.FromNanoseconds(max(1, int(error.retry_after * 1e9)))
+        info.retry_delay.FromNanoseconds(max(1, int(described.retry_after * 1e9)))
         status.details.append(_pack(info))
-    reason = type(error).__name__.removesuffix("Error").upper()
-    status.details.append(_pack(error_details_pb2.ErrorInfo(reason=reason, domain=_DOMAIN)))
+    status.details.append(
+        _pack(error_details_pb2.ErrorInfo(reason=described.reason, domain=_DOMAIN))
+    )
     return rpc_status.to_status(status)
 
 
@@ -117,7 +122,20 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: BaseExcepti
     if isinstance(error, ServiceError):
         await context.abort_with_status(to_status(error))
     log.exception("unexpected error in %s", _method(context), exc_info=error)
-    await context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has details")
+    await context.abort(grpc.StatusCode.INTERNAL, describe(error).message)
+
+
+def metadata_headers(metadata: Iterable[tuple[str, str | bytes]] | None) -> dict[str, str]:
+    """A call's metadata as the headers the Guard reads: lowercase names (gRPC's already are),
+    a repeated name's values joined with ", " as HTTP joins repeated fields (RFC 9110 §5.3), so
+    two authorization entries read as one malformed one on either face. Binary values (gRPC
+    gives them only for `-bin` names, never for authorization) are decoded byte for byte."""
+    headers: dict[str, str] = {}
+    for name, value in metadata or ():
+        text = value if isinstance(value, str) else value.decode("latin-1")
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
 
 
 def _method(context: grpc.aio.ServicerContext[Any, Any]) -> str:
@@ -132,7 +150,7 @@ async def _admit(
 ) -> Caller:
     """Authenticate first (an anonymous caller learns nothing, not even that the request was
     malformed), then refuse a request that did not parse."""
-    caller = await servicer.guard.admit(context.invocation_metadata() or ())
+    caller = await servicer.guard.admit(metadata_headers(context.invocation_metadata()))
     if isinstance(request, Undecodable):
         raise InvalidArgumentError.single("request", f"cannot be parsed: {request.reason}")
     return caller
@@ -166,7 +184,7 @@ def streaming(
             caller = await _admit(self, request, context)
             # The slot is held until the stream ends, however it ends (a client cancel arrives
             # here as CancelledError, which the `with` sees and this `except` does not).
-            with self.guard.stream(caller):
+            with self.guard.stream_slot(caller):
                 async for item in handler(self, request, caller):
                     yield item
         except (grpc.aio.AbortError, grpc.aio.UsageError):
@@ -196,8 +214,8 @@ def client_streaming(
         self: S, requests: AsyncIterator[Req], context: grpc.aio.ServicerContext[Req, Resp]
     ) -> Resp:
         try:
-            caller = await self.guard.admit(context.invocation_metadata() or ())
-            with self.guard.stream(caller):
+            caller = await self.guard.admit(metadata_headers(context.invocation_metadata()))
+            with self.guard.stream_slot(caller):
                 return await handler(self, _parsed(requests), caller)
         except (grpc.aio.AbortError, grpc.aio.UsageError):
             raise
@@ -208,4 +226,12 @@ def client_streaming(
     return wrapper
 
 
-__all__ = ["Guarded", "client_streaming", "clip", "streaming", "to_status", "unary"]
+__all__ = [
+    "Guarded",
+    "client_streaming",
+    "clip",
+    "metadata_headers",
+    "streaming",
+    "to_status",
+    "unary",
+]

@@ -1,5 +1,6 @@
-"""The RunService servicer. Streaming RPCs create (or continue) the run, then relay its events
-from the bus until the stream's `done`, or NOT_FOUND if the run's thread is deleted meanwhile."""
+"""The RunService servicer. The streaming RPCs relay the stream `RunService` returns: the run is
+created (or continued) and checked there, and a thread deleted meanwhile ends it with NOT_FOUND
+there too, so every face streams the same events from the same calls."""
 
 from __future__ import annotations
 
@@ -9,21 +10,7 @@ from assistants_grpc.api.errors import streaming, unary
 from assistants_grpc.auth.caller import Caller
 from assistants_grpc.auth.guard import Guard
 from assistants_grpc.contract.pb import run_pb2, run_pb2_grpc
-from assistants_grpc.events.bus import RunDeletedError
-from assistants_grpc.services.errors import NotFoundError
 from assistants_grpc.services.runs import RunService
-
-
-async def _relay(
-    events: AsyncIterator[run_pb2.RunEvent], thread_id: str
-) -> AsyncIterator[run_pb2.RunEvent]:
-    """A run's events. Deleting the thread ends the stream with NOT_FOUND, the status any later
-    call about the run gets, rather than a clean end that would read as a finished stream."""
-    try:
-        async for event in events:
-            yield event
-    except RunDeletedError:
-        raise NotFoundError("thread", thread_id, deleted=True) from None
 
 
 class RunServicer(run_pb2_grpc.RunServiceServicer):
@@ -39,8 +26,7 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
     async def CreateRunStream(
         self, request: run_pb2.CreateRunRequest, caller: Caller
     ) -> AsyncIterator[run_pb2.RunEvent]:
-        run = await self._service.create(caller.project, request)
-        async for event in _relay(self._service.events(run.id, 0, "segment"), run.thread_id):
+        async for event in await self._service.create_stream(caller.project, request):
             yield event
 
     @unary
@@ -53,8 +39,9 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
     async def CreateThreadAndRunStream(
         self, request: run_pb2.CreateThreadAndRunRequest, caller: Caller
     ) -> AsyncIterator[run_pb2.RunEvent]:
-        run = await self._service.create_thread_and_run(caller.project, request)
-        async for event in _relay(self._service.events(run.id, 0, "segment"), run.thread_id):
+        async for event in await self._service.create_thread_and_run_stream(
+            caller.project, request
+        ):
             yield event
 
     @unary
@@ -79,23 +66,20 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
     async def SubmitToolOutputs(
         self, request: run_pb2.SubmitToolOutputsRequest, caller: Caller
     ) -> run_pb2.Run:
-        run, _ = await self._service.submit_tool_outputs(caller.project, request)
-        return run
+        return await self._service.submit_tool_outputs(caller.project, request)
 
     @streaming
     async def SubmitToolOutputsStream(
         self, request: run_pb2.SubmitToolOutputsRequest, caller: Caller
     ) -> AsyncIterator[run_pb2.RunEvent]:
-        run, after = await self._service.submit_tool_outputs(caller.project, request)
-        async for event in _relay(self._service.events(run.id, after, "segment"), run.thread_id):
+        async for event in await self._service.submit_tool_outputs_stream(caller.project, request):
             yield event
 
     @streaming
     async def WatchRun(
         self, request: run_pb2.WatchRunRequest, caller: Caller
     ) -> AsyncIterator[run_pb2.RunEvent]:
-        events = await self._service.watch(caller.project, request)
-        async for event in _relay(events, request.thread_id):
+        async for event in await self._service.watch(caller.project, request):
             yield event
 
     @unary

@@ -1,4 +1,8 @@
-"""Turns a call's `authorization: Bearer <key>` metadata into the Caller it acts as.
+"""Turns a call's `authorization: Bearer <key>` header into the Caller it acts as.
+
+Headers are a Mapping of lowercase names to values, as both faces have them: HTTP's own, and
+gRPC metadata through `api.errors.metadata_headers` (a repeated name joined with ", ", so a
+second authorization entry is malformed, as a second Authorization header is over HTTP).
 
 The modes (`--auth`):
 - `required`: every call needs a valid key.
@@ -18,7 +22,7 @@ from __future__ import annotations
 import enum
 import hmac
 import logging
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from assistants_grpc.auth import keys
@@ -30,7 +34,8 @@ from assistants_grpc.store.database import Database
 
 log = logging.getLogger(__name__)
 
-Metadata = Iterable[tuple[str, str | bytes]]
+Headers = Mapping[str, str]
+"""A call's headers: lowercase names to values."""
 
 MISSING = "Missing API key: send 'authorization: Bearer <key>' metadata."
 MALFORMED = "Malformed authorization metadata: expected 'Bearer sk-...'."
@@ -56,14 +61,12 @@ class _Key:
     revoked: bool
 
 
-def bearer_token(metadata: Metadata) -> str | None:
-    """The key of the call's authorization metadata; None if there is none."""
-    values = [value for name, value in metadata if name == "authorization"]
-    if not values:
+def bearer_token(headers: Headers) -> str | None:
+    """The key of the call's authorization header; None if there is none."""
+    value = headers.get("authorization")
+    if value is None:
         return None
-    if len(values) > 1 or not isinstance(values[0], str):
-        raise UnauthenticatedError(MALFORMED)
-    scheme, _, token = values[0].strip().partition(" ")
+    scheme, _, token = value.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not keys.looks_like_key(token):
         raise UnauthenticatedError(MALFORMED)
@@ -82,10 +85,10 @@ class Authenticator:
         self._any_active: tuple[float, bool] | None = None
         self._touched: dict[str, float] = {}
 
-    async def authenticate(self, metadata: Metadata) -> Caller:
+    async def authenticate(self, headers: Headers) -> Caller:
         if self.mode is AuthMode.DISABLED:
             return ANONYMOUS
-        token = bearer_token(metadata)
+        token = bearer_token(headers)
         if token is None:
             if self.mode is AuthMode.REQUIRED or await self.keys_exist():
                 raise UnauthenticatedError(MISSING)
@@ -146,4 +149,12 @@ def _same(stored: str, computed: str) -> bool:
     return hmac.compare_digest(stored.encode(), computed.encode())
 
 
-__all__ = ["INVALID", "MALFORMED", "MISSING", "AuthMode", "Authenticator", "bearer_token"]
+__all__ = [
+    "INVALID",
+    "MALFORMED",
+    "MISSING",
+    "AuthMode",
+    "Authenticator",
+    "Headers",
+    "bearer_token",
+]

@@ -27,6 +27,7 @@ from assistants_grpc.contract.openai_json import render_value
 from assistants_grpc.contract.pb import common_pb2, message_pb2, run_pb2
 from assistants_grpc.engine import transitions as tr
 from assistants_grpc.engine.context import TurnContext, load_turn_context
+from assistants_grpc.engine.deps import Dependencies
 from assistants_grpc.engine.model_stream import (
     Finished,
     ModelError,
@@ -51,7 +52,6 @@ from assistants_grpc.engine.prompt import (
 from assistants_grpc.engine.tokens import COUNTING_ENCODING, COUNTING_MODEL, TokenCounter
 from assistants_grpc.events import log
 from assistants_grpc.events.bus import EventBus
-from assistants_grpc.services.deps import Dependencies
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.mapping import (
     message_from_row,

@@ -28,10 +28,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, or_, select, update
 
 from assistants_grpc.engine import transitions as tr
+from assistants_grpc.engine.deps import Dependencies
 from assistants_grpc.engine.executor import RunControl, RunExecutor, Started
 from assistants_grpc.events.bus import EventBus
 from assistants_grpc.events.log import LeaseLostError
-from assistants_grpc.services.deps import Dependencies
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.tables import ACTIVE_RUN_STATUSES
 
@@ -61,6 +61,7 @@ class RunScheduler:
         poll_interval: float = 0.5,
         sweep_interval: float = 0.25,
         owner: str | None = None,
+        send_cancel: SendCancel | None = None,
     ) -> None:
         self._deps = deps
         self._executor = executor
@@ -70,7 +71,7 @@ class RunScheduler:
         self._poll_interval = poll_interval
         self._sweep_interval = sweep_interval
         self.owner = owner or replica_name()
-        self.send_cancel: SendCancel | None = None
+        self.send_cancel = send_cancel
         # Run ids to execute, or runs already started by their creating transaction.
         self._queue: asyncio.Queue[str | tuple[RunControl, Started]] = asyncio.Queue()
         self._queued: set[str] = set()

@@ -7,6 +7,13 @@ published out of order); it then waits for the next publish, or for `wake` when 
 wrote the log. With several replicas the wait also times out now and then to re-read the log, in
 case a wake-up was lost; a single process needs no such polling.
 
+Memory holds a run's events only while someone can use them: while a writer here is in the
+middle of one of the run's segments (created or continued here, up to its next `done`: a stream
+opened meanwhile reads it from memory), or while subscribers here read them. A run that went to
+`requires_action` here and is continued on another replica, or that another replica writes to,
+leaves nothing behind on this one; `channel_count` says how many runs memory holds. A replay
+reads the log a page at a time (`page_size` events per read).
+
 A stream ends at a `done` event: the first one for a `segment` subscription (CreateRunStream,
 SubmitToolOutputsStream end where the OpenAI stream ends, e.g. at requires_action), or the final
 one, after the run's terminal event, for a `run` subscription (WatchRun follows the whole run).
@@ -18,15 +25,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from assistants_grpc.events.log import TERMINAL_RUN_EVENTS, RunEvent
 
-LoadAfter = Callable[[str, int], Awaitable[list[RunEvent]]]
-"""Reads a run's logged events after a sequence number."""
+LoadAfter = Callable[[str, int, int], Awaitable[list[RunEvent]]]
+"""Reads at most `limit` of a run's logged events after a sequence number: (run, after, limit)."""
 LoadOne = Callable[[str, int], Awaitable[RunEvent | None]]
 
 Until = Literal["segment", "run"]
+
+# Events per read of the log. A run of ~50 events replays in one read; a long one (thousands of
+# deltas) in pages, so no read holds a whole log in memory at once.
+PAGE_SIZE = 500
+
+
+class ReplicaSignals(Protocol):
+    """What the bus tells the other replicas (events.signals.PostgresSignals on PostgreSQL)."""
+
+    def events_written(self, run_id: str) -> None: ...
+    def run_deleted(self, run_id: str) -> None: ...
 
 
 @dataclass
@@ -36,6 +54,10 @@ class _Channel:
     subscribers: int = 0
     finished: bool = False
     deleted: bool = False
+    # A writer here is in the middle of a segment of the run (its last event here is not a
+    # `done`): a stream opened now reads what it wrote from memory. Cleared by a `done`, and by
+    # a write on another replica (the run is followed from the log there on).
+    live: bool = False
     # Bumped when another replica wrote the log: memory is then not the whole story.
     remote_writes: int = 0
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -67,16 +89,27 @@ def ends_run(previous: str | None, event: RunEvent) -> bool:
 
 class EventBus:
     def __init__(
-        self, load_after: LoadAfter, load_one: LoadOne, *, recheck_seconds: float | None = None
+        self,
+        load_after: LoadAfter,
+        load_one: LoadOne,
+        *,
+        recheck_seconds: float | None = None,
+        page_size: int = PAGE_SIZE,
+        signals: ReplicaSignals | None = None,
     ) -> None:
         self._load_after = load_after
         self._load_one = load_one
         # How long a waiting subscriber trusts wake-ups before it looks at the log itself.
         self._recheck_seconds = recheck_seconds
+        self._page_size = page_size
+        # Told about every publish and every forget; None when this process is the only one.
+        self._signals = signals
         self._channels: dict[str, _Channel] = {}
-        # Told about every publish and every forget, e.g. to signal the other replicas.
-        self.on_publish: Callable[[str], None] | None = None
-        self.on_forget: Callable[[str], None] | None = None
+
+    @property
+    def channel_count(self) -> int:
+        """How many runs this bus holds in memory (what a leak would grow)."""
+        return len(self._channels)
 
     def publish(self, run_id: str, events: Sequence[RunEvent]) -> None:
         """Hand committed events to live subscribers."""
@@ -93,30 +126,37 @@ class EventBus:
             if ends_run(previous_name, event):
                 channel.finished = True
             previous_name = event.event
+        channel.live = previous_name != "done"
         channel.notify()
         self._collect(run_id, channel)
-        if self.on_publish is not None:
-            self.on_publish(run_id)
+        if self._signals is not None:
+            self._signals.events_written(run_id)
 
     def wake_all(self) -> None:
         """Make every waiting subscriber re-read the log (signals from elsewhere may be lost)."""
-        for channel in self._channels.values():
-            channel.remote_writes += 1
-            channel.notify()
+        for run_id, channel in list(self._channels.items()):
+            self._written_elsewhere(run_id, channel)
 
     def wake(self, run_id: str) -> None:
         """Make waiting subscribers re-read: the log changed elsewhere (another replica)."""
         channel = self._channels.get(run_id)
         if channel is not None:
-            channel.remote_writes += 1
-            channel.notify()
+            self._written_elsewhere(run_id, channel)
+
+    def _written_elsewhere(self, run_id: str, channel: _Channel) -> None:
+        # Another replica writes the run now: what memory holds is no longer the whole story,
+        # so it is only kept for the subscribers reading it.
+        channel.remote_writes += 1
+        channel.live = False
+        channel.notify()
+        self._collect(run_id, channel)
 
     def forget(self, run_id: str) -> None:
         """Drop a run's buffered events (its thread was deleted): its live subscribers end
-        with RunDeletedError, here and, through `on_forget`, on the other replicas."""
+        with RunDeletedError, here and, through the replica signals, on the other replicas."""
         self.forgotten_elsewhere(run_id)
-        if self.on_forget is not None:
-            self.on_forget(run_id)
+        if self._signals is not None:
+            self._signals.run_deleted(run_id)
 
     def forgotten_elsewhere(self, run_id: str) -> None:
         """`forget`, for a run whose thread another replica deleted."""
@@ -126,10 +166,13 @@ class EventBus:
             channel.notify()
 
     def _collect(self, run_id: str, channel: _Channel) -> None:
-        # Finished runs are replayed from the log; memory only serves live runs. A channel that
-        # holds no events (its run executes on another replica) goes with its last subscriber.
-        if channel.subscribers == 0 and (channel.finished or not channel.events):
-            self._channels.pop(run_id, None)
+        # Without subscribers, memory serves only a segment being written here; everything else
+        # is replayed from the log. That covers a finished run, a run that paused for tool
+        # outputs (continued here, it starts a new segment; elsewhere, nothing is left behind),
+        # a run written by another replica, and a channel a subscriber made and left.
+        if channel.subscribers == 0 and (channel.finished or not channel.live):
+            if self._channels.get(run_id) is channel:
+                del self._channels[run_id]
 
     async def subscribe(self, run_id: str, after: int, until: Until) -> AsyncIterator[RunEvent]:
         """Events of `run_id` with a sequence above `after`, in order, until a `done`."""
@@ -143,6 +186,9 @@ class EventBus:
             previous = await self._previous_name(run_id, channel, after)
             cursor = after
             read_log = True  # memory may lack what came before this subscription
+            # The log may hold what memory never will (written elsewhere): only a read of the
+            # log settles it, not events from memory.
+            elsewhere = False
             remote_writes = channel.remote_writes
             while True:
                 wakeup = channel.wakeup
@@ -150,11 +196,16 @@ class EventBus:
                 # elsewhere signalled at any point up to here is never slept through.
                 if channel.remote_writes != remote_writes:
                     remote_writes = channel.remote_writes
-                    read_log = True
+                    read_log = elsewhere = True
                 batch = self._from_memory(channel, cursor)
                 if not batch and (read_log or self._has_gap(channel, cursor)):
-                    batch = await self._load_after(run_id, cursor)
-                read_log = False
+                    batch = await self._load_after(run_id, cursor, self._page_size)
+                    # A full page: the log may hold more, which the next round reads (from
+                    # memory, if the rest is there by then).
+                    read_log = len(batch) >= self._page_size
+                    elsewhere = False
+                elif not elsewhere:
+                    read_log = False
                 for event in batch:
                     if event.sequence != cursor + 1:
                         break  # a gap: re-read from where we are
@@ -171,7 +222,7 @@ class EventBus:
                         try:
                             await asyncio.wait_for(wakeup.wait(), self._recheck_seconds)
                         except TimeoutError:
-                            read_log = True
+                            read_log = elsewhere = True
                     if channel.deleted:
                         raise RunDeletedError(run_id)
                     if self._channels.get(run_id) is not channel:
@@ -183,7 +234,7 @@ class EventBus:
                         channel.subscribers += 1
                         channel.delivered[token] = cursor
                         remote_writes = channel.remote_writes
-                        read_log = True
+                        read_log = elsewhere = True
         finally:
             channel.subscribers -= 1
             channel.delivered.pop(token, None)
@@ -232,4 +283,13 @@ class EventBus:
         return event.event if event is not None else None
 
 
-__all__ = ["EventBus", "RunDeletedError", "Until", "ends_run"]
+__all__ = [
+    "PAGE_SIZE",
+    "EventBus",
+    "LoadAfter",
+    "LoadOne",
+    "ReplicaSignals",
+    "RunDeletedError",
+    "Until",
+    "ends_run",
+]

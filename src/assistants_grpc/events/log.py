@@ -50,6 +50,7 @@ _READ_AFTER = (
     select(RUN_EVENTS.c.data)
     .where(RUN_EVENTS.c.run_id == _RUN_ID, RUN_EVENTS.c.sequence > bindparam("_after"))
     .order_by(RUN_EVENTS.c.sequence)
+    .limit(bindparam("_limit"))
 )
 _READ_ONE = select(RUN_EVENTS.c.data).where(
     RUN_EVENTS.c.run_id == _RUN_ID, RUN_EVENTS.c.sequence == bindparam("_sequence")
@@ -114,9 +115,12 @@ def _insert(
     return list(events)
 
 
-def read_after(connection: Connection, run_id: str, after: int) -> list[RunEvent]:
-    """The logged events of a run with a sequence above `after`, in order."""
-    rows = connection.execute(_READ_AFTER, {"_run_id": run_id, "_after": after}).scalars()
+def read_after(connection: Connection, run_id: str, after: int, limit: int) -> list[RunEvent]:
+    """The first `limit` logged events of a run with a sequence above `after`, in order. A long
+    run is read a page at a time (the bus loops), so replaying it never holds the whole log in
+    one result."""
+    parameters = {"_run_id": run_id, "_after": after, "_limit": limit}
+    rows = connection.execute(_READ_AFTER, parameters).scalars()
     return [RunEvent.FromString(data) for data in rows]
 
 

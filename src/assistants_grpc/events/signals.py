@@ -7,6 +7,9 @@ payload is limited to 8,000 bytes and the log is the source of truth; receivers 
 A replica ignores its own notifications (its subscribers were served from memory). Sends are
 coalesced: one statement carries every run id that changed since the last one.
 
+The sending side exists from construction on, so the bus and the scheduler are built with it;
+what a replica does with what it hears is given to `start`, once those exist.
+
 Two connections, because a psycopg connection that is waiting for notifications cannot send.
 If the listening connection breaks, it reconnects and wakes every subscriber, which then re-read
 the log (subscribers also re-read on their own every second, so nothing waits on a lost signal).
@@ -18,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import psycopg
 
@@ -31,30 +35,34 @@ _RECONNECT_SECONDS = 1.0
 OnRun = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class Listener:
+    """What this replica does when another one signals."""
+
+    # The log of a run grew elsewhere: wake its subscribers here.
+    on_events: OnRun
+    # A run was cancelled (anywhere, this replica included): interrupt its turn if it runs here.
+    on_cancel: OnRun
+    # A run was deleted with its thread elsewhere: end its streams and its turn here.
+    on_deleted: OnRun
+    # The listening connection was re-made: signals may have been missed meanwhile.
+    on_reconnect: Callable[[], None]
+
+
 class PostgresSignals:
-    def __init__(
-        self,
-        conninfo: str,
-        sender: str,
-        *,
-        on_events: OnRun,
-        on_cancel: OnRun,
-        on_deleted: OnRun,
-        on_reconnect: Callable[[], None],
-    ) -> None:
+    def __init__(self, conninfo: str, sender: str) -> None:
         self._conninfo = conninfo
         self._sender = sender
-        self._on_events = on_events
-        self._on_cancel = on_cancel
-        self._on_deleted = on_deleted
-        self._on_reconnect = on_reconnect
+        self._listener: Listener | None = None
         # Run ids to signal, by channel.
         self._pending: dict[str, set[str]] = {EVENTS_CHANNEL: set(), DELETED_CHANNEL: set()}
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
 
-    async def start(self) -> None:
+    async def start(self, listener: Listener) -> None:
+        """Listen (and start sending); returns once this replica hears the others."""
+        self._listener = listener
         self._tasks = [
             asyncio.create_task(self._listen(), name="pg-listen"),
             asyncio.create_task(self._send_loop(), name="pg-notify"),
@@ -128,6 +136,8 @@ class PostgresSignals:
     # --- listening ----------------------------------------------------------------------------
 
     async def _listen(self) -> None:
+        assert self._listener is not None  # set by start, before this task exists
+        listener = self._listener
         first = True
         while True:
             try:
@@ -139,28 +149,28 @@ class PostgresSignals:
                     await conn.execute(f"LISTEN {DELETED_CHANNEL}")
                     self._listening.set()
                     if not first:
-                        self._on_reconnect()
+                        listener.on_reconnect()
                     first = False
                     async for notify in conn.notifies():
-                        self._dispatch(notify.channel, notify.payload)
+                        self._dispatch(listener, notify.channel, notify.payload)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
                 log.warning("LISTEN connection failed (%s); reconnecting", error)
                 await asyncio.sleep(_RECONNECT_SECONDS)
 
-    def _dispatch(self, channel: str, payload: str) -> None:
+    def _dispatch(self, listener: Listener, channel: str, payload: str) -> None:
         sender, _, run_id = payload.partition(" ")
         if not run_id:
             return
         if channel == CANCEL_CHANNEL:
-            self._on_cancel(run_id)  # also our own: harmless, and simpler to reason about
+            listener.on_cancel(run_id)  # also our own: harmless, and simpler to reason about
         elif sender == self._sender:
             return  # our own subscribers were told already
         elif channel == DELETED_CHANNEL:
-            self._on_deleted(run_id)
+            listener.on_deleted(run_id)
         else:
-            self._on_events(run_id)
+            listener.on_events(run_id)
 
 
-__all__ = ["CANCEL_CHANNEL", "DELETED_CHANNEL", "EVENTS_CHANNEL", "PostgresSignals"]
+__all__ = ["CANCEL_CHANNEL", "DELETED_CHANNEL", "EVENTS_CHANNEL", "Listener", "PostgresSignals"]

@@ -1,27 +1,17 @@
-"""What the services need from outside, injected once at start-up (tests inject their own)."""
+"""What the services need from outside, injected once at start-up (tests inject their own):
+the engine's dependencies (database, clock, ids, token counter) and the request limits."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from assistants_grpc.clock import Clock
-from assistants_grpc.engine.tokens import TokenCounter
-from assistants_grpc.ids import IdGenerator
+from assistants_grpc.engine import deps
 from assistants_grpc.services.limits import Limits
-from assistants_grpc.store.database import Database
 
 
 @dataclass(frozen=True)
-class Dependencies:
-    database: Database
-    clock: Clock
-    new_id: IdGenerator
-    tokens: TokenCounter
+class Dependencies(deps.Dependencies):
     limits: Limits = field(default_factory=Limits)
-
-    def now(self) -> int:
-        """The current time in whole unix seconds, as every `*_at` field holds it."""
-        return int(self.clock.now())
 
 
 __all__ = ["Dependencies"]

@@ -1,6 +1,12 @@
 """Run use cases: create (the thread lock and the first events in one transaction), read, list,
 update, cancel, submit tool outputs, watch, and the run steps.
 
+The streaming use cases (`create_stream`, `create_thread_and_run_stream`,
+`submit_tool_outputs_stream`, `watch`) are awaited for their checks and writes, which raise
+before anything is streamed, and return the run's events: a segment's (up to the `done` after
+`requires_action` or the end) or the whole run's. A stream whose thread is deleted meanwhile
+ends with NOT_FOUND ("was deleted"). Every face streams from these same calls.
+
 Runs live under a thread, so every use case takes the caller's project first and checks the
 thread belongs to it; a run may only use an assistant of the same project. Creating a run only
 writes it `queued` and hands it to the scheduler; the engine executes it (by id: it never needs
@@ -20,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from assistants_grpc.contract.pb import run_pb2, thread_pb2
 from assistants_grpc.engine import transitions as tr
 from assistants_grpc.events import log
-from assistants_grpc.events.bus import EventBus, Until
+from assistants_grpc.events.bus import EventBus, RunDeletedError, Until
 from assistants_grpc.services import validation as check
 from assistants_grpc.services.assistants import reasoning_effort
 from assistants_grpc.services.deps import Dependencies
@@ -339,6 +345,13 @@ class RunService:
 
     async def submit_tool_outputs(
         self, project: str, request: run_pb2.SubmitToolOutputsRequest
+    ) -> run_pb2.Run:
+        """Accept the complete set of outputs; returns the queued run."""
+        run, _ = await self._submit_tool_outputs(project, request)
+        return run
+
+    async def _submit_tool_outputs(
+        self, project: str, request: run_pb2.SubmitToolOutputsRequest
     ) -> tuple[run_pb2.Run, int]:
         """Accept the complete set of outputs; returns the queued run and the sequence number
         the continuation's stream starts after."""
@@ -392,12 +405,33 @@ class RunService:
 
     # --- streams ------------------------------------------------------------------------------
 
-    def events(self, run_id: str, after: int, until: Until) -> AsyncIterator[RunEvent]:
-        return self._bus.subscribe(run_id, after, until)
+    async def create_stream(
+        self, project: str, request: run_pb2.CreateRunRequest
+    ) -> AsyncIterator[RunEvent]:
+        """`create`, then the new run's events up to the end of its first segment."""
+        run = await self.create(project, request)
+        return self._follow(run.thread_id, run.id, 0, "segment")
+
+    async def create_thread_and_run_stream(
+        self, project: str, request: run_pb2.CreateThreadAndRunRequest
+    ) -> AsyncIterator[RunEvent]:
+        """`create_thread_and_run`, then the events from `thread.created` on, to the end of
+        the run's first segment."""
+        run = await self.create_thread_and_run(project, request)
+        return self._follow(run.thread_id, run.id, 0, "segment")
+
+    async def submit_tool_outputs_stream(
+        self, project: str, request: run_pb2.SubmitToolOutputsRequest
+    ) -> AsyncIterator[RunEvent]:
+        """`submit_tool_outputs`, then the continuation's events (from the tool step's
+        completion on) to the end of its segment."""
+        run, after = await self._submit_tool_outputs(project, request)
+        return self._follow(run.thread_id, run.id, after, "segment")
 
     async def watch(
         self, project: str, request: run_pb2.WatchRunRequest
     ) -> AsyncIterator[RunEvent]:
+        """The run's events after `after_sequence`, to the final `done` after its end."""
         # Sequence numbers are 32-bit in the event log: a larger one names no event, and would
         # overflow PostgreSQL's integer before it could say so.
         if not 0 <= request.after_sequence <= MAX_SEQUENCE:
@@ -405,7 +439,19 @@ class RunService:
                 "after_sequence", f"must be between 0 and {MAX_SEQUENCE}."
             )
         await self.get(project, request.thread_id, request.run_id)
-        return self._bus.subscribe(request.run_id, request.after_sequence, "run")
+        return self._follow(request.thread_id, request.run_id, request.after_sequence, "run")
+
+    async def _follow(
+        self, thread_id: str, run_id: str, after: int, until: Until
+    ) -> AsyncIterator[RunEvent]:
+        """A run's events from the bus. Deleting the thread ends the stream with NOT_FOUND, the
+        answer any later call about the run gets, rather than a clean end that would read as a
+        finished stream."""
+        try:
+            async for event in self._bus.subscribe(run_id, after, until):
+                yield event
+        except RunDeletedError:
+            raise NotFoundError("thread", thread_id, deleted=True) from None
 
 
 def _in_progress(run: run_pb2.Run, *, started_at: int | None = None) -> RunEvent:

@@ -6,6 +6,8 @@ threads."""
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from sqlalchemy import Connection, bindparam, select
 
 from assistants_grpc.contract.pb import message_pb2, thread_pb2
@@ -26,10 +28,19 @@ from assistants_grpc.store.mapping import thread_from_row, thread_values
 _RUNS_OF_THREAD = select(repo.RUNS.c.id).where(repo.RUNS.c.thread_id == bindparam("thread_id"))
 
 
+class TurnStopper(Protocol):
+    """What deleting a thread needs from the engine's scheduler."""
+
+    def on_deleted(self, run_id: str) -> None:
+        """The run went with its thread: stop its turn if it executes here."""
+        ...
+
+
 class ThreadService:
-    def __init__(self, deps: Dependencies, bus: EventBus) -> None:
+    def __init__(self, deps: Dependencies, bus: EventBus, scheduler: TurnStopper) -> None:
         self._deps = deps
         self._bus = bus
+        self._scheduler = scheduler
 
     def validate_create(
         self, v: check.Violations, request: thread_pb2.CreateThreadRequest | None, prefix: str
@@ -143,10 +154,12 @@ class ThreadService:
         )
         if run_ids is None:
             raise NotFoundError("thread", thread_id)
-        # After the commit: whoever streams one of these runs ends now (NOT_FOUND).
+        # After the commit: whoever streams one of these runs ends now (NOT_FOUND), here and on
+        # the other replicas, and a turn executing one stops (its model stream closes now).
         for run_id in run_ids:
             self._bus.forget(run_id)
+            self._scheduler.on_deleted(run_id)
         return thread_pb2.DeleteThreadResponse(id=thread_id, deleted=True)
 
 
-__all__ = ["ThreadService"]
+__all__ = ["ThreadService", "TurnStopper"]

@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_DATABASE_URL = "sqlite:///data/assistants.db"
 _POSTGRES_THREADS = 8
 
 
@@ -58,7 +57,7 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> 
 class Database:
     """An engine, plus the threads PostgreSQL calls run on."""
 
-    def __init__(self, url: str = DEFAULT_DATABASE_URL) -> None:
+    def __init__(self, url: str) -> None:
         self.url = normalize_url(url)
         backend = make_url(self.url).get_backend_name()
         self.is_sqlite = backend == "sqlite"
@@ -114,4 +113,4 @@ class Database:
         self.engine.dispose()
 
 
-__all__ = ["DEFAULT_DATABASE_URL", "Database", "normalize_url"]
+__all__ = ["Database", "normalize_url"]

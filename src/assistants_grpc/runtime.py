@@ -1,0 +1,323 @@
+"""Everything a face serves, built, started and stopped in one place.
+
+    runtime = Runtime(settings)           # or Runtime(settings, Overrides(...)) in tests
+    await runtime.start()                 # database, engine, services: no port is open yet
+    await runtime.serve(GrpcFace(runtime.services, runtime.guard, ...), ...)
+    ...
+    await runtime.stop()                  # every face, then the engine, then the database
+
+`start` builds, in order: the database and its migrations; the Guard (a security setting the
+server refuses raises here, SecurityConfigError, and the database is closed again: nothing is
+left open) and the other settings only a component can judge; the file storage; the token
+counter's encodings (~0.5 s, once per process); the files' use cases (the tools that read and
+write files are built from their storage); on PostgreSQL the sending side of the replica signals; the event bus and the scheduler, each built with those signals;
+the model router and the executor; the services. Then the signals start listening (what this
+replica does when another one signals is wired here, once the bus and scheduler exist) and the
+scheduler starts, claiming what a previous process left active, and expired files start being
+swept.
+
+A face is anything with `start`, `set_serving` and `stop(grace)` (the gRPC face is
+`api.face.GrpcFace`; an HTTP face serves the same `services` and `guard`). `serve` starts the
+faces and then marks them all serving: there is one health state, whichever face is asked.
+
+`stop` is the shutdown order (STYLE.md): every face reports NOT_SERVING, so balancers stop
+sending; the faces stop taking calls and let the calls in flight finish within the grace while
+the scheduler lets executing turns finish and hands back the rest (their leases released, so
+another replica takes them at once); then the file sweep and storage stop, the signals stop, the model clients close, and the
+database is disposed last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from assistants_grpc.auth.guard import Guard
+from assistants_grpc.auth.setup import build_guard
+from assistants_grpc.clock import Clock, SystemClock
+from assistants_grpc.config import Settings
+from assistants_grpc.engine.executor import RunExecutor
+from assistants_grpc.engine.models import ModelConfig, ModelRouter
+from assistants_grpc.engine.prompt import check_shorten_fraction
+from assistants_grpc.engine.scheduler import RunScheduler, replica_name
+from assistants_grpc.engine.tokens import TokenCounter
+from assistants_grpc.events import log as event_log
+from assistants_grpc.events.bus import EventBus, LoadAfter, LoadOne
+from assistants_grpc.events.log import RunEvent
+from assistants_grpc.events.signals import Listener, PostgresSignals
+from assistants_grpc.files.storage import FileStorage
+from assistants_grpc.ids import IdGenerator, random_id
+from assistants_grpc.services.assistants import AssistantService
+from assistants_grpc.services.bundle import Services
+from assistants_grpc.services.deps import Dependencies
+from assistants_grpc.services.files import SWEEP_INTERVAL, FileService
+from assistants_grpc.services.limits import Limits
+from assistants_grpc.services.messages import MessageService
+from assistants_grpc.services.runs import RunService
+from assistants_grpc.services.threads import ThreadService
+from assistants_grpc.store import migrate
+from assistants_grpc.store.database import Database
+
+log = logging.getLogger(__name__)
+
+# A shared token counter: loading the encodings costs ~0.5 s, so it happens once per process.
+_TOKENS = TokenCounter()
+
+
+@dataclass
+class Overrides:
+    """What tests (and embedders) may inject instead of the real thing."""
+
+    clock: Clock = field(default_factory=SystemClock)
+    new_id: IdGenerator = random_id
+    tokens: TokenCounter = _TOKENS
+    # Environment for the model routes (OPENAI_BASE_URL, OPENAI_API_KEY); None is os.environ.
+    model_env: dict[str, str] | None = None
+    # How often expired files are deleted (they read as NOT_FOUND from their expiry on).
+    file_sweep_interval: float = SWEEP_INTERVAL
+
+
+class Face(Protocol):
+    """A transport serving the runtime's services (gRPC, HTTP)."""
+
+    async def start(self) -> None:
+        """Bind and start taking calls."""
+        ...
+
+    async def set_serving(self, serving: bool) -> None:
+        """Report the runtime's health (e.g. the gRPC health service)."""
+        ...
+
+    async def stop(self, grace: float) -> None:
+        """Stop taking calls; those in flight have `grace` seconds to finish."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Started:
+    """What a started runtime holds."""
+
+    database: Database
+    guard: Guard
+    bus: EventBus
+    router: ModelRouter
+    scheduler: RunScheduler
+    signals: PostgresSignals | None
+    services: Services
+
+
+class Runtime:
+    def __init__(self, settings: Settings, overrides: Overrides | None = None) -> None:
+        self.settings = settings
+        self.overrides = overrides or Overrides()
+        self._started: _Started | None = None
+        self._faces: list[Face] = []
+        self.serving = False
+
+    # --- what faces are handed --------------------------------------------------------------
+
+    @property
+    def services(self) -> Services:
+        return self._parts().services
+
+    @property
+    def guard(self) -> Guard:
+        return self._parts().guard
+
+    @property
+    def bus(self) -> EventBus:
+        return self._parts().bus
+
+    @property
+    def database(self) -> Database | None:
+        """The database while started, else None."""
+        return self._started.database if self._started is not None else None
+
+    @property
+    def scheduler(self) -> RunScheduler | None:
+        """The run scheduler while started, else None."""
+        return self._started.scheduler if self._started is not None else None
+
+    @property
+    def started(self) -> bool:
+        return self._started is not None
+
+    def _parts(self) -> _Started:
+        if self._started is None:
+            raise RuntimeError("the runtime is not started")
+        return self._started
+
+    # --- start ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Build and start everything but the faces (the module docstring has the order)."""
+        if self._started is not None:
+            return
+        settings, overrides = self.settings, self.overrides
+        database = Database(settings.database_url)
+        storage: FileStorage | None = None
+        signals: PostgresSignals | None = None
+        router: ModelRouter | None = None
+        try:
+            if settings.migrate_on_start:
+                migrate.upgrade(database)
+            # Security before anything starts: a refused configuration starts nothing.
+            guard = await build_guard(settings, database, overrides.clock)
+            check_shorten_fraction(settings.truncation_shorten_fraction)
+            storage = FileStorage.for_database(
+                database,
+                overrides.clock,
+                overrides.new_id,
+                data_dir=Path(settings.data_dir) if settings.data_dir else None,
+                max_file_bytes=settings.max_file_bytes,
+                max_project_file_bytes=settings.max_project_file_bytes or None,
+            )
+            overrides.tokens.preload()
+            await storage.start()
+            deps = Dependencies(
+                database=database,
+                clock=overrides.clock,
+                new_id=overrides.new_id,
+                tokens=overrides.tokens,
+                limits=Limits(
+                    max_message_chars=settings.max_message_chars,
+                    max_content_parts=settings.max_content_parts,
+                    max_tool_output_bytes=settings.max_tool_output_bytes,
+                    max_tool_outputs_bytes=settings.max_tool_outputs_bytes,
+                ),
+            )
+            # Files first: the tools that read and write them (file_search, code_interpreter) are
+            # built from `files.storage`, and other owners of File references add their cleanup
+            # to `files.on_delete`.
+            files = FileService(deps, storage)
+            owner = replica_name()
+            if database.is_postgresql:
+                # Replicas share one database: they tell each other about new events, cancels
+                # and deletes.
+                signals = PostgresSignals(_conninfo(database), owner)
+            bus = EventBus(
+                _load_after(database),
+                _load_one(database),
+                # Replicas wake each other with NOTIFY; the poll only covers a lost one.
+                recheck_seconds=5.0 if database.is_postgresql else None,
+                signals=signals,
+            )
+            router = ModelRouter(
+                ModelConfig.load(settings.models_config, overrides.model_env),
+                max_retries=settings.model_max_retries,
+            )
+            scheduler = RunScheduler(
+                deps,
+                RunExecutor(
+                    deps, router, bus, shorten_fraction=settings.truncation_shorten_fraction
+                ),
+                bus,
+                max_concurrent=settings.max_concurrent_runs,
+                lease_seconds=settings.run_lease_seconds,
+                poll_interval=settings.claim_poll_interval,
+                owner=owner,
+                send_cancel=signals.send_cancel if signals is not None else None,
+            )
+            threads = ThreadService(deps, bus, scheduler)
+            services = Services(
+                assistants=AssistantService(deps),
+                threads=threads,
+                messages=MessageService(deps),
+                runs=RunService(
+                    deps, threads, scheduler, bus, expires_in=settings.run_expiry_seconds
+                ),
+                files=files,
+            )
+            if signals is not None:
+                await signals.start(_listener(bus, scheduler))
+            await scheduler.start()
+            files.start_sweeping(overrides.file_sweep_interval)
+        except BaseException:
+            if storage is not None:
+                storage.close()
+            if signals is not None:
+                await signals.stop()
+            if router is not None:
+                await router.aclose()
+            database.dispose()
+            raise
+        self._started = _Started(database, guard, bus, router, scheduler, signals, services)
+
+    # --- faces ------------------------------------------------------------------------------
+
+    async def serve(self, *faces: Face) -> None:
+        """Start `faces` (each binds its port here), then report every face serving."""
+        self._parts()
+        for face in faces:
+            await face.start()
+            self._faces.append(face)
+        await self.set_serving(True)
+
+    async def set_serving(self, serving: bool) -> None:
+        """The one health state, reported by every face."""
+        self.serving = serving
+        for face in self._faces:
+            await face.set_serving(serving)
+
+    # --- stop -------------------------------------------------------------------------------
+
+    async def stop(self, grace: float | None = None) -> None:
+        """The shutdown order of the module docstring; `grace` defaults to the setting."""
+        started = self._started
+        if started is None:
+            return
+        grace = self.settings.shutdown_grace if grace is None else grace
+        await self.set_serving(False)
+        await asyncio.gather(
+            *(face.stop(grace) for face in self._faces), started.scheduler.stop(grace)
+        )
+        self._faces.clear()
+        await started.services.files.stop_sweeping()
+        started.services.files.storage.close()
+        if started.signals is not None:
+            await started.signals.stop()
+        await started.router.aclose()
+        started.database.dispose()
+        self._started = None
+        log.info("stopped")
+
+
+def _conninfo(database: Database) -> str:
+    """The libpq connection string of the database, for the signals' own connections."""
+    url = database.engine.url.set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+def _load_after(database: Database) -> LoadAfter:
+    async def load(run_id: str, after: int, limit: int) -> list[RunEvent]:
+        return await database.transaction(lambda c: event_log.read_after(c, run_id, after, limit))
+
+    return load
+
+
+def _load_one(database: Database) -> LoadOne:
+    async def load(run_id: str, sequence: int) -> RunEvent | None:
+        return await database.transaction(lambda c: event_log.read_one(c, run_id, sequence))
+
+    return load
+
+
+def _listener(bus: EventBus, scheduler: RunScheduler) -> Listener:
+    """What this replica does when another one signals."""
+
+    def deleted_elsewhere(run_id: str) -> None:
+        bus.forgotten_elsewhere(run_id)
+        scheduler.on_deleted(run_id)
+
+    return Listener(
+        on_events=bus.wake,
+        on_cancel=scheduler.on_cancel,
+        on_deleted=deleted_elsewhere,
+        on_reconnect=bus.wake_all,
+    )
+
+
+__all__ = ["Face", "Overrides", "Runtime"]

@@ -1,10 +1,18 @@
 """Settings, read once at start-up: CLI flags over `ASSISTANTS_*` environment variables over
-defaults, into one frozen object that is passed down (no global state)."""
+defaults, into one frozen object that is passed down (no global state).
+
+A Settings object checks itself when made: a value the server cannot run with (no workers, a
+lease of no time, a negative grace, interval or limit, a boolean word it does not know) is a
+ValueError naming the flag and the variable, which `assistants-grpc` reports and exits 2 on,
+before anything starts.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -70,6 +78,17 @@ class Settings:
     max_file_bytes: int = 512 * 1000 * 1000
     max_project_file_bytes: int = 0
 
+    def __post_init__(self) -> None:
+        for name, (rule, meaning) in _RULES.items():
+            value = getattr(self, name)
+            if not rule(value):
+                raise ValueError(f"{_names(name)}: must be {meaning}, got {value!r}")
+        if logging.getLevelNamesMapping().get(self.log_level.upper()) is None:
+            raise ValueError(
+                f"{_names('log_level')}: not a log level: {self.log_level!r} "
+                "(DEBUG, INFO, WARNING, ERROR or CRITICAL)"
+            )
+
     @classmethod
     def load(
         cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
@@ -87,17 +106,62 @@ class Settings:
         return cls(**values)
 
 
+def _at_least(minimum: float) -> Callable[[float], bool]:
+    # math.isfinite: NaN compares false with everything, and would slip through a comparison.
+    return lambda value: math.isfinite(value) and value >= minimum
+
+
+def _positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+# The values the server cannot run with, and what a good one is.
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "port": (lambda value: 0 <= value <= 65535, "a port between 0 and 65535 (0: any free one)"),
+    "shutdown_grace": (_at_least(0), "at least 0 seconds"),
+    "max_concurrent_runs": (_at_least(1), "at least 1"),
+    "run_expiry_seconds": (_at_least(1), "at least 1 second"),
+    "run_lease_seconds": (_positive, "more than 0 seconds"),
+    "claim_poll_interval": (_positive, "more than 0 seconds"),
+    "model_max_retries": (_at_least(0), "at least 0"),
+    "auth_cache_seconds": (_at_least(0), "at least 0 seconds"),
+    "max_request_bytes": (_at_least(1), "at least 1"),
+    "max_message_chars": (_at_least(1), "at least 1"),
+    "max_content_parts": (_at_least(1), "at least 1"),
+    "max_tool_output_bytes": (_at_least(1), "at least 1"),
+    "max_tool_outputs_bytes": (_at_least(1), "at least 1"),
+    "max_streams_per_key": (_at_least(0), "at least 0 (0: no limit)"),
+    "rate_limit_per_second": (_at_least(0), "at least 0 (0: no limit)"),
+    "rate_limit_burst": (_at_least(1), "at least 1"),
+}
+
+# The words a boolean variable may be, either way (case does not matter).
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _names(name: str) -> str:
+    """How a person sets `name`: its flag and its environment variable."""
+    return f"--{name.replace('_', '-')} / {ENV_PREFIX}{name.upper()}"
+
+
 def _parse(name: str, raw: str, annotation: Any) -> Any:
     kind = str(annotation)
+    variable = ENV_PREFIX + name.upper()
     try:
         if kind == "int":
             return int(raw)
         if kind == "float":
             return float(raw)
-        if kind == "bool":
-            return raw.strip().lower() in {"1", "true", "yes", "on"}
     except ValueError:
-        raise ValueError(f"{ENV_PREFIX}{name.upper()}: not a valid {kind}: {raw!r}") from None
+        raise ValueError(f"{variable}: not a valid {kind}: {raw!r}") from None
+    if kind == "bool":
+        word = raw.strip().lower()
+        if word in _TRUE | _FALSE:
+            return word in _TRUE
+        raise ValueError(
+            f"{variable}: not a boolean: {raw!r} (use 1/0, true/false, yes/no or on/off)"
+        )
     return raw
 
 

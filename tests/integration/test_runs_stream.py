@@ -233,3 +233,36 @@ async def test_the_answer_is_stored_with_its_token_count(running: RunningServer)
             ).scalar_one()
         )
         assert stored == counter.count_text(COUNTING_MODEL, answer) > 0
+
+
+async def test_the_log_is_read_in_pages(running: RunningServer) -> None:
+    """`read_after` with a limit: the pages of a run's log, put together, are the whole log,
+    which is what a replay streams."""
+    from assistants_grpc.events import log
+
+    stubs, model = running.stubs, running.model
+    assistant = await make_assistant(stubs)
+    model.push(TextReply("one two three four five six", chunks=6, chunk_delay=0.03))
+    thread = await make_thread(stubs, "count")
+    streamed = await collect(
+        stubs.runs.CreateRunStream(
+            R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
+        )
+    )
+    run_id = streamed[0].run.id
+    database = running.server.database
+    assert database is not None
+    pages: list[list[R.RunEvent]] = []
+    after = 0
+    while page := await database.transaction(
+        lambda c, after=after: log.read_after(c, run_id, after, 3)
+    ):
+        assert len(page) <= 3
+        pages.append(page)
+        after = page[-1].sequence
+    assert len(pages) > 2  # longer than a page
+    assert [e for page in pages for e in page] == streamed
+    replayed = await collect(
+        stubs.runs.WatchRun(R.WatchRunRequest(thread_id=thread.id, run_id=run_id))
+    )
+    assert replayed == streamed

@@ -6,25 +6,25 @@
     ...
     await runtime.stop()                  # every face, then the engine, then the database
 
-`start` builds, in order: the database and its migrations; the Guard (a security setting the
-server refuses raises here, SecurityConfigError, and the database is closed again: nothing is
-left open) and the other settings only a component can judge; the file storage; the token
-counter's encodings (~0.5 s, once per process); the files' use cases (the tools that read and
-write files are built from their storage); on PostgreSQL the sending side of the replica signals; the event bus and the scheduler, each built with those signals;
-the model router and the executor; the services. Then the signals start listening (what this
-replica does when another one signals is wired here, once the bus and scheduler exist) and the
-scheduler starts, claiming what a previous process left active, and expired files start being
-swept.
+`start` builds, in order: the database and its migrations; the Guard (a security setting the server
+refuses raises here, SecurityConfigError, and the database is closed again: nothing is left open)
+and the other settings only a component can judge; the file storage; the token counter's encodings
+(~0.5 s, once per process); the files' use cases (the tools that read and write files are built from
+their storage); on PostgreSQL the sending side of the replica signals; the event bus and the
+scheduler, each built with those signals; the model router and the executor; the services. Then the
+signals start listening (what this replica does when another one signals is wired here, once the bus
+and scheduler exist) and the scheduler starts, claiming what a previous process left active, and
+expired files start being swept.
 
 A face is anything with `start`, `set_serving` and `stop(grace)` (the gRPC face is
 `api.face.GrpcFace`; an HTTP face serves the same `services` and `guard`). `serve` starts the
 faces and then marks them all serving: there is one health state, whichever face is asked.
 
-`stop` is the shutdown order (STYLE.md): every face reports NOT_SERVING, so balancers stop
-sending; the faces stop taking calls and let the calls in flight finish within the grace while
-the scheduler lets executing turns finish and hands back the rest (their leases released, so
-another replica takes them at once); then the file sweep and storage stop, the signals stop, the model clients close, and the
-database is disposed last.
+`stop` is the shutdown order (STYLE.md): every face reports NOT_SERVING, so balancers stop sending;
+the faces stop taking calls and let the calls in flight finish within the grace while the scheduler
+lets executing turns finish and hands back the rest (their leases released, so another replica takes
+them at once); then the file sweep and storage stop, the signals stop, the model clients close, and
+the database is disposed last.
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """The one place every RPC of the services passes: the caller is admitted, and domain
 errors become gRPC statuses with `google.rpc` details.
 
-Handlers are wrapped by `unary` / `streaming` / `client_streaming`. The wrapper asks the
-servicer's `Guard` who is calling (UNAUTHENTICATED without a valid key, RESOURCE_EXHAUSTED past
-the key's rate or stream limit), refuses a request that did not parse, and hands the handler the
-`Caller`, whose project scopes everything the handler does. The Guard and the error descriptions are transport-neutral
-(`auth.guard`, `services.errors.describe`); this module is their gRPC adapter: metadata become
-the headers the Guard reads, and a description becomes a status (INVALID_ARGUMENT carries a
-`BadRequest` naming each field, RESOURCE_EXHAUSTED a `RetryInfo` when the wait is known, every
-error an `ErrorInfo`). Anything unexpected is logged with its stack trace here and reaches the
+Handlers are wrapped by `unary` / `streaming` / `client_streaming`. The wrapper asks the servicer's
+`Guard` who is calling (UNAUTHENTICATED without a valid key, RESOURCE_EXHAUSTED past the key's rate
+or stream limit), refuses a request that did not parse, and hands the handler the `Caller`, whose
+project scopes everything the handler does. The Guard and the error descriptions are
+transport-neutral (`auth.guard`, `services.errors.describe`); this module is their gRPC adapter:
+metadata become the headers the Guard reads, and a description becomes a status (INVALID_ARGUMENT
+carries a `BadRequest` naming each field, RESOURCE_EXHAUSTED a `RetryInfo` when the wait is known,
+every error an `ErrorInfo`). Anything unexpected is logged with its stack trace here and reaches the
 caller only as a bare INTERNAL, never the trace.
 """
 

@@ -55,6 +55,9 @@ from assistants_grpc.services.runs import RunService
 from assistants_grpc.services.threads import ThreadService
 from assistants_grpc.store import migrate
 from assistants_grpc.store.database import Database
+from assistants_grpc.tools.code_interpreter.files import StorageFiles
+from assistants_grpc.tools.code_interpreter.registry import DatabaseRegistry
+from assistants_grpc.tools.code_interpreter.setup import CodeInterpreter, code_interpreter_config
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,8 @@ class AssistantsServer:
         # The files' use cases and storage, for the wiring of other owners of File references
         # (`files.on_delete`) and for tests.
         self.files: FileService | None = None
+        # The python tool's sandbox, sessions and executor (`code_interpreter.executor`).
+        self.code_interpreter: CodeInterpreter | None = None
         self.port = 0
 
     async def start(self) -> int:
@@ -203,6 +208,15 @@ class AssistantsServer:
 
         bus.on_forget = run_deleted_here
         threads = ThreadService(deps, bus)
+        code = CodeInterpreter(
+            code_interpreter_config(settings),
+            StorageFiles(storage, database),
+            self._overrides.clock,
+            replica=self.scheduler.owner,
+            registry=DatabaseRegistry(database, self._overrides.clock),
+        )
+        threads.on_deleted.append(code.end_thread)
+        self.code_interpreter = code
         runs = RunService(
             deps, threads, self.scheduler, bus, expires_in=settings.run_expiry_seconds
         )
@@ -250,6 +264,11 @@ class AssistantsServer:
             if credentials is not None
             else server.add_insecure_port(address)
         )
+        try:
+            await code.start()  # `required` without a working sandbox: ValueError, exit 2
+        except ValueError:
+            await self.stop(0)
+            raise
         await self.scheduler.start()
         self.files.start_sweeping(self._overrides.file_sweep_interval)
         await server.start()
@@ -279,6 +298,9 @@ class AssistantsServer:
                 stopping.append(self.scheduler.stop(grace))
             await asyncio.gather(*stopping)
             self._server = None
+        if self.code_interpreter is not None:
+            await self.code_interpreter.stop()
+            self.code_interpreter = None
         if self.files is not None:
             await self.files.stop_sweeping()
             self.files.storage.close()

@@ -83,8 +83,12 @@ def make_harness(
 @pytest.fixture(scope="session")
 async def harness() -> AsyncIterator[Harness]:
     h = make_harness(
-        limits=SandboxLimits(memory_bytes=512 * 1024 * 1024, processes=64,
-                             file_bytes=64 * 1024 * 1024, data_bytes=96 * 1024 * 1024),
+        limits=SandboxLimits(
+            memory_bytes=512 * 1024 * 1024,
+            processes=64,
+            file_bytes=64 * 1024 * 1024,
+            data_bytes=96 * 1024 * 1024,
+        ),
         execution=ExecutionLimits(wall_seconds=8.0),
     )
     yield h

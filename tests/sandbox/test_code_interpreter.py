@@ -56,9 +56,11 @@ async def test_a_plot_becomes_an_image_file_and_part(harness: Harness) -> None:
     images = [o for o in result.details["outputs"] if o["type"] == "image"]
     assert len(images) == 1
     file_id = images[0]["image"]["file_id"]
-    project, _, data, purpose = harness.files.files[file_id]
+    _, _, data, purpose = harness.files.files[file_id]
     assert data.startswith(PNG_MAGIC) and purpose == "assistants_output"
-    assert list(result.message_parts) == [{"type": "image_file", "image_file": {"file_id": file_id}}]
+    assert list(result.message_parts) == [
+        {"type": "image_file", "image_file": {"file_id": file_id}}
+    ]
     assert file_id in result.files
     assert result.final_delta is not None
     assert [o["index"] for o in result.final_delta["outputs"]] == list(
@@ -70,7 +72,8 @@ async def test_a_written_csv_becomes_a_file_and_its_link_an_annotation(harness: 
     thread = new_thread()
     result = await harness.run(
         thread,
-        "import pandas as pd\npd.DataFrame({'n': [1, 2, 3]}).to_csv('/mnt/data/x.csv', index=False)",
+        "import pandas as pd\n"
+        "pd.DataFrame({'n': [1, 2, 3]}).to_csv('/mnt/data/x.csv', index=False)",
     )
     assert len(result.files) == 1
     file_id = result.files[0]
@@ -137,8 +140,9 @@ async def test_output_is_capped_with_a_note(harness: Harness) -> None:
 
 
 async def test_idle_and_max_age_end_the_session_with_a_reset_note() -> None:
-    h = make_harness(settings=SessionSettings(idle_seconds=60, max_age_seconds=300), slots=2,
-                     uid_base=990200)
+    h = make_harness(
+        settings=SessionSettings(idle_seconds=60, max_age_seconds=300), slots=2, uid_base=990200
+    )
     try:
         thread = new_thread()
         await h.run(thread, "v = 1")
@@ -153,7 +157,9 @@ async def test_idle_and_max_age_end_the_session_with_a_reset_note() -> None:
             assert not (await h.run(thread, "v = 2")).output.startswith(RESET_NOTE)
         h.clock.advance(10)
         aged = await h.run(thread, "1")
-        assert aged.output.startswith(RESET_NOTE) and "maximum session age of 5 minutes" in aged.output
+        assert (
+            aged.output.startswith(RESET_NOTE) and "maximum session age of 5 minutes" in aged.output
+        )
         # The sweep ends expired sessions without a call.
         h.clock.advance(61)
         assert await h.sessions.sweep() == 1
@@ -204,9 +210,13 @@ async def test_malformed_arguments_and_an_unavailable_tool(harness: Harness) -> 
     async def emit(delta: object) -> None:
         pass
 
-    cut = await harness.executor.execute(ToolCallRequest("call_x", 0, '{"code": "pri'), context, emit)
+    cut = await harness.executor.execute(
+        ToolCallRequest("call_x", 0, '{"code": "pri'), context, emit
+    )
     assert "cut off" in cut.output and cut.details == {"input": "pri", "outputs": []}
-    off = CodeInterpreterExecutor(None, harness.files, unavailable="turned off with --code-interpreter off")
+    off = CodeInterpreterExecutor(
+        None, harness.files, unavailable="turned off with --code-interpreter off"
+    )
     result = await asyncio.wait_for(
         off.execute(ToolCallRequest("call_y", 0, '{"code": "1"}'), context, emit), 1
     )

@@ -106,12 +106,12 @@ def test_the_input_stream_deltas() -> None:
     ensure_ascii=st.booleans(),
     cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12),
 )
-def test_random_code_split_at_random_points(
-    code: str, ensure_ascii: bool, cuts: list[int]
-) -> None:
+def test_random_code_split_at_random_points(code: str, ensure_ascii: bool, cuts: list[int]) -> None:
     arguments = json.dumps({"code": code}, ensure_ascii=ensure_ascii)
     points = sorted({c % (len(arguments) + 1) for c in cuts})
-    fragments = [arguments[a:b] for a, b in zip([0, *points], [*points, len(arguments)])]
+    fragments = [
+        arguments[a:b] for a, b in zip([0, *points], [*points, len(arguments)], strict=True)
+    ]
     assert streamed(fragments) == code == json.loads(arguments)["code"]
     assert decode_code(arguments).code == code
 

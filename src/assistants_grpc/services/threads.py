@@ -6,6 +6,8 @@ threads."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from sqlalchemy import Connection, bindparam, select
 
 from assistants_grpc.contract.pb import message_pb2, thread_pb2
@@ -26,10 +28,16 @@ from assistants_grpc.store.mapping import thread_from_row, thread_values
 _RUNS_OF_THREAD = select(repo.RUNS.c.id).where(repo.RUNS.c.thread_id == bindparam("thread_id"))
 
 
+ThreadDeletedHook = Callable[[str], Awaitable[None]]
+"""Called with a deleted thread's id after the commit (the code_interpreter ends its session)."""
+
+
 class ThreadService:
     def __init__(self, deps: Dependencies, bus: EventBus) -> None:
         self._deps = deps
         self._bus = bus
+        # Owners of per-thread state outside the database add theirs here (wiring).
+        self.on_deleted: list[ThreadDeletedHook] = []
 
     def validate_create(
         self, v: check.Violations, request: thread_pb2.CreateThreadRequest | None, prefix: str
@@ -146,7 +154,9 @@ class ThreadService:
         # After the commit: whoever streams one of these runs ends now (NOT_FOUND).
         for run_id in run_ids:
             self._bus.forget(run_id)
+        for hook in self.on_deleted:
+            await hook(thread_id)
         return thread_pb2.DeleteThreadResponse(id=thread_id, deleted=True)
 
 
-__all__ = ["ThreadService"]
+__all__ = ["ThreadDeletedHook", "ThreadService"]

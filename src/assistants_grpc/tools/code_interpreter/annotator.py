@@ -39,7 +39,9 @@ class SandboxLinkAnnotator:
         return self._drain(final=True)
 
     def _drain(self, *, final: bool) -> tuple[str, list[JSON]]:
-        text, out, annotations = self._held, [], []
+        text = self._held
+        out: list[str] = []
+        annotations: list[JSON] = []
         position = 0
         while True:
             start = text.find(PREFIX, position)

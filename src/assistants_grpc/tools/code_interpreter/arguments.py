@@ -151,7 +151,7 @@ class CodeDecoder:
             self._string.finish(out)
         return "".join(out)
 
-    def _step(self, char: str, out: list[str]) -> None:  # noqa: C901 (one state machine)
+    def _step(self, char: str, out: list[str]) -> None:
         state = self._state
         if state is _State.CODE:
             if self._string.feed(char, out):
@@ -256,4 +256,11 @@ class CodeInputStream:
         return {"input": text} if text else None
 
 
-__all__ = ["CODE_KEY", "REPLACEMENT", "CodeDecoder", "CodeInputStream", "DecodedCode", "decode_code"]
+__all__ = [
+    "CODE_KEY",
+    "REPLACEMENT",
+    "CodeDecoder",
+    "CodeInputStream",
+    "DecodedCode",
+    "decode_code",
+]

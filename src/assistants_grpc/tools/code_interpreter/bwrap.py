@@ -57,6 +57,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from assistants_grpc.tools.code_interpreter import seccomp
 from assistants_grpc.tools.code_interpreter.datadir import FdDataDir
@@ -206,7 +207,9 @@ class BwrapKernel:
         delay = 0.002
         while not ready():
             if not self.alive:
-                raise SandboxStartError(f"the sandbox exited ({self.exited.result()}) before it could {what}")
+                raise SandboxStartError(
+                    f"the sandbox exited ({self.exited.result()}) before it could {what}"
+                )
             if time.monotonic() > deadline:
                 raise SandboxStartError(f"the sandbox did not {what} in time")
             await asyncio.sleep(delay)
@@ -344,20 +347,19 @@ class BwrapSandbox:
             "/usr",
         ]
         for link in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-            target = Path("/usr") / link
-            if Path(f"/{link}").is_symlink() and target.exists():
+            if Path(f"/{link}").is_symlink() and (Path("/usr") / link).exists():
                 args += ["--symlink", f"usr/{link}", f"/{link}"]
         args += ["--ro-bind", str(self.venv), VENV_IN_SANDBOX, "--proc", "/proc"]
         args += ["--size", str(1 * MiB), "--perms", "0755", "--tmpfs", "/dev"]
         for device in _DEVICES:
             args += ["--dev-bind", f"/dev/{device}", f"/dev/{device}"]
-        for name, target in (
+        for name, source in (
             ("fd", "/proc/self/fd"),
             ("stdin", "/proc/self/fd/0"),
             ("stdout", "/proc/self/fd/1"),
             ("stderr", "/proc/self/fd/2"),
         ):
-            args += ["--symlink", target, f"/dev/{name}"]
+            args += ["--symlink", source, f"/dev/{name}"]
         args += ["--size", str(limits.shm_bytes), "--perms", "1777", "--tmpfs", "/dev/shm"]
         args += ["--remount-ro", "/dev"]
         args += ["--size", str(limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp"]
@@ -480,7 +482,7 @@ class BwrapSandbox:
                 stderr=subprocess.DEVNULL,
                 pass_fds=tuple(fds.values()),
                 cwd="/",
-                preexec_fn=in_child,  # noqa: PLW1509 (see in_child)
+                preexec_fn=in_child,
                 user=slot.uid if slot.lock_fd is not None else None,
                 group=slot.gid if slot.lock_fd is not None else None,
                 extra_groups=[] if slot.lock_fd is not None else None,
@@ -508,7 +510,9 @@ class BwrapSandbox:
                 raise
             return kernel
         except (ValueError, KeyError) as error:
-            raise SandboxStartError(f"bwrap said nothing usable about its sandbox ({error})") from None
+            raise SandboxStartError(
+                f"bwrap said nothing usable about its sandbox ({error})"
+            ) from None
         finally:
             for fd in pipes:
                 with contextlib.suppress(OSError):
@@ -530,15 +534,16 @@ async def _read_to_end(fd: int, exited: asyncio.Future[int], timeout: float) -> 
             return
         if chunk:
             data += chunk
-            if len(data) > 65536:
-                done.done() or done.set_exception(SandboxStartError("bwrap's info is too long"))
+            if len(data) > 65536 and not done.done():
+                done.set_exception(SandboxStartError("bwrap's info is too long"))
         elif not done.done():
             done.set_result(None)
 
     loop.add_reader(fd, on_readable)
     try:
+        waited: set[asyncio.Future[Any]] = {done, exited}
         finished, _ = await asyncio.wait(
-            [done, exited], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            waited, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
         )
         if done in finished:
             done.result()

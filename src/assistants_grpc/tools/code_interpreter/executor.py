@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from assistants_grpc.engine.server_tools import (
     JSON,
@@ -86,6 +87,12 @@ class CodeInterpreterExecutor:
         self.limits = limits or ExecutionLimits()
         self._unavailable = unavailable if sessions is not None else (unavailable or "off")
         self._stoppers: set[asyncio.Task[None]] = set()
+        self._probe: asyncio.Future[str | None] | None = None
+
+    def available_after(self, probe: asyncio.Future[str | None]) -> None:
+        """Calls wait for `probe` (the start-up check of the sandbox, run in the background):
+        None means the sandbox works, a string says why it does not."""
+        self._probe = probe
 
     @property
     def tool_type(self) -> str:
@@ -152,6 +159,9 @@ class CodeInterpreterExecutor:
                 else 'must be a JSON object {"code": "<Python source>"}'
             )
             return self._refusal(code, f"The python tool's arguments {problem}; nothing ran.")
+        if self._probe is not None:
+            self._unavailable = await asyncio.shield(self._probe)
+            self._probe = None
         if self._sessions is None or self._unavailable is not None:
             return self._refusal(
                 code,
@@ -200,13 +210,17 @@ class CodeInterpreterExecutor:
             [*notes, logs or ("Code ran without output." if not parts else "")]
         ).strip()
         if parts:
-            model_text += f"\n\n[{len(parts)} image(s) shown to the user: " + ", ".join(
-                p["image_file"]["file_id"] for p in parts
-            ) + "]"
+            model_text += (
+                f"\n\n[{len(parts)} image(s) shown to the user: "
+                + ", ".join(p["image_file"]["file_id"] for p in parts)
+                + "]"
+            )
         if execution.dropped_images:
             model_text += f"\n[{execution.dropped_images} more image(s) were not kept]"
         if written:
-            listed = "\n".join(f"- sandbox:/mnt/data/{path} ({file_id})" for path, file_id in written)
+            listed = "\n".join(
+                f"- sandbox:/mnt/data/{path} ({file_id})" for path, file_id in written
+            )
             model_text += f"\n\nFiles written (link them as shown):\n{listed}"
             made.extend(file_id for _, file_id in written)
         final = [dict(entry, index=index) for index, entry in enumerate(outputs)]
@@ -223,8 +237,9 @@ class CodeInterpreterExecutor:
         task = asyncio.ensure_future(session.client.execute(code, execution))
         exited = session.kernel.exited
         try:
+            waited: set[asyncio.Future[Any]] = {task, exited}
             done, _ = await asyncio.wait(
-                {task, exited}, timeout=self.limits.wall_seconds, return_when="FIRST_COMPLETED"
+                waited, timeout=self.limits.wall_seconds, return_when="FIRST_COMPLETED"
             )
         except asyncio.CancelledError:
             self._stop_in_background(session, task)
@@ -246,7 +261,7 @@ class CodeInterpreterExecutor:
                 f"Execution timed out after {self.limits.wall_seconds:g} seconds and was "
                 "interrupted (KeyboardInterrupt)."
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             task.cancel()
             await self._sessions_end(session, "its code did not stop when interrupted")
             return (
@@ -265,10 +280,12 @@ class CodeInterpreterExecutor:
         async def stop() -> None:
             try:
                 await asyncio.wait_for(asyncio.shield(task), INTERRUPT_GRACE)
-            except (asyncio.TimeoutError, Exception):
+            except (TimeoutError, Exception):
                 task.cancel()
                 if self._sessions is not None:
-                    await self._sessions.kill_session(session, "its code did not stop when interrupted")
+                    await self._sessions.kill_session(
+                        session, "its code did not stop when interrupted"
+                    )
 
         stopper = asyncio.ensure_future(stop())
         self._stoppers.add(stopper)
@@ -294,7 +311,9 @@ class CodeInterpreterExecutor:
                     file_id, self._files.content(context.project, file_id)
                 )
             except OSError as error:
-                problems.append(f"- {file_id} ({described.filename}) could not be copied: {error.strerror}")
+                problems.append(
+                    f"- {file_id} ({described.filename}) could not be copied: {error.strerror}"
+                )
                 continue
             session.inputs.add(file_id)
             added.append(described)

@@ -88,12 +88,22 @@ class DataDir(Protocol):
 
 
 class SandboxedKernel(Protocol):
-    urls: Mapping[str, str]
-    key: bytes
-    data: DataDir
-    exited: asyncio.Future[int]
-    description: str
-    """How it is isolated, for the log (uid, cgroup...)."""
+    @property
+    def urls(self) -> Mapping[str, str]: ...
+
+    @property
+    def key(self) -> bytes: ...
+
+    @property
+    def data(self) -> DataDir: ...
+
+    @property
+    def exited(self) -> asyncio.Future[int]: ...
+
+    @property
+    def description(self) -> str:
+        """How it is isolated, for the log (uid, cgroup...)."""
+        ...
 
     def interrupt(self) -> None: ...
 

@@ -87,8 +87,7 @@ class MemoryRegistry:
         return {
             thread_id
             for thread_id, session_id in sessions.items()
-            if (record := self.records.get(thread_id)) is None
-            or record.session_id != session_id
+            if (record := self.records.get(thread_id)) is None or record.session_id != session_id
         }
 
     async def forget(self, thread_id: str) -> None:
@@ -201,7 +200,9 @@ class SessionManager:
         if now - session.last_used >= self.settings.idle_seconds:
             return f"it was idle for more than {_minutes(self.settings.idle_seconds)}"
         if now - session.started_at >= self.settings.max_age_seconds:
-            return f"it reached the maximum session age of {_minutes(self.settings.max_age_seconds)}"
+            return (
+                f"it reached the maximum session age of {_minutes(self.settings.max_age_seconds)}"
+            )
         return None
 
     async def _still_held(self, session: CodeSession) -> bool:
@@ -308,14 +309,14 @@ class SessionManager:
         held = {s.thread_id: s.session_id for s in self._sessions.values() if not s.executing}
         if held:
             for thread_id in await self.registry.not_held(self.replica, held):
-                session = self._sessions.get(thread_id)
-                if session is not None and not session.executing:
+                moved = self._sessions.get(thread_id)
+                if moved is not None and not moved.executing:
                     # Not registered again: the record is someone else's now (or gone).
-                    session.ended = True
+                    moved.ended = True
                     del self._sessions[thread_id]
                     log.info("code session of %s ended: held elsewhere now", thread_id)
-                    session.client.close()
-                    await session.kernel.kill()
+                    moved.client.close()
+                    await moved.kernel.kill()
                     ended += 1
         return ended
 

@@ -22,18 +22,20 @@ _GET = select(_T.c.replica, _T.c.session_id, _T.c.ended_reason).where(
 _INSERT = insert(_T)
 _TAKE_OVER = (
     update(_T)
-    .where(_T.c.thread_id == bindparam("thread_id"))
+    .where(_T.c.thread_id == bindparam("b_thread_id"))
     .values(
-        replica=bindparam("replica"),
-        session_id=bindparam("session_id"),
-        started_at=bindparam("started_at"),
+        replica=bindparam("b_replica"),
+        session_id=bindparam("b_session_id"),
+        started_at=bindparam("b_started_at"),
         ended_reason=None,
     )
 )
 _END = (
     update(_T)
-    .where(_T.c.thread_id == bindparam("thread_id"), _T.c.session_id == bindparam("session_id"))
-    .values(ended_reason=bindparam("reason"))
+    .where(
+        _T.c.thread_id == bindparam("b_thread_id"), _T.c.session_id == bindparam("b_session_id")
+    )
+    .values(ended_reason=bindparam("b_reason"))
 )
 _HELD = select(_T.c.thread_id, _T.c.session_id).where(
     _T.c.thread_id.in_(bindparam("thread_ids", expanding=True))
@@ -60,13 +62,17 @@ class DatabaseRegistry:
             if row is None:
                 connection.execute(_INSERT, values)
                 return None
-            connection.execute(_TAKE_OVER, values)
+            connection.execute(_TAKE_OVER, {f"b_{k}": v for k, v in values.items()})
             return SessionRecord(row.replica, row.session_id, row.ended_reason)
 
         return await self._database.transaction(work)
 
     async def end(self, thread_id: str, session_id: str, reason: str) -> None:
-        parameters = {"thread_id": thread_id, "session_id": session_id, "reason": reason[:500]}
+        parameters = {
+            "b_thread_id": thread_id,
+            "b_session_id": session_id,
+            "b_reason": reason[:500],
+        }
         await self._database.transaction(lambda c: c.execute(_END, parameters))
 
     async def not_held(self, replica: str, sessions: dict[str, str]) -> set[str]:

@@ -21,7 +21,8 @@ from pathlib import Path
 def main(venv: Path) -> int:
     (venv / "etc").mkdir(exist_ok=True)
     (venv / "etc" / "fonts.conf").write_text(
-        '<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n<fontconfig></fontconfig>\n'
+        '<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n'
+        "<fontconfig></fontconfig>\n"
     )
     cache = venv / "share" / "matplotlib"
     cache.mkdir(parents=True, exist_ok=True)

@@ -32,9 +32,7 @@ _TAKE_OVER = (
 )
 _END = (
     update(_T)
-    .where(
-        _T.c.thread_id == bindparam("b_thread_id"), _T.c.session_id == bindparam("b_session_id")
-    )
+    .where(_T.c.thread_id == bindparam("b_thread_id"), _T.c.session_id == bindparam("b_session_id"))
     .values(ended_reason=bindparam("b_reason"))
 )
 _HELD = select(_T.c.thread_id, _T.c.session_id).where(

@@ -5,10 +5,24 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 BUF := node_modules/.bin/buf
+# The code_interpreter sandbox's own Python environment, bound read-only into every sandbox.
+# Debian's interpreter, not $(PYTHON): only /usr is bound, so the kernel's interpreter and its
+# standard library must live there (a pyenv or /opt Python would not be visible inside).
+SANDBOX_PYTHON ?= /usr/bin/python3
+SANDBOX_VENV := .sandbox/venv
+SANDBOX_STAMP := $(SANDBOX_VENV)/.installed
 
-.PHONY: install run test lint format protos bench clean
+.PHONY: install sandbox run test lint format protos bench clean
 
 install: $(STAMP)
+
+sandbox: $(SANDBOX_STAMP)
+
+$(SANDBOX_STAMP): sandbox/requirements.txt sandbox/build.py
+	test -x $(SANDBOX_VENV)/bin/python || $(SANDBOX_PYTHON) -m venv $(SANDBOX_VENV)
+	$(SANDBOX_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r sandbox/requirements.txt
+	$(SANDBOX_VENV)/bin/python sandbox/build.py $(SANDBOX_VENV)
+	touch $(SANDBOX_STAMP)
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,10 +33,11 @@ $(NPM_STAMP): package.json package-lock.json
 	npm ci --silent --no-audit --no-fund
 	touch $(NPM_STAMP)
 
-run: $(STAMP)
+run: $(STAMP) $(SANDBOX_STAMP)
 	$(BIN)/assistants-grpc serve
 
-test: $(STAMP)
+# The sandbox is built for the tests too: in CI a missing sandbox is a failure, not a skip.
+test: $(STAMP) $(SANDBOX_STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP) $(NPM_STAMP)
@@ -41,8 +56,8 @@ format: $(STAMP) $(NPM_STAMP)
 protos: $(STAMP)
 	$(BIN)/python scripts/gen_protos.py
 
-bench: $(STAMP)
+bench: $(STAMP) $(SANDBOX_STAMP)
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) node_modules data .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .sandbox node_modules data .mypy_cache .ruff_cache .pytest_cache

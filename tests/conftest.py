@@ -97,7 +97,14 @@ class RunningServer:
 async def start_server(
     database_url: str, clock: ManualClock, model: FakeModelServer, **settings: object
 ) -> AssistantsServer:
-    defaults: dict[str, object] = {"port": 0, "model_max_retries": 1, "shutdown_grace": 1.0}
+    # The python tool off: these servers' runs do not call it, and each server would start a
+    # kernel to check its sandbox (tests/sandbox/ exercises it, and the server test below).
+    defaults: dict[str, object] = {
+        "port": 0,
+        "model_max_retries": 1,
+        "shutdown_grace": 1.0,
+        "code_interpreter": "off",
+    }
     server = AssistantsServer(
         Settings(  # type: ignore[arg-type]
             host="127.0.0.1", database_url=database_url, **(defaults | settings)

@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
         "--max-project-file-bytes", type=int, help="bytes of files per project (default 0: none)"
     )
 
+    _add_code_interpreter_flags(serve)
+
     migrate = commands.add_parser("migrate", help="apply the database migrations and exit")
     migrate.add_argument("--database-url", help="SQLAlchemy URL (ASSISTANTS_DATABASE_URL)")
     migrate.add_argument("--log-level")
@@ -98,6 +100,31 @@ def _add_security_flags(serve: argparse.ArgumentParser) -> None:
         ("--max-streams-per-key", int, "open streams per API key (default 100, 0: no limit)"),
         ("--rate-limit-per-second", float, "calls per second per API key (default 0: off)"),
         ("--rate-limit-burst", int, "calls per API key at once, above the rate (default 100)"),
+    ):
+        group.add_argument(flag, type=kind, help=meaning)
+
+
+def _add_code_interpreter_flags(serve: argparse.ArgumentParser) -> None:
+    """The python tool's sandbox (README "Code interpreter"); each also as ASSISTANTS_<NAME>."""
+    group = serve.add_argument_group("code interpreter")
+    group.add_argument(
+        "--code-interpreter",
+        choices=["auto", "off", "required"],
+        help="auto (default): on when the sandbox works; off; required: refuse to start without",
+    )
+    for flag, kind, meaning in (
+        ("--code-interpreter-idle", float, "seconds a session may stay idle (default 1200)"),
+        ("--code-interpreter-max-age", float, "seconds a session may live (default 3600)"),
+        ("--code-interpreter-timeout", float, "wall seconds per execution (default 120)"),
+        ("--code-interpreter-memory", int, "bytes of memory per session (default 1 GiB)"),
+        ("--code-interpreter-processes", int, "processes and threads per session (default 128)"),
+        ("--code-interpreter-file-bytes", int, "largest file the code writes (default 256 MiB)"),
+        ("--code-interpreter-data-bytes", int, "size of /mnt/data per session (default 512 MiB)"),
+        ("--code-interpreter-output-chars", int, "log characters kept per call (default 65536)"),
+        ("--code-interpreter-sessions", int, "live sessions at once (default 32)"),
+        ("--code-interpreter-bwrap", str, "the bubblewrap binary (default: bwrap on PATH)"),
+        ("--code-interpreter-venv", str, "the sandbox venv (default: .sandbox/venv)"),
+        ("--code-interpreter-uid-base", int, "first uid of the sessions' uids (default 990000)"),
     ):
         group.add_argument(flag, type=kind, help=meaning)
 

@@ -77,6 +77,22 @@ class Settings:
     data_dir: str | None = None
     max_file_bytes: int = 512 * 1000 * 1000
     max_project_file_bytes: int = 0
+    # code_interpreter (README "Code interpreter"): auto | off | required; the sandbox's
+    # limits per call and per session; the bubblewrap binary, the sandbox venv (None: the
+    # checkout's .sandbox/venv) and the first uid of the slots' range.
+    code_interpreter: str = "auto"
+    code_interpreter_idle: float = 20 * 60
+    code_interpreter_max_age: float = 60 * 60
+    code_interpreter_timeout: float = 120.0
+    code_interpreter_memory: int = 1024 * 1024 * 1024
+    code_interpreter_processes: int = 128
+    code_interpreter_file_bytes: int = 256 * 1024 * 1024
+    code_interpreter_data_bytes: int = 512 * 1024 * 1024
+    code_interpreter_output_chars: int = 64 * 1024
+    code_interpreter_sessions: int = 32
+    code_interpreter_bwrap: str = "bwrap"
+    code_interpreter_venv: str | None = None
+    code_interpreter_uid_base: int = 990000
 
     def __post_init__(self) -> None:
         for name, (rule, meaning) in _RULES.items():

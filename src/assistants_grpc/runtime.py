@@ -23,8 +23,8 @@ faces and then marks them all serving: there is one health state, whichever face
 `stop` is the shutdown order (STYLE.md): every face reports NOT_SERVING, so balancers stop sending;
 the faces stop taking calls and let the calls in flight finish within the grace while the scheduler
 lets executing turns finish and hands back the rest (their leases released, so another replica takes
-them at once); then the file sweep and storage stop, the signals stop, the model clients close, and
-the database is disposed last.
+them at once); then the code interpreter's kernels, the file sweep and storage stop, the signals
+stop, the model clients close, and the database is disposed last.
 """
 
 from __future__ import annotations
@@ -60,6 +60,9 @@ from assistants_grpc.services.runs import RunService
 from assistants_grpc.services.threads import ThreadService
 from assistants_grpc.store import migrate
 from assistants_grpc.store.database import Database
+from assistants_grpc.tools.code_interpreter.files import StorageFiles
+from assistants_grpc.tools.code_interpreter.registry import DatabaseRegistry
+from assistants_grpc.tools.code_interpreter.setup import CodeInterpreter, code_interpreter_config
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +110,7 @@ class _Started:
     scheduler: RunScheduler
     signals: PostgresSignals | None
     services: Services
+    code_interpreter: CodeInterpreter
 
 
 class Runtime:
@@ -142,6 +146,11 @@ class Runtime:
         return self._started.scheduler if self._started is not None else None
 
     @property
+    def code_interpreter(self) -> CodeInterpreter | None:
+        """The python tool's sandbox, sessions and executor while started, else None."""
+        return self._started.code_interpreter if self._started is not None else None
+
+    @property
     def started(self) -> bool:
         return self._started is not None
 
@@ -161,6 +170,7 @@ class Runtime:
         storage: FileStorage | None = None
         signals: PostgresSignals | None = None
         router: ModelRouter | None = None
+        code: CodeInterpreter | None = None
         try:
             if settings.migrate_on_start:
                 migrate.upgrade(database)
@@ -222,6 +232,15 @@ class Runtime:
                 send_cancel=signals.send_cancel if signals is not None else None,
             )
             threads = ThreadService(deps, bus, scheduler)
+            code = CodeInterpreter(
+                code_interpreter_config(settings),
+                StorageFiles(storage, database),
+                overrides.clock,
+                replica=owner,
+                registry=DatabaseRegistry(database, overrides.clock),
+            )
+            # DeleteThread ends the thread's kernel session.
+            threads.on_deleted.append(code.end_thread)
             services = Services(
                 assistants=AssistantService(deps),
                 threads=threads,
@@ -231,11 +250,15 @@ class Runtime:
                 ),
                 files=files,
             )
+            # `--code-interpreter required` without a working sandbox: ValueError, exit 2.
+            await code.start()
             if signals is not None:
                 await signals.start(_listener(bus, scheduler))
             await scheduler.start()
             files.start_sweeping(overrides.file_sweep_interval)
         except BaseException:
+            if code is not None:
+                await code.stop()
             if storage is not None:
                 storage.close()
             if signals is not None:
@@ -244,7 +267,9 @@ class Runtime:
                 await router.aclose()
             database.dispose()
             raise
-        self._started = _Started(database, guard, bus, router, scheduler, signals, services)
+        self._started = _Started(
+            database, guard, bus, router, scheduler, signals, services, code
+        )
 
     # --- faces ------------------------------------------------------------------------------
 
@@ -275,6 +300,7 @@ class Runtime:
             *(face.stop(grace) for face in self._faces), started.scheduler.stop(grace)
         )
         self._faces.clear()
+        await started.code_interpreter.stop()
         await started.services.files.stop_sweeping()
         started.services.files.storage.close()
         if started.signals is not None:

@@ -17,6 +17,7 @@ from assistants_grpc.engine.scheduler import RunScheduler
 from assistants_grpc.runtime import Overrides, Runtime
 from assistants_grpc.services.files import FileService
 from assistants_grpc.store.database import Database
+from assistants_grpc.tools.code_interpreter.setup import CodeInterpreter
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,11 @@ class AssistantsServer:
     @property
     def scheduler(self) -> RunScheduler | None:
         return self.runtime.scheduler
+
+    @property
+    def code_interpreter(self) -> CodeInterpreter | None:
+        """The python tool's sandbox, sessions and executor (`code_interpreter.executor`)."""
+        return self.runtime.code_interpreter
 
     @property
     def files(self) -> FileService | None:

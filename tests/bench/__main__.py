@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from tests.bench import prompt, replicas, report, runs, streams, tools, unary
+from tests.bench import code, prompt, replicas, report, runs, streams, tools, unary
 from tests.bench.common import Plan
 from tests.bench.processes import (
     REPO_ROOT,
@@ -36,7 +36,9 @@ from tests.bench.processes import (
     run_event_loop,
 )
 
-SECTIONS: Final = ("unary", "runs", "tools", "streams", "prompt", "postgres", "replicas")
+SECTIONS: Final = (
+    "unary", "runs", "tools", "streams", "prompt", "code", "postgres", "replicas"
+)  # fmt: skip
 _POSTGRES_SECTIONS: Final = ("postgres", "replicas")
 DEFAULT_POSTGRES: Final = "postgresql+psycopg://postgres@127.0.0.1:5432/bench"
 
@@ -161,6 +163,8 @@ class Bench:
                     p.prompt_db_repeats,
                 ),
             )
+        if "code" in self.sections:
+            await self._section("code", service, lambda: code.measure(self.plan))
         children.stop(service)
 
     async def _postgres(self, children: Children, model: Child) -> None:

@@ -139,6 +139,20 @@ TARGETS = (
         "< 20",
         lambda v: v < 20,
     ),
+    Target(
+        "code: first call of a thread (kernel start included), median",
+        ("code", "first_call", "p50_ms"),
+        "ms",
+        "< 700",
+        lambda v: v < 700,
+    ),
+    Target(
+        "code: a later call's overhead (print(1)), median",
+        ("code", "later_call_print1", "p50_ms"),
+        "ms",
+        "< 15",
+        lambda v: v < 15,
+    ),
 )
 
 

@@ -6,6 +6,7 @@ threads."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from sqlalchemy import Connection, bindparam, select
@@ -36,11 +37,17 @@ class TurnStopper(Protocol):
         ...
 
 
+ThreadDeletedHook = Callable[[str], Awaitable[None]]
+"""Called with a deleted thread's id after the commit (the code_interpreter ends its session)."""
+
+
 class ThreadService:
     def __init__(self, deps: Dependencies, bus: EventBus, scheduler: TurnStopper) -> None:
         self._deps = deps
         self._bus = bus
         self._scheduler = scheduler
+        # Owners of per-thread state outside the database add theirs here (wiring).
+        self.on_deleted: list[ThreadDeletedHook] = []
 
     def validate_create(
         self, v: check.Violations, request: thread_pb2.CreateThreadRequest | None, prefix: str
@@ -159,7 +166,9 @@ class ThreadService:
         for run_id in run_ids:
             self._bus.forget(run_id)
             self._scheduler.on_deleted(run_id)
+        for hook in self.on_deleted:
+            await hook(thread_id)
         return thread_pb2.DeleteThreadResponse(id=thread_id, deleted=True)
 
 
-__all__ = ["ThreadService", "TurnStopper"]
+__all__ = ["ThreadDeletedHook", "ThreadService", "TurnStopper"]

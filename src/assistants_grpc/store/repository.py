@@ -33,6 +33,7 @@ from assistants_grpc.store.tables import (
     ACTIVE_RUN_STATUSES,
     ApiKeyRow,
     AssistantRow,
+    CodeSessionRow,
     FileContentRow,
     FilePartRow,
     FileRow,
@@ -51,6 +52,7 @@ RUN_STEPS: Table = RunStepRow.__table__  # type: ignore[attr-defined]
 RUN_EVENTS: Table = RunEventRow.__table__  # type: ignore[attr-defined]
 API_KEYS: Table = ApiKeyRow.__table__  # type: ignore[attr-defined]
 FILES: Table = FileRow.__table__  # type: ignore[attr-defined]
+CODE_SESSIONS: Table = CodeSessionRow.__table__  # type: ignore[attr-defined]
 FILE_CONTENTS: Table = FileContentRow.__table__  # type: ignore[attr-defined]
 FILE_PARTS: Table = FilePartRow.__table__  # type: ignore[attr-defined]
 
@@ -190,6 +192,7 @@ def thread_exists(connection: Connection, thread_id: str, *, project: str) -> bo
 __all__ = [
     "API_KEYS",
     "ASSISTANTS",
+    "CODE_SESSIONS",
     "FILES",
     "FILE_CONTENTS",
     "FILE_PARTS",

@@ -266,11 +266,28 @@ class FilePartRow(SQLModel, table=True):
     data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
+class CodeSessionRow(SQLModel, table=True):
+    """Which replica holds a thread's code_interpreter session (kernels are local to one). A
+    replica that gets a call for the thread while another holds it starts a kernel of its own
+    and takes the row over; the old holder stops its kernel when it sees the row is not its."""
+
+    __tablename__ = "code_sessions"
+
+    thread_id: str = Field(primary_key=True, max_length=64)
+    replica: str = Field(max_length=128)
+    session_id: str = Field(max_length=64)
+    started_at: int
+    # Why the session ended (idle, max age, evicted...), for the next call's reset note; None
+    # while it lives.
+    ended_reason: str | None = None
+
+
 __all__ = [
     "ACTIVE_RUN_STATUSES",
     "DEFAULT_PROJECT",
     "ApiKeyRow",
     "AssistantRow",
+    "CodeSessionRow",
     "FileContentRow",
     "FilePartRow",
     "FileRow",

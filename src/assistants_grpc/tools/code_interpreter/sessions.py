@@ -1,0 +1,339 @@
+"""Code sessions: one kernel per thread, kept between calls and runs, ended by rule.
+
+- A thread's kernel keeps its variables between calls and between runs of the thread. It ends
+  after `idle_seconds` without a call or `max_age_seconds` after it started (the injected
+  clock; checked at every call and by `sweep`, which the server runs periodically), when its
+  kernel dies, when DeleteThread calls `end_thread`, or when it is evicted to make room.
+- At most `max_sessions` live at once. A new one past the cap evicts the least recently used
+  idle one; when every one is executing, the call is told `SessionsBusyError` at once rather
+  than queued behind code that may run for minutes.
+- A call that finds its thread's earlier session gone gets a fresh kernel and a reset note in
+  the words models are trained on ("Code execution state reset."), with the reason.
+- Several replicas: the registry (`registry.py`, one row per thread) says which replica holds
+  a thread's session. A call landing elsewhere starts a fresh kernel there and takes the row
+  over; the old holder notices at its next `sweep` (or its next call for the thread) that the
+  row is no longer its own and stops its kernel. A dead replica's row is simply taken over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from assistants_grpc.clock import Clock
+from assistants_grpc.tools.code_interpreter.kernel import KernelClient
+from assistants_grpc.tools.code_interpreter.sandbox import Sandbox, SandboxedKernel
+
+log = logging.getLogger(__name__)
+
+RESET_NOTE = "Code execution state reset."
+
+
+class SessionsBusyError(Exception):
+    """Every session is executing and the cap is reached."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A thread's session as the registry knows it."""
+
+    replica: str
+    session_id: str
+    ended_reason: str | None = None
+
+
+class SessionRegistry(Protocol):
+    """Where a thread's session lives, shared by the replicas."""
+
+    async def begin(self, thread_id: str, replica: str, session_id: str) -> SessionRecord | None:
+        """Record a new session of the thread here; the record it replaces, if any."""
+        ...
+
+    async def end(self, thread_id: str, session_id: str, reason: str) -> None:
+        """The session ended (if the record is still this session's)."""
+        ...
+
+    async def not_held(self, replica: str, sessions: dict[str, str]) -> set[str]:
+        """Of `sessions` (thread id -> session id held here), the threads whose record now
+        names another session (taken over elsewhere) or none (the thread was deleted)."""
+        ...
+
+    async def forget(self, thread_id: str) -> None: ...
+
+
+class MemoryRegistry:
+    """A registry for one process (tests, and the server without a shared database)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, SessionRecord] = {}
+
+    async def begin(self, thread_id: str, replica: str, session_id: str) -> SessionRecord | None:
+        previous = self.records.get(thread_id)
+        self.records[thread_id] = SessionRecord(replica, session_id)
+        return previous
+
+    async def end(self, thread_id: str, session_id: str, reason: str) -> None:
+        record = self.records.get(thread_id)
+        if record is not None and record.session_id == session_id:
+            self.records[thread_id] = SessionRecord(record.replica, session_id, reason)
+
+    async def not_held(self, replica: str, sessions: dict[str, str]) -> set[str]:
+        return {
+            thread_id
+            for thread_id, session_id in sessions.items()
+            if (record := self.records.get(thread_id)) is None or record.session_id != session_id
+        }
+
+    async def forget(self, thread_id: str) -> None:
+        self.records.pop(thread_id, None)
+
+
+@dataclass
+class CodeSession:
+    """A thread's live kernel and what the server knows about its /mnt/data."""
+
+    thread_id: str
+    session_id: str
+    kernel: SandboxedKernel
+    client: KernelClient
+    started_at: float
+    last_used: float
+    inputs: set[str] = field(default_factory=set)
+    """Input file ids already copied into /mnt/data."""
+    outputs: dict[str, str] = field(default_factory=dict)
+    """Path under /mnt/data -> id of the File made of what the code wrote there."""
+    seen: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    """Path -> (size, mtime, inode) at the last look, to find what a call wrote."""
+    reset_note: str | None = None
+    """Said in the output of the session's first call, when an earlier session was lost."""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    executing: int = 0
+    ended: bool = False
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    idle_seconds: float = 20 * 60
+    max_age_seconds: float = 60 * 60
+    max_sessions: int = 32
+    start_timeout: float = 30.0
+
+
+def _minutes(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes:g} minute{'s' if minutes != 1 else ''}"
+
+
+class SessionManager:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        clock: Clock,
+        *,
+        replica: str,
+        settings: SessionSettings | None = None,
+        registry: SessionRegistry | None = None,
+        client_factory: Callable[[SandboxedKernel], KernelClient] | None = None,
+    ) -> None:
+        self._sandbox = sandbox
+        self._clock = clock
+        self.replica = replica
+        self.settings = settings or SessionSettings()
+        self.registry: SessionRegistry = registry or MemoryRegistry()
+        self._client_factory = client_factory or (lambda k: KernelClient(k.urls, k.key))
+        self._sessions: OrderedDict[str, CodeSession] = OrderedDict()
+        self._starting = 0
+        self._thread_locks: dict[str, asyncio.Lock] = {}
+        self._closed = False
+
+    @property
+    def live(self) -> int:
+        return len(self._sessions)
+
+    def session_of(self, thread_id: str) -> CodeSession | None:
+        return self._sessions.get(thread_id)
+
+    # --- one call ---------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def use(self, thread_id: str) -> AsyncIterator[CodeSession]:
+        """The thread's session for one execution, started if needed; its lock held, so calls
+        of one thread run one at a time. SessionsBusyError when no kernel can be had."""
+        thread_lock = self._thread_locks.setdefault(thread_id, asyncio.Lock())
+        async with thread_lock:
+            session = await self._current(thread_id)
+        session.executing += 1
+        try:
+            async with session.lock:
+                yield session
+        finally:
+            session.executing -= 1
+            session.last_used = self._clock.now()
+            session.reset_note = None
+
+    async def _current(self, thread_id: str) -> CodeSession:
+        session = self._sessions.get(thread_id)
+        reason: str | None = None
+        if session is not None:
+            reason = self._expired(session)
+            if reason is None and not await self._still_held(session):
+                reason = "it was moved to another server"
+            if reason is not None:
+                await self._end(session, reason)
+            else:
+                self._sessions.move_to_end(thread_id)
+                return session
+        return await self._start(thread_id, reason)
+
+    def _expired(self, session: CodeSession) -> str | None:
+        now = self._clock.now()
+        if session.kernel.exited.done():
+            return "its kernel stopped (it crashed or ran out of memory)"
+        if session.executing:
+            return None
+        if now - session.last_used >= self.settings.idle_seconds:
+            return f"it was idle for more than {_minutes(self.settings.idle_seconds)}"
+        if now - session.started_at >= self.settings.max_age_seconds:
+            return (
+                f"it reached the maximum session age of {_minutes(self.settings.max_age_seconds)}"
+            )
+        return None
+
+    async def _still_held(self, session: CodeSession) -> bool:
+        gone = await self.registry.not_held(self.replica, {session.thread_id: session.session_id})
+        return session.thread_id not in gone
+
+    async def _start(self, thread_id: str, reason: str | None) -> CodeSession:
+        if self._closed:
+            raise SessionsBusyError("the server is shutting down")
+        await self._make_room()
+        self._starting += 1
+        try:
+            kernel = await self._sandbox.start()
+            try:
+                client = self._client_factory(kernel)
+                await client.wait_ready(self.settings.start_timeout)
+            except BaseException:
+                await kernel.kill()
+                raise
+        finally:
+            self._starting -= 1
+        now = self._clock.now()
+        session = CodeSession(
+            thread_id=thread_id,
+            session_id=secrets.token_hex(8),
+            kernel=kernel,
+            client=client,
+            started_at=now,
+            last_used=now,
+        )
+        self._sessions[thread_id] = session
+        try:
+            previous = await self.registry.begin(thread_id, self.replica, session.session_id)
+        except BaseException:
+            await self._end(session, "it could not be registered")
+            raise
+        if reason is None and previous is not None:
+            if previous.ended_reason is not None:
+                reason = previous.ended_reason
+            elif previous.replica != self.replica:
+                reason = "it was on another server, which stopped or handed the thread over"
+            else:
+                reason = "the server restarted"
+        if reason is not None:
+            session.reset_note = (
+                f"{RESET_NOTE} The previous session ended because {reason}: variables, imports "
+                "and files it wrote are gone (input files are in /mnt/data again). Re-run any "
+                "code the next steps depend on."
+            )
+        log.info("code session of %s started (%s)", thread_id, kernel.description)
+        return session
+
+    async def _make_room(self) -> None:
+        cap = min(self.settings.max_sessions, self._sandbox.capacity)
+        while len(self._sessions) + self._starting >= cap:
+            victim = next(
+                (s for s in self._sessions.values() if not s.executing and not s.lock.locked()),
+                None,
+            )
+            if victim is None:
+                raise SessionsBusyError(
+                    f"all {cap} code sessions are executing code; try again in a moment"
+                )
+            await self._end(victim, "it was the least recently used one when room was needed")
+
+    # --- ending -----------------------------------------------------------------------------
+
+    async def _end(self, session: CodeSession, reason: str) -> None:
+        if session.ended:
+            return
+        session.ended = True
+        if self._sessions.get(session.thread_id) is session:
+            del self._sessions[session.thread_id]
+        log.info("code session of %s ended: %s", session.thread_id, reason)
+        session.client.close()
+        await session.kernel.kill()
+        with contextlib.suppress(Exception):
+            await self.registry.end(session.thread_id, session.session_id, reason)
+
+    async def end_thread(self, thread_id: str) -> None:
+        """DeleteThread: the thread's kernel stops (here) and its record goes (everywhere:
+        a replica holding it stops it at its next sweep)."""
+        session = self._sessions.get(thread_id)
+        if session is not None:
+            session.ended = True
+            self._sessions.pop(thread_id, None)
+            session.client.close()
+            await session.kernel.kill()
+        self._thread_locks.pop(thread_id, None)
+        await self.registry.forget(thread_id)
+
+    async def kill_session(self, session: CodeSession, reason: str) -> None:
+        """Stop a session now (a call's code would not stop); the next call starts afresh."""
+        await self._end(session, reason)
+
+    async def sweep(self) -> int:
+        """End expired sessions and those another replica took over; how many ended."""
+        ended = 0
+        for session in list(self._sessions.values()):
+            reason = self._expired(session)
+            if reason is not None:
+                await self._end(session, reason)
+                ended += 1
+        held = {s.thread_id: s.session_id for s in self._sessions.values() if not s.executing}
+        if held:
+            for thread_id in await self.registry.not_held(self.replica, held):
+                moved = self._sessions.get(thread_id)
+                if moved is not None and not moved.executing:
+                    # Not registered again: the record is someone else's now (or gone).
+                    moved.ended = True
+                    del self._sessions[thread_id]
+                    log.info("code session of %s ended: held elsewhere now", thread_id)
+                    moved.client.close()
+                    await moved.kernel.kill()
+                    ended += 1
+        return ended
+
+    async def close(self) -> None:
+        """Shutdown: every kernel stops."""
+        self._closed = True
+        for session in list(self._sessions.values()):
+            await self._end(session, "the server stopped")
+
+
+__all__ = [
+    "RESET_NOTE",
+    "CodeSession",
+    "MemoryRegistry",
+    "SessionManager",
+    "SessionRecord",
+    "SessionRegistry",
+    "SessionSettings",
+    "SessionsBusyError",
+]

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from assistants_grpc.contract.openai_json import render
-from assistants_grpc.contract.pb import common_pb2, message_pb2, run_pb2
+from assistants_grpc.contract.pb import message_pb2, run_pb2
 from assistants_grpc.fake_model import FakeModelServer, TextReply, ToolCallsReply
 from assistants_grpc.services.messages import content_tokens
 from assistants_grpc.store import migrate
@@ -283,7 +283,7 @@ def test_children_of_refused_or_foreign_parents_are_refused(
         fx.as_json(fx.user_message("a", "hi", fx.T)),  # 2: its thread was refused
         fx.as_json(fx.user_message("b", "hi", fx.T, thread_id=theirs)),  # 3: another project's
     ]
-    summary, problems = fx.run_import(database_url, fx.write_jsonl(tmp_path / "c.jsonl", lines))
+    _, problems = fx.run_import(database_url, fx.write_jsonl(tmp_path / "c.jsonl", lines))
     path = tmp_path / "c.jsonl"
     assert problems == [
         f"{path}:1: metadata.k: value longer than 512 characters.",
@@ -294,7 +294,7 @@ def test_children_of_refused_or_foreign_parents_are_refused(
     good = [fx.as_json(o) for o in (fx.thread(), fx.thread(theirs + "x"), fx.done_run(fx.T))]
     fx.run_import(database_url, fx.write_jsonl(tmp_path / "g.jsonl", good))
     step = fx.as_json(fx.tool_step(fx.T)) | {"thread_id": theirs + "x"}
-    summary, problems = fx.run_import(database_url, fx.write_jsonl(path, [step]))
+    _, problems = fx.run_import(database_url, fx.write_jsonl(path, [step]))
     assert problems == [
         f"{path}:1: thread_id: {fx.DONE_RUN} is in thread {fx.THREAD}, not in {theirs}x"
     ]
@@ -340,7 +340,7 @@ async def test_export_then_import_gives_back_the_same_objects(
             "assistant_id": assistant.id,
             "created_at": int(running.clock.now()),
         }
-        summary, problems = fx.run_import(
+        _, problems = fx.run_import(
             database_url, fx.write_jsonl(tmp_path / "answer.jsonl", [annotated])
         )
         assert problems == []

@@ -266,7 +266,8 @@ def tool_step(created_at: int) -> RunStep:
                         "id": oid("call_", "python"),
                         "type": "code_interpreter",
                         "code_interpreter": {
-                            "input": "import pandas as pd\npd.read_csv('/mnt/data/data.csv').mean()",
+                            "input": "import pandas as pd\n"
+                            "pd.read_csv('/mnt/data/data.csv').mean()",
                             "outputs": [
                                 {"type": "logs", "logs": "x    4.2\ndtype: float64"},
                                 {"type": "image", "image": {"file_id": oid("file-", "plot")}},

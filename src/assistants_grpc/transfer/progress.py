@@ -31,7 +31,7 @@ class Progress:
         self._done = 0
         self._extra = ""
         self._began = time.monotonic()
-        self._shown_at = 0.0
+        self._shown_at = float("-inf")
         self._bar_shown = False
         self._last = ""
 
@@ -40,7 +40,7 @@ class Progress:
         self._phase, self._total, self._unit = name, total, unit
         self._done, self._extra = 0, ""
         self._began = time.monotonic()
-        self._shown_at = 0.0
+        self._shown_at = float("-inf")
 
     def advance(self, done: int, extra: str = "") -> None:
         """`done` units so far in this phase; `extra` is shown after the count."""

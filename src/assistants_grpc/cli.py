@@ -1,4 +1,4 @@
-"""`assistants-grpc serve | migrate | keys | fake-model`.
+"""`assistants-grpc serve | migrate | keys | import | export | fake-model`.
 
 Flags override `ASSISTANTS_*` environment variables, which override the defaults.
 """
@@ -16,6 +16,7 @@ from typing import Any
 
 from assistants_grpc.auth import keys_cli
 from assistants_grpc.config import Settings
+from assistants_grpc.transfer import cli as transfer_cli
 
 log = logging.getLogger("assistants_grpc")
 
@@ -65,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--log-level")
 
     keys_cli.add_parser(commands)
+    transfer_cli.add_parsers(commands)
 
     fake = commands.add_parser("fake-model", help="run a scripted OpenAI-compatible model server")
     fake.add_argument("--host", default="127.0.0.1")
@@ -172,8 +174,8 @@ def _run(main: Coroutine[Any, Any, int]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "keys":
-        # Only the settings `keys` shares with `serve`; the rest are its own arguments.
+    if args.command in ("keys", "import", "export"):
+        # Only the settings these share with `serve`; the rest are their own arguments.
         shared = {"database_url": args.database_url, "log_level": args.log_level}
         try:
             key_settings = Settings.load(shared)
@@ -181,7 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"assistants-grpc: {error}", file=sys.stderr)
             return 2
         _configure_logging(key_settings.log_level)
-        return keys_cli.run(args, key_settings.database_url)
+        if args.command == "keys":
+            return keys_cli.run(args, key_settings.database_url)
+        return transfer_cli.run(args, key_settings.database_url)
     overrides = {k: v for k, v in vars(args).items() if k != "command"}
     if args.command == "fake-model":
         from assistants_grpc.fake_model import main as fake_main

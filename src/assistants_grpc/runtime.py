@@ -267,9 +267,7 @@ class Runtime:
                 await router.aclose()
             database.dispose()
             raise
-        self._started = _Started(
-            database, guard, bus, router, scheduler, signals, services, code
-        )
+        self._started = _Started(database, guard, bus, router, scheduler, signals, services, code)
 
     # --- faces ------------------------------------------------------------------------------
 

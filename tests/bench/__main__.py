@@ -10,6 +10,7 @@ end, however the benchmark ends.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import datetime
 import os
@@ -25,7 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from tests.bench import code, prompt, replicas, report, runs, streams, tools, unary
+from tests.bench import code, prompt, replicas, report, runs, streams, tools, transfer, unary
 from tests.bench.common import Plan
 from tests.bench.processes import (
     REPO_ROOT,
@@ -37,9 +38,11 @@ from tests.bench.processes import (
 )
 
 SECTIONS: Final = (
-    "unary", "runs", "tools", "streams", "prompt", "code", "postgres", "replicas"
+    "unary", "runs", "tools", "streams", "prompt", "code", "postgres", "replicas", "import"
 )  # fmt: skip
 _POSTGRES_SECTIONS: Final = ("postgres", "replicas")
+# Sections that start their own processes and need no service.
+_STANDALONE: Final = ("import",)
 DEFAULT_POSTGRES: Final = "postgresql+psycopg://postgres@127.0.0.1:5432/bench"
 
 
@@ -113,10 +116,34 @@ class Bench:
         self.pids = children.pids
         model = children.start_model_server()
         print(f"bench: model server pid {model.pid} port {model.port}", flush=True)
-        if any(name not in _POSTGRES_SECTIONS for name in self.sections):
+        if any(name not in (*_POSTGRES_SECTIONS, *_STANDALONE) for name in self.sections):
             await self._sqlite(children, model, tmp)
         if any(name in _POSTGRES_SECTIONS for name in self.sections):
             await self._postgres(children, model)
+        if "import" in self.sections:
+            await self._import(tmp)
+
+    async def _import(self, tmp: Path) -> None:
+        """`import` and `export` commands, each its own process, on SQLite then PostgreSQL."""
+        print("bench: import…", flush=True)
+        began = time.monotonic()
+        meter = CpuMeter(self.pids)
+        meter.start()
+        url = None if self.args.no_postgres else self.args.postgres_url
+        try:
+            self.results["import"] = await asyncio.to_thread(
+                transfer.measure,
+                tmp,
+                self.plan.import_threads,
+                url,
+                lambda: _reset_postgres(self.args.postgres_url),
+            )
+        except Exception as error:
+            traceback.print_exc()
+            self.errors["import"] = _one_line(error)
+        finally:
+            self.cpu["import"] = meter.stop()
+        print(f"bench: import done in {time.monotonic() - began:.1f} s", flush=True)
 
     async def _sqlite(self, children: Children, model: Child, tmp: Path) -> None:
         sqlite_url = f"sqlite:///{tmp / 'bench.db'}"

@@ -213,6 +213,7 @@ class Plan:
     prompt_messages: int
     prompt_repeats: int
     prompt_db_repeats: int
+    import_threads: int  # threads of 10 messages in the "import" section's dump
 
     @classmethod
     def default(cls) -> Plan:
@@ -233,6 +234,7 @@ class Plan:
             prompt_messages=10_000,
             prompt_repeats=30,
             prompt_db_repeats=5,
+            import_threads=10_000,
         )
 
     @classmethod
@@ -254,6 +256,7 @@ class Plan:
             prompt_messages=10_000,
             prompt_repeats=10,
             prompt_db_repeats=2,
+            import_threads=2_000,
         )
 
 

@@ -243,6 +243,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += _prompt(s["prompt"])
     if "replicas" in s:
         lines += _replicas(s["replicas"])
+    if "import" in s:
+        lines += _import(s["import"])
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -548,6 +550,38 @@ def _prompt(p: dict[str, Any]) -> list[str]:
         ["load_turn_context + build_prompt", d["repeats"], d["load_and_build_ms_p50"]],
     ]
     return lines + _table(["", "repeats", "median ms"], rows)
+
+
+def _import(r: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Import and export",
+        "",
+        f"`assistants-grpc import` of a JSON Lines dump of {r['threads']:,} threads of "
+        f"{r['messages_per_thread']} messages ({r['dump_mb']} MB) into an empty database, the "
+        "same import again (everything unchanged), then `export` of it all. Each command is its "
+        "own process, timed from start to exit (interpreter, migrations and tokenizer included).",
+        "",
+    ]
+    rows = []
+    for name, label in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
+        b = r.get(name)
+        if b is None:
+            continue
+        if "skipped" in b:
+            rows.append([label, b["skipped"], "-", "-", "-", "-"])
+            continue
+        rows.append(
+            [
+                label,
+                b["objects_per_s"],
+                b["import_seconds"],
+                b["peak_rss_mb"],
+                b["reimport_objects_per_s"],
+                b["export_objects_per_s"],
+            ]
+        )
+    header = ["", "import objects/s", "import s", "peak RSS MB", "re-import objects/s"]
+    return lines + _table([*header, "export objects/s"], rows)
 
 
 def write(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:

@@ -1267,3 +1267,35 @@ def test_sdk_reads_the_sse_stream() -> None:
     snapshot = stream.current_message_snapshot
     assert snapshot is not None and first_text(snapshot) == "Hello"
     client.close()
+
+
+# --- what dumps of the hosted API hold -----------------------------------------------------------
+
+
+def test_object_form_of_tool_resources_has_no_vector_stores_key() -> None:
+    """The create form's `vector_stores` is left out when empty: an assistant OpenAI returned
+    renders back with exactly its keys (CONTRACT §2)."""
+    resources = {
+        "code_interpreter": {"file_ids": ["file-1"]},
+        "file_search": {"vector_store_ids": ["vs_1"]},
+    }
+    parsed = parse(resources, common_pb2.ToolResources)
+    assert render(parsed) == resources
+    create_form = {
+        "file_search": {"vector_store_ids": [], "vector_stores": [{"file_ids": ["file-1"]}]}
+    }
+    rendered = render(parse(create_form, common_pb2.ToolResources))
+    assert rendered["file_search"]["vector_stores"][0]["file_ids"] == ["file-1"]
+
+
+def test_a_runs_tool_resources_is_read_and_ignored() -> None:
+    """Real Run responses carry `tool_resources`, which neither the schema nor the SDK has
+    (CONTRACT §6); an SDK dump keeps it. Anything else unknown is still refused."""
+    data = render(requires_action_run()) | {
+        "tool_resources": {"code_interpreter": {"file_ids": []}}
+    }
+    assert render(parse(data, run_pb2.Run)) == render(requires_action_run())
+    with pytest.raises(OpenAIJSONError, match="tool_resourcez: unknown key"):
+        parse(render(requires_action_run()) | {"tool_resourcez": {}}, run_pb2.Run)
+    with pytest.raises(OpenAIJSONError, match="tool_resources: unknown key"):
+        parse({"tool_resources": {}}, message_pb2.Message)

@@ -126,6 +126,18 @@ _CONSTANT_KEYS: Final[dict[str, dict[str, Any]]] = {
     "assistants.v1.File": {"status": "processed", "status_details": None},
 }
 
+# (h) Full objects leave these lists out when they are empty: the create form of tool_resources
+# adds `file_search.vector_stores`, which the object form does not have (CONTRACT §2), and one
+# proto message serves both forms. An OpenAI object renders back without the key it never had.
+_OMITTED_WHEN_EMPTY: Final = frozenset({"assistants.v1.FileSearchResources.vector_stores"})
+
+# (i) Parsing only: keys OpenAI sends that the proto does not keep, skipped instead of refused as
+# unknown. A Run's `tool_resources` is in real responses but neither in the schema nor the SDK,
+# and "clients must ignore it" (CONTRACT §6); dumps made with the SDK keep it (extra="allow").
+_IGNORED_ON_PARSE: Final[dict[str, frozenset[str]]] = {
+    "assistants.v1.Run": frozenset({"tool_resources"}),
+}
+
 # ------------------------------------------------------------------------------------------------
 
 _FULL: Final = 0
@@ -272,6 +284,7 @@ class _Plan:
         "delta",
         "fixups",
         "full_name",
+        "ignored",
         "null_when_present",
         "pure_union",
         "template",
@@ -292,6 +305,7 @@ class _Plan:
         # or replaced with fill().
         self.fixups: tuple[tuple[str, Callable[[], Any] | None], ...] = ()
         self.null_when_present: tuple[str, str] | None = None
+        self.ignored: frozenset[str] = frozenset()  # special case (i)
         self.union: str | None = None  # name of the real oneof, if any
         self.union_cases: dict[str, _Field] = {}
         self.pure_union = False  # every field is a case of the union
@@ -355,6 +369,7 @@ def _build(descriptor: Descriptor, mode: int, building: dict[str, _Plan]) -> _Pl
     if plan is not None:  # built before, or being built higher up (a recursive type)
         return plan
     plan = building[name] = _Plan(name, mode)
+    plan.ignored = _IGNORED_ON_PARSE.get(name, frozenset())
 
     unions = [o for o in descriptor.oneofs if not _is_synthetic(o)]
     if len(unions) > 1:
@@ -388,12 +403,13 @@ def _build(descriptor: Descriptor, mode: int, building: dict[str, _Plan]) -> _Pl
     elif any(f.bare for f in fields):
         raise TypeError(f"{name}: a bare case outside a oneof")
 
-    _fill_template(plan, [f for f in fields if not f.in_union], union is not None)
+    omitted = {fd.name for fd in descriptor.fields if fd.full_name in _OMITTED_WHEN_EMPTY}
+    _fill_template(plan, [f for f in fields if not f.in_union], union is not None, omitted)
     plan.null_when_present = _DELTA_NULL_WHEN_PRESENT.get(name) if plan.delta else None
     return plan
 
 
-def _fill_template(plan: _Plan, fields: list[_Field], has_union: bool) -> None:
+def _fill_template(plan: _Plan, fields: list[_Field], has_union: bool, omitted: set[str]) -> None:
     keys: list[tuple[str, Any]] = []
     containers: list[tuple[str, type[list[Any]] | type[dict[str, Any]]]] = []
     fixups: list[tuple[str, Callable[[], Any] | None]] = []
@@ -409,7 +425,10 @@ def _fill_template(plan: _Plan, fields: list[_Field], has_union: bool) -> None:
             elif field.kind in _SCALAR_DEFAULTS:
                 keys.append((field.name, _SCALAR_DEFAULTS[field.kind]))
             continue
-        if field.repeated:
+        if field.name in omitted:
+            keys.append((field.name, _PLACEHOLDER))
+            fixups.append((field.name, None))
+        elif field.repeated:
             keys.append((field.name, None))
             containers.append((field.name, dict if field.is_map else list))
         elif field.optional or field.kind in (_ENUM, _MESSAGE, _STRUCT, _VALUE, _LIST_VALUE):
@@ -730,6 +749,8 @@ def _parse_into(message: Message, data: Any, plan: _Plan, path: str) -> None:
         if field is None:
             if key == "type" and plan.union is not None:
                 continue  # read with the case below
+            if key in plan.ignored:
+                continue
             raise OpenAIJSONError(_join(path, key), "unknown key")
         if field.in_union or value is None:
             continue

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, RowMapping, false
 
 from assistants_grpc.contract.pb import message_pb2
 from assistants_grpc.engine.prompt import IMAGE_TOKENS
-from assistants_grpc.engine.tokens import COUNTING_MODEL
+from assistants_grpc.engine.tokens import COUNTING_MODEL, TokenCounter
 from assistants_grpc.services import validation as check
 from assistants_grpc.services.deps import Dependencies
 from assistants_grpc.services.errors import FailedPreconditionError, NotFoundError
@@ -43,6 +43,12 @@ async def count_tokens(deps: Dependencies, content: Sequence[message_pb2.Message
     """The tokens a message's content costs; a long text is counted off the event loop."""
     tokens = await deps.tokens.count_text_off_loop(COUNTING_MODEL, message_text(content))
     return tokens + _image_tokens(content)
+
+
+def content_tokens(counter: TokenCounter, content: Sequence[message_pb2.MessageContent]) -> int:
+    """`count_tokens`, for a caller without an event loop (the importer): the same count, so
+    an imported thread truncates like one written through the API."""
+    return counter.count_text(COUNTING_MODEL, message_text(content)) + _image_tokens(content)
 
 
 def _content(inputs: Sequence[message_pb2.MessageContentInput]) -> list[message_pb2.MessageContent]:
@@ -231,6 +237,7 @@ __all__ = [
     "MessageItem",
     "MessageService",
     "check_message_inputs",
+    "content_tokens",
     "count_tokens",
     "ensure_no_active_run",
     "insert_messages",

@@ -8,7 +8,7 @@ machine a prebuilt Core statement costs about a third of an ORM round trip.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -22,6 +22,7 @@ from sqlalchemy import (
     Update,
     bindparam,
     delete,
+    func,
     insert,
     literal_column,
     select,
@@ -88,6 +89,19 @@ def insert_row(connection: Connection, table: Table, values: dict[str, Any]) -> 
 def insert_rows(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         connection.execute(_insert(table), list(rows))
+
+
+@functools.cache
+def _select_by_ids(table: Table) -> Select[Any]:
+    return select(table).where(table.c.id.in_(bindparam("_ids", expanding=True)))
+
+
+def rows_by_ids(connection: Connection, table: Table, ids: Sequence[str]) -> list[RowMapping]:
+    """The rows of `table` with these ids (any project), in no particular order: a batch
+    writer's one look-up for a whole batch instead of one query per object."""
+    if not ids:
+        return []
+    return list(connection.execute(_select_by_ids(table), {"_ids": list(ids)}).mappings())
 
 
 def update_by_id(
@@ -160,6 +174,26 @@ def lock_thread_for_write(
     return (False, None) if row is None else (True, row.active_run)
 
 
+_LOCK_THREADS_FOR_WRITE = (
+    select(THREADS.c.id, THREADS.c.project, _ACTIVE_RUN_OF_THREAD.label("active_run"))
+    .where(THREADS.c.id.in_(bindparam("_ids", expanding=True)))
+    .order_by(THREADS.c.id)
+    .with_for_update(of=THREADS)
+)
+
+
+def lock_threads_for_write(
+    connection: Connection, thread_ids: Sequence[str]
+) -> dict[str, tuple[str, str | None]]:
+    """`lock_thread_for_write` for many threads of any project at once (in id order, so two
+    such writers never wait on each other in a circle): each found thread's project and the id
+    of the run holding it, if any."""
+    if not thread_ids:
+        return {}
+    rows = connection.execute(_LOCK_THREADS_FOR_WRITE, {"_ids": sorted(set(thread_ids))})
+    return {row.id: (row.project, row.active_run) for row in rows}
+
+
 def active_run_id(connection: Connection, thread_id: str) -> str | None:
     query = select(RUNS.c.id).where(
         RUNS.c.thread_id == thread_id, run_status_in(ACTIVE_RUN_STATUSES)
@@ -173,6 +207,33 @@ def delete_thread_cascade(connection: Connection, thread_id: str) -> None:
     for table in (RUN_EVENTS, RUN_STEPS, RUNS, MESSAGES):
         connection.execute(delete(table).where(table.c.thread_id == thread_id))
     delete_by_id(connection, THREADS, thread_id)
+
+
+def delete_run_events(connection: Connection, run_id: str) -> None:
+    """A run's whole event log (a run written over by an import gets a new one)."""
+    connection.execute(delete(RUN_EVENTS).where(RUN_EVENTS.c.run_id == run_id))
+
+
+# --- reading everything (export) ---------------------------------------------------------
+
+
+def stream_rows(
+    connection: Connection,
+    table: Table,
+    conditions: Sequence[ColumnElement[bool]],
+    *,
+    batch: int = 1000,
+) -> Iterator[RowMapping]:
+    """The rows matching `conditions` in insertion order, fetched `batch` at a time (a
+    server-side cursor on PostgreSQL), so a table larger than memory can be walked."""
+    query = select(table).where(*conditions).order_by(table.c.pk)
+    result = connection.execution_options(yield_per=batch).execute(query)
+    yield from result.mappings()
+
+
+def max_pk(connection: Connection, table: Table) -> int:
+    """The highest `pk` so far (0 when empty): rows above it were written after this look."""
+    return int(connection.execute(select(func.coalesce(func.max(table.c.pk), 0))).scalar_one())
 
 
 # --- messages -----------------------------------------------------------------------------
@@ -204,6 +265,7 @@ __all__ = [
     "UnknownCursorError",
     "active_run_id",
     "delete_by_id",
+    "delete_run_events",
     "delete_thread_cascade",
     "fetch_page",
     "get_by_id",
@@ -213,7 +275,11 @@ __all__ = [
     "insert_row",
     "insert_rows",
     "lock_thread_for_write",
+    "lock_threads_for_write",
+    "max_pk",
+    "rows_by_ids",
     "run_status_in",
+    "stream_rows",
     "thread_exists",
     "update_by_id",
 ]

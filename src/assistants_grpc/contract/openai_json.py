@@ -65,6 +65,14 @@ _OBJECT_TYPES: Final[dict[str, str]] = {
     "assistants.v1.DeleteAssistantResponse": "assistant.deleted",
     "assistants.v1.DeleteThreadResponse": "thread.deleted",
     "assistants.v1.DeleteMessageResponse": "thread.message.deleted",
+    "assistants.v1.VectorStore": "vector_store",
+    "assistants.v1.VectorStoreFile": "vector_store.file",
+    "assistants.v1.VectorStoreFileBatch": "vector_store.files_batch",
+    "assistants.v1.DeleteVectorStoreResponse": "vector_store.deleted",
+    "assistants.v1.DeleteVectorStoreFileResponse": "vector_store.file.deleted",
+    # Search results and file content are pages of their own kinds, not `list` pages.
+    "assistants.v1.SearchVectorStoreResponse": "vector_store.search_results.page",
+    "assistants.v1.GetVectorStoreFileContentResponse": "vector_store.file_content.page",
 }
 # Every `List*Response` is a page, `{object: "list", data, first_id, last_id, has_more}` (CONTRACT
 # §1 "List"), so pages added later need no entry above; `object` comes first there.

@@ -10,6 +10,8 @@ from assistants_grpc_client._gen.assistants.v1 import (
     run_pb2_grpc,
     thread_pb2,
     thread_pb2_grpc,
+    vector_store_pb2,
+    vector_store_pb2_grpc,
 )
 
 __all__ = [
@@ -22,4 +24,6 @@ __all__ = [
     "run_pb2_grpc",
     "thread_pb2",
     "thread_pb2_grpc",
+    "vector_store_pb2",
+    "vector_store_pb2_grpc",
 ]

@@ -288,7 +288,11 @@ class VectorStoreChunkRow(SQLModel, table=True):
     column with a GIN index on PostgreSQL."""
 
     __tablename__ = "vector_store_chunks"
-    __table_args__ = (Index("ix_vector_store_chunks_store_file", "vector_store_id", "file_id"),)
+    # One chunk per position of a file: a replica that took a file over can never add its
+    # chunks twice.
+    __table_args__ = (
+        Index("uq_vector_store_chunks_file_seq", "vector_store_id", "file_id", "seq", unique=True),
+    )
 
     pk: int | None = Field(default=None, primary_key=True)
     vector_store_id: str = Field(max_length=64)

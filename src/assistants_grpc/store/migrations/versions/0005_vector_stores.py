@@ -139,7 +139,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("vector_store_chunks", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_vector_store_chunks_store_file", ["vector_store_id", "file_id"], unique=False
+            "uq_vector_store_chunks_file_seq", ["vector_store_id", "file_id", "seq"], unique=True
         )
 
     dialect = op.get_bind().dialect.name

@@ -17,6 +17,7 @@ PREFIXES = {
     "run": "run_",
     "step": "step_",
     "call": "call_",
+    "file": "file-",  # OpenAI's files alone take a hyphen
 }
 
 IdGenerator = Callable[[str], str]

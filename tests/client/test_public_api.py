@@ -63,6 +63,8 @@ def test_generated_modules_stay_under_v1() -> None:
         "assistant_pb2",
         "assistant_pb2_grpc",
         "common_pb2",
+        "file_pb2",
+        "file_pb2_grpc",
         "message_pb2",
         "message_pb2_grpc",
         "run_pb2",

@@ -63,7 +63,7 @@ def test_downgrade_removes_the_lexical_index(database_url: str) -> None:
         from alembic import command
 
         with database.engine.begin() as connection:
-            command.downgrade(migrate._config(connection), "0003")
+            command.downgrade(migrate._config(connection), "0004")
         with database.engine.connect() as connection:
             names = set(inspect(connection).get_table_names())
         assert not {n for n in names if n.startswith(("vector_store", LEXICAL_INDEX))}

@@ -12,6 +12,7 @@ from assistants_grpc.contract.openai_json import enum_name, enum_value, parse, r
 from assistants_grpc.contract.pb import (
     assistant_pb2,
     common_pb2,
+    file_pb2,
     message_pb2,
     run_pb2,
     thread_pb2,
@@ -151,6 +152,8 @@ def message_values(message: message_pb2.Message) -> dict[str, Any]:
 __all__ = [
     "assistant_from_row",
     "assistant_values",
+    "file_from_row",
+    "file_values",
     "json_or_none",
     "message_from_row",
     "message_values",
@@ -281,3 +284,30 @@ def step_values(step: run_pb2.RunStep) -> dict[str, Any]:
     for field in ("expired_at", "cancelled_at", "failed_at", "completed_at"):
         values[field] = scalar_or_none(step, field)
     return values
+
+
+# --- files --------------------------------------------------------------------------------
+
+
+def file_from_row(row: Row) -> file_pb2.File:
+    file = file_pb2.File(
+        id=row["id"],
+        bytes=row["bytes"],
+        created_at=row["created_at"],
+        filename=row["filename"],
+        purpose=enum_value(file_pb2.FilePurpose, row["purpose"]),
+    )
+    set_optional(file, "expires_at", row["expires_at"])
+    return file
+
+
+def file_values(file: file_pb2.File) -> dict[str, Any]:
+    """Column values of every field of the File object (not its project nor its sha256)."""
+    return {
+        "id": file.id,
+        "bytes": file.bytes,
+        "created_at": file.created_at,
+        "filename": file.filename,
+        "purpose": enum_name(file_pb2.FilePurpose, file.purpose),
+        "expires_at": scalar_or_none(file, "expires_at"),
+    }

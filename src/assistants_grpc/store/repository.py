@@ -33,6 +33,9 @@ from assistants_grpc.store.tables import (
     ACTIVE_RUN_STATUSES,
     ApiKeyRow,
     AssistantRow,
+    FileContentRow,
+    FilePartRow,
+    FileRow,
     MessageRow,
     RunEventRow,
     RunRow,
@@ -47,6 +50,9 @@ RUNS: Table = RunRow.__table__  # type: ignore[attr-defined]
 RUN_STEPS: Table = RunStepRow.__table__  # type: ignore[attr-defined]
 RUN_EVENTS: Table = RunEventRow.__table__  # type: ignore[attr-defined]
 API_KEYS: Table = ApiKeyRow.__table__  # type: ignore[attr-defined]
+FILES: Table = FileRow.__table__  # type: ignore[attr-defined]
+FILE_CONTENTS: Table = FileContentRow.__table__  # type: ignore[attr-defined]
+FILE_PARTS: Table = FilePartRow.__table__  # type: ignore[attr-defined]
 
 
 # Statements are built once per table and executed with parameter dicts: building a statement
@@ -184,6 +190,9 @@ def thread_exists(connection: Connection, thread_id: str, *, project: str) -> bo
 __all__ = [
     "API_KEYS",
     "ASSISTANTS",
+    "FILES",
+    "FILE_CONTENTS",
+    "FILE_PARTS",
     "MESSAGES",
     "RUNS",
     "RUN_EVENTS",

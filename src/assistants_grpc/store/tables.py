@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, text
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, text
 from sqlmodel import Field, SQLModel
 
 # Where everything lives when no API key says otherwise (auth off, or rows written before 0002).
@@ -201,6 +201,54 @@ class ApiKeyRow(SQLModel, table=True):
     revoked_at: int | None = None
 
 
+class FileRow(SQLModel, table=True):
+    """A File: what the API shows of it, and the sha256 naming its content (`FileContentRow`)."""
+
+    __tablename__ = "files"
+    __table_args__ = (
+        Index("ix_files_project_pk", "project", "pk"),
+        # The sweep finds expired files without reading the others.
+        Index("ix_files_expires_at", "expires_at"),
+    )
+
+    pk: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True, max_length=64)
+    project: str = Field(max_length=64)
+    created_at: int
+    filename: str = Field(max_length=255)
+    # Big: --max-file-bytes may be set past 2 GiB, and a project's sum is taken over this.
+    bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # The OpenAI string ("assistants", "assistants_output", "vision", "user_data").
+    purpose: str = Field(max_length=32)
+    expires_at: int | None = None
+    sha256: str = Field(max_length=64)
+
+
+class FileContentRow(SQLModel, table=True):
+    """One stored content, shared by every File whose bytes are identical: `refs` counts them,
+    and the content goes when the last one does. The row is also the lock that serialises an
+    upload of the same bytes with the deletion of their last File."""
+
+    __tablename__ = "file_contents"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+    refs: int
+    created_at: int
+
+
+class FilePartRow(SQLModel, table=True):
+    """A bounded part of a content kept in the database (PostgreSQL, where every replica must
+    serve every file): part `seq` of the content named by `sha256`, 1 MiB each but the last."""
+
+    __tablename__ = "file_parts"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    seq: int = Field(primary_key=True)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+
 class VectorStoreRow(SQLModel, table=True):
     """A vector store. Its status and file counts are not stored: they are counted from its
     files when read, so no path can leave them wrong."""
@@ -321,6 +369,9 @@ __all__ = [
     "LEXICAL_INDEX",
     "ApiKeyRow",
     "AssistantRow",
+    "FileContentRow",
+    "FilePartRow",
+    "FileRow",
     "MessageRow",
     "RunEventRow",
     "RunRow",

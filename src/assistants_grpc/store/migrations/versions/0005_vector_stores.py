@@ -3,7 +3,7 @@ index of the dialect: an FTS5 table kept in step by triggers on SQLite, a genera
 column with a GIN index on PostgreSQL.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-01 09:00:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

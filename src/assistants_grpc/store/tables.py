@@ -24,6 +24,18 @@ DEFAULT_PROJECT = "default"
 ACTIVE_RUN_STATUSES = ("queued", "in_progress", "requires_action", "cancelling")
 _ACTIVE_SQL = "status IN ('queued', 'in_progress', 'requires_action', 'cancelling')"
 
+# The rows that may name a File, so deleting one finds them without reading every message and
+# thread: messages with attachments, threads with tool resources. JSON columns hold the JSON text
+# ('[]', 'null' for None); PostgreSQL's json type has no comparison, so it compares the text.
+_HAS_ATTACHMENTS: dict[str, Any] = {
+    "sqlite_where": text("attachments <> '[]'"),
+    "postgresql_where": text("CAST(attachments AS TEXT) <> '[]'"),
+}
+_HAS_TOOL_RESOURCES: dict[str, Any] = {
+    "sqlite_where": text("tool_resources <> 'null'"),
+    "postgresql_where": text("CAST(tool_resources AS TEXT) <> 'null'"),
+}
+
 
 def _json(*, nullable: bool = False) -> Any:
     return Field(default=None, sa_column=Column(JSON, nullable=nullable))
@@ -59,7 +71,10 @@ class AssistantRow(SQLModel, table=True):
 
 class ThreadRow(SQLModel, table=True):
     __tablename__ = "threads"
-    __table_args__ = (Index("ix_threads_project_pk", "project", "pk"),)
+    __table_args__ = (
+        Index("ix_threads_project_pk", "project", "pk"),
+        Index("ix_threads_with_tool_resources", "project", **_HAS_TOOL_RESOURCES),
+    )
 
     pk: int | None = Field(default=None, primary_key=True)
     id: str = Field(unique=True, max_length=64)
@@ -76,7 +91,10 @@ class ThreadRow(SQLModel, table=True):
 
 class MessageRow(SQLModel, table=True):
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_thread_pk", "thread_id", "pk"),)
+    __table_args__ = (
+        Index("ix_messages_thread_pk", "thread_id", "pk"),
+        Index("ix_messages_with_attachments", "thread_id", **_HAS_ATTACHMENTS),
+    )
 
     pk: int | None = Field(default=None, primary_key=True)
     id: str = Field(unique=True, max_length=64)
@@ -360,6 +378,7 @@ class VectorStoreChunkRow(SQLModel, table=True):
 # same prefix).
 LEXICAL_INDEX = "vector_store_chunks_fts"
 LEXICAL_COLUMN = "tsv"
+
 
 
 __all__ = [

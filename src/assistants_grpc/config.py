@@ -37,6 +37,14 @@ class Settings:
     claim_poll_interval: float = 0.5
     # Retries of a 429/5xx from the model endpoint (the openai SDK backs off between them).
     model_max_retries: int = 3
+    # Dense retrieval (README "Files and vector stores"): an OpenAI-compatible /v1/embeddings
+    # endpoint; without a model, vector stores are searched lexically only. The base URL
+    # defaults to OPENAI_BASE_URL, the key to OPENAI_API_KEY (or the variable named here).
+    embedding_model: str | None = None
+    embedding_base_url: str | None = None
+    embedding_api_key_env: str | None = None
+    # Files ingested into vector stores at once by this replica.
+    ingestion_concurrency: int = 2
     # Whether `serve` applies pending migrations itself before serving.
     migrate_on_start: bool = True
     # Who may call (README "Security"). auth: auto | required | disabled; `auto` requires a key

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass, field
 
 import grpc
@@ -18,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from assistants_grpc.api.registration import add_servicer
 from assistants_grpc.api.runs import RunServicer
 from assistants_grpc.api.servicers import AssistantServicer, MessageServicer, ThreadServicer
+from assistants_grpc.api.vector_stores import VectorStoreServicer
 from assistants_grpc.auth.setup import build_guard
 from assistants_grpc.auth.tls import server_credentials
 from assistants_grpc.clock import Clock, SystemClock
@@ -31,14 +33,20 @@ from assistants_grpc.contract.pb import (
     run_pb2_grpc,
     thread_pb2,
     thread_pb2_grpc,
+    vector_store_pb2,
+    vector_store_pb2_grpc,
 )
 from assistants_grpc.engine.executor import RunExecutor
-from assistants_grpc.engine.models import ModelConfig, ModelRouter
+from assistants_grpc.engine.models import NO_API_KEY, ModelConfig, ModelRouter
 from assistants_grpc.engine.scheduler import RunScheduler
 from assistants_grpc.engine.tokens import TokenCounter
 from assistants_grpc.events import log as event_log
 from assistants_grpc.events.bus import EventBus
 from assistants_grpc.events.signals import PostgresSignals
+from assistants_grpc.files.embeddings import Embedder
+from assistants_grpc.files.ingest import IngestionWorker
+from assistants_grpc.files.retrieval import Retriever
+from assistants_grpc.files.storage import FileStorage
 from assistants_grpc.ids import IdGenerator, random_id
 from assistants_grpc.services.assistants import AssistantService
 from assistants_grpc.services.deps import Dependencies
@@ -46,6 +54,7 @@ from assistants_grpc.services.limits import Limits
 from assistants_grpc.services.messages import MessageService
 from assistants_grpc.services.runs import RunService
 from assistants_grpc.services.threads import ThreadService
+from assistants_grpc.services.vector_stores import VectorStoreService
 from assistants_grpc.store import migrate
 from assistants_grpc.store.database import Database
 
@@ -58,6 +67,7 @@ SERVICE_NAMES = tuple(
         (thread_pb2, "ThreadService"),
         (message_pb2, "MessageService"),
         (run_pb2, "RunService"),
+        (vector_store_pb2, "VectorStoreService"),
     )
 )
 
@@ -86,6 +96,10 @@ class AssistantsServer:
         self.scheduler: RunScheduler | None = None
         self._signals: PostgresSignals | None = None
         self._router: ModelRouter | None = None
+        self.files: FileStorage | None = None
+        self.ingestion: IngestionWorker | None = None
+        self.retriever: Retriever | None = None
+        self._embedder: Embedder | None = None
         self.port = 0
 
     async def start(self) -> int:
@@ -173,6 +187,24 @@ class AssistantsServer:
                 signals.run_deleted(run_id)
 
         bus.on_forget = run_deleted_here
+        self.files = FileStorage.for_database(
+            database, self._overrides.clock, self._overrides.new_id
+        )
+        await self.files.start()
+        self._embedder = _embedder(settings, self._overrides.model_env)
+        self.retriever = Retriever(database, deps.now, embedder=self._embedder)
+        self.ingestion = IngestionWorker(
+            database,
+            deps.tokens,
+            self.files,
+            owner=self.scheduler.owner,
+            now=deps.now,
+            embedder=self._embedder,
+            concurrency=settings.ingestion_concurrency,
+            lease_seconds=settings.run_lease_seconds,
+            poll_interval=settings.claim_poll_interval,
+        )
+        vector_stores = VectorStoreService(deps, self.retriever, self.ingestion.wake)
         threads = ThreadService(deps, bus)
         runs = RunService(
             deps, threads, self.scheduler, bus, expires_in=settings.run_expiry_seconds
@@ -203,6 +235,11 @@ class AssistantsServer:
             message_pb2_grpc.add_MessageServiceServicer_to_server,
             MessageServicer(MessageService(deps), guard),
         )
+        add_servicer(
+            server,
+            vector_store_pb2_grpc.add_VectorStoreServiceServicer_to_server,
+            VectorStoreServicer(vector_stores, guard),
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (
@@ -219,6 +256,7 @@ class AssistantsServer:
             else server.add_insecure_port(address)
         )
         await self.scheduler.start()
+        await self.ingestion.start()
         await server.start()
         self._server = server
         await self._set_serving(True)
@@ -246,6 +284,15 @@ class AssistantsServer:
                 stopping.append(self.scheduler.stop(grace))
             await asyncio.gather(*stopping)
             self._server = None
+        if self.ingestion is not None:
+            await self.ingestion.stop()
+            self.ingestion = None
+        if self._embedder is not None:
+            await self._embedder.aclose()
+            self._embedder = None
+        if self.files is not None:
+            self.files.close()
+            self.files = None
         if self._signals is not None:
             await self._signals.stop()
             self._signals = None
@@ -260,6 +307,22 @@ class AssistantsServer:
     async def wait_for_termination(self) -> None:
         if self._server is not None:
             await self._server.wait_for_termination()
+
+
+def _embedder(settings: Settings, model_env: dict[str, str] | None) -> Embedder | None:
+    """The embedding client of `--embedding-model`, or None (vector stores stay lexical)."""
+    if not settings.embedding_model:
+        return None
+    env = os.environ if model_env is None else model_env
+    key_env = settings.embedding_api_key_env or "OPENAI_API_KEY"
+    if settings.embedding_api_key_env and key_env not in env:
+        raise ValueError(f"--embedding-api-key-env names an unset variable: {key_env}")
+    return Embedder(
+        settings.embedding_model,
+        base_url=settings.embedding_base_url or env.get("OPENAI_BASE_URL"),
+        api_key=env.get(key_env) or NO_API_KEY,
+        max_retries=settings.model_max_retries,
+    )
 
 
 def _safe_url(database: Database) -> str:

@@ -171,6 +171,20 @@ def delete_store_cascade(connection: Connection, store_id: str) -> None:
     connection.execute(delete(VECTOR_STORES).where(_S.id == store_id))
 
 
+def remove_file(connection: Connection, store_id: str, file_id: str) -> None:
+    """Take a file out of a store: its row and its chunks (an ingestion in progress learns it
+    at its next write and stops)."""
+    delete_file_row(connection, store_id, file_id)
+    if delete_chunks(connection, store_id, file_id):
+        bump_version(connection, store_id)
+
+
+def remove_file_everywhere(connection: Connection, file_id: str) -> None:
+    """A File was deleted: it leaves every vector store (CONTRACT.md §12)."""
+    for store_id in stores_of_file(connection, file_id):
+        remove_file(connection, store_id, file_id)
+
+
 # --- chunks ---------------------------------------------------------------------------------
 
 _CHUNK_SPANS = (
@@ -291,6 +305,8 @@ __all__ = [
     "get_store",
     "lexical_fts5",
     "lexical_tsquery",
+    "remove_file",
+    "remove_file_everywhere",
     "stores_by_id",
     "stores_of_file",
     "touch_stores",

@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         "--embedding-api-key-env", help="variable holding its API key (default OPENAI_API_KEY)"
     )
     serve.add_argument("--ingestion-concurrency", type=int, help="files ingested at once")
+    serve.add_argument(
+        "--extraction-timeout", type=float, help="seconds one file's text extraction may take"
+    )
+    serve.add_argument(
+        "--extraction-memory-mb", type=int, help="memory one file's text extraction may take"
+    )
 
     _add_security_flags(serve)
 

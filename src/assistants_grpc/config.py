@@ -43,8 +43,11 @@ class Settings:
     embedding_model: str | None = None
     embedding_base_url: str | None = None
     embedding_api_key_env: str | None = None
-    # Files ingested into vector stores at once by this replica.
+    # Files ingested into vector stores at once by this replica, and what extracting the text
+    # of one may take (a child process, killed past the time; its address space capped).
     ingestion_concurrency: int = 2
+    extraction_timeout: float = 120.0
+    extraction_memory_mb: int = 2048
     # Whether `serve` applies pending migrations itself before serving.
     migrate_on_start: bool = True
     # Who may call (README "Security"). auth: auto | required | disabled; `auto` requires a key

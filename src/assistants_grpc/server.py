@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -44,6 +45,7 @@ from assistants_grpc.events import log as event_log
 from assistants_grpc.events.bus import EventBus
 from assistants_grpc.events.signals import PostgresSignals
 from assistants_grpc.files.embeddings import Embedder
+from assistants_grpc.files.extraction import ExtractionLimits
 from assistants_grpc.files.ingest import IngestionWorker
 from assistants_grpc.files.retrieval import Retriever
 from assistants_grpc.files.storage import FileStorage
@@ -201,6 +203,11 @@ class AssistantsServer:
             now=deps.now,
             embedder=self._embedder,
             concurrency=settings.ingestion_concurrency,
+            limits=ExtractionLimits(
+                wall_seconds=settings.extraction_timeout,
+                cpu_seconds=max(1, math.ceil(settings.extraction_timeout)),
+                memory_bytes=settings.extraction_memory_mb * 1024 * 1024,
+            ),
             lease_seconds=settings.run_lease_seconds,
             poll_interval=settings.claim_poll_interval,
         )

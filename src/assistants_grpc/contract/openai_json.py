@@ -43,6 +43,7 @@ __all__ = [
     "render_event",
     "render_value",
     "to_sse",
+    "value_json",
 ]
 
 M = TypeVar("M", bound=Message)
@@ -615,6 +616,12 @@ _WELL_KNOWN_RENDER: Final[dict[int, _Render]] = {
     _VALUE: _value_to_python,
     _LIST_VALUE: _list_value_to_list,
 }
+
+
+def value_json(value: struct_pb2.Value) -> Any:
+    """The JSON value a ``google.protobuf.Value`` holds (whole numbers as ints), as it renders
+    inside an object (attributes of vector-store files)."""
+    return _value_to_python(value)
 
 
 def render_value(message: Message) -> Any:

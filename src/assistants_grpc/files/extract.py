@@ -165,7 +165,7 @@ def _read_html(path: Path) -> str:
 
 def _read_pdf(path: Path) -> str:
     import pypdf
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import DependencyError, PyPdfError
 
     try:
         reader = pypdf.PdfReader(path)
@@ -189,7 +189,7 @@ def _read_pdf(path: Path) -> str:
             pages.append(text)
     except ExtractionError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
+    except (PyPdfError, DependencyError, ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
         raise ExtractionError(INVALID_FILE, f"The PDF cannot be read: {_short(error)}") from None
     except RecursionError:
         raise ExtractionError(INVALID_FILE, "The PDF is nested too deeply to read.") from None

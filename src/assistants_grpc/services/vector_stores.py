@@ -17,7 +17,7 @@ from typing import Any, Final
 from google.protobuf import struct_pb2
 from sqlalchemy import Connection, RowMapping, update
 
-from assistants_grpc.contract.openai_json import enum_name, enum_value, render_value
+from assistants_grpc.contract.openai_json import enum_name, enum_value, render_value, value_json
 from assistants_grpc.contract.pb import common_pb2, vector_store_pb2
 from assistants_grpc.files import filters as attribute_filters
 from assistants_grpc.files.chunking import rebuild_text
@@ -82,7 +82,7 @@ def _check_file_ids(v: check.Violations, path: str, file_ids: Sequence[str], lim
 
 
 def _attributes_json(attributes: Attributes) -> dict[str, Any]:
-    return {key: render_value(value) for key, value in attributes.items()}
+    return {key: value_json(value) for key, value in attributes.items()}
 
 
 # --- rows ⇄ objects ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ a token budget.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -229,7 +230,10 @@ class Retriever:
                 current = vs.versions(connection, [store_id]).get(store_id, version)
                 return StoreVectors.build(current, vs.embeddings_of_store(connection, store_id))
 
-            loaded = await self._database.transaction(load)
+            # A read of every vector of the store (100,000 rows: a few hundred ms): on a worker
+            # thread, with a connection of its own, even on SQLite (WAL readers run beside the
+            # writer), so the event loop goes on meanwhile.
+            loaded = await asyncio.to_thread(self._database.transaction_sync, load)
             self._cache.put(store_id, loaded)
             return loaded
 

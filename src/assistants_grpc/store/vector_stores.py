@@ -113,7 +113,7 @@ _VERSIONS = select(_S.id, _S.version).where(_S.id.in_(bindparam("ids", expanding
 
 
 def versions(connection: Connection, ids: Sequence[str]) -> dict[str, int]:
-    return dict(connection.execute(_VERSIONS, {"ids": list(ids)}).tuples().all())
+    return {row[0]: row[1] for row in connection.execute(_VERSIONS, {"ids": list(ids)})}
 
 
 def expired_store_ids(connection: Connection, now: int) -> list[str]:
@@ -233,12 +233,14 @@ _FTS5_SQL = (
     " AND f.status = 'completed'{files}"
     f" ORDER BY bm25({LEXICAL_INDEX}, 0.0, 1.0) LIMIT :limit"
 )
+# PostgreSQL's ranks know no inverse document frequency, so chunks that match every term come
+# first (`qa`, the terms AND-ed), then by ts_rank among equals.
 _TSQUERY_SQL = (
     "SELECT c.pk, c.file_id FROM vector_store_chunks AS c"
     " JOIN vector_store_files AS f ON f.vector_store_id = c.vector_store_id AND f.id = c.file_id,"
-    " to_tsquery('english', :query) AS q"
+    " to_tsquery('english', :query) AS q, to_tsquery('english', :all_terms) AS qa"
     " WHERE c.vector_store_id = :store_id AND c.tsv @@ q AND f.status = 'completed'{files}"
-    " ORDER BY ts_rank_cd(c.tsv, q) DESC, c.pk LIMIT :limit"
+    " ORDER BY (c.tsv @@ qa) DESC, ts_rank(c.tsv, q, 1) DESC, c.pk LIMIT :limit"
 )
 # Indexed by "filtered by file ids".
 _FTS5_SEARCH = (_lexical(_FTS5_SQL, filtered=False), _lexical(_FTS5_SQL, filtered=True))
@@ -278,8 +280,9 @@ def lexical_tsquery(
     limit: int,
     file_ids: Sequence[str] | None = None,
 ) -> list[tuple[int, str]]:
+    all_terms = query.replace(" | ", " & ")
     which, parameters = _parameters(
-        {"query": query, "store_id": store_id, "limit": limit}, file_ids
+        {"query": query, "all_terms": all_terms, "store_id": store_id, "limit": limit}, file_ids
     )
     rows = connection.execute(_TSQUERY_SEARCH[which], parameters)
     return [(pk, file_id) for pk, file_id in rows]

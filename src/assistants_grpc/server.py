@@ -128,12 +128,20 @@ class AssistantsServer:
             self.database = None
             raise
         self._overrides.tokens.preload()
+        self._embedder = _embedder(settings, self._overrides.model_env)
+
+        def wake_ingestion() -> None:
+            if self.ingestion is not None:
+                self.ingestion.wake()
+
         deps = Dependencies(
             database=self.database,
             clock=self._overrides.clock,
             new_id=self._overrides.new_id,
             tokens=self._overrides.tokens,
             limits=limits,
+            embedding_model=self._embedder.model if self._embedder is not None else None,
+            wake_ingestion=wake_ingestion,
         )
         database = self.database
         bus = EventBus(
@@ -193,7 +201,6 @@ class AssistantsServer:
             database, self._overrides.clock, self._overrides.new_id
         )
         await self.files.start()
-        self._embedder = _embedder(settings, self._overrides.model_env)
         self.retriever = Retriever(database, deps.now, embedder=self._embedder)
         self.ingestion = IngestionWorker(
             database,

@@ -349,3 +349,50 @@ async def test_hostile_questions_search_fine(running: RunningServer, question: s
     store = await stub.CreateVectorStore(V.CreateVectorStoreRequest(file_ids=[md_id]))
     await wait_ingested(running, store.id)
     await stub.SearchVectorStore(V.SearchVectorStoreRequest(vector_store_id=store.id, query=[question]))
+
+
+async def test_create_form_resources_and_attachments_make_stores(running: RunningServer) -> None:
+    from assistants_grpc.contract.pb import assistant_pb2, message_pb2, thread_pb2
+
+    md_id = await make_file(running, "tea.md", TEA.encode())
+    kiwi_id = await make_file(running, "kiwi.docx", docx(KIWI))
+    spec = common_pb2.ToolResources(
+        file_search=common_pb2.FileSearchResources(
+            vector_stores=[common_pb2.VectorStoreSpec(file_ids=[md_id], metadata={"a": "b"})]
+        )
+    )
+    assistant = await running.stubs.assistants.CreateAssistant(
+        assistant_pb2.CreateAssistantRequest(model="gpt-4o", tool_resources=spec)
+    )
+    [store_id] = assistant.tool_resources.file_search.vector_store_ids
+    assert not assistant.tool_resources.file_search.vector_stores
+    store = await wait_ingested(running, store_id)
+    assert store.file_counts.completed == 1 and dict(store.metadata) == {"a": "b"}
+    assert not store.HasField("expires_after")  # an assistant's store does not expire
+
+    thread = await running.stubs.threads.CreateThread(thread_pb2.CreateThreadRequest(tool_resources=spec))
+    [thread_store] = thread.tool_resources.file_search.vector_store_ids
+    made = await stores(running).GetVectorStore(V.GetVectorStoreRequest(vector_store_id=thread_store))
+    assert made.expires_after.days == 7
+    got = await running.stubs.threads.GetThread(thread_pb2.GetThreadRequest(thread_id=thread.id))
+    assert list(got.tool_resources.file_search.vector_store_ids) == [thread_store]
+
+    # An attachment for file_search joins the thread's store; a thread without one gets one.
+    bare = await running.stubs.threads.CreateThread(thread_pb2.CreateThreadRequest())
+    await running.stubs.messages.CreateMessage(
+        message_pb2.CreateMessageRequest(
+            thread_id=bare.id,
+            role=message_pb2.MESSAGE_ROLE_USER,
+            content=[message_pb2.MessageContentInput(text="see the file")],
+            attachments=[
+                message_pb2.Attachment(
+                    file_id=kiwi_id,
+                    tools=[message_pb2.AttachmentTool(type=common_pb2.TOOL_TYPE_FILE_SEARCH)],
+                )
+            ],
+        )
+    )
+    after = await running.stubs.threads.GetThread(thread_pb2.GetThreadRequest(thread_id=bare.id))
+    [attached_store] = after.tool_resources.file_search.vector_store_ids
+    done = await wait_ingested(running, attached_store)
+    assert done.file_counts.completed == 1 and done.expires_after.days == 7

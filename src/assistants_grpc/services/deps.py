@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from assistants_grpc.clock import Clock
@@ -18,6 +19,10 @@ class Dependencies:
     new_id: IdGenerator
     tokens: TokenCounter
     limits: Limits = field(default_factory=Limits)
+    # Vector stores made by create-form tool resources and attachments: the embedding model new
+    # stores are built with (None: lexical only), and a nudge for the ingestion worker.
+    embedding_model: str | None = None
+    wake_ingestion: Callable[[], None] = lambda: None
 
     def now(self) -> int:
         """The current time in whole unix seconds, as every `*_at` field holds it."""

@@ -192,7 +192,7 @@ class RunService:
             run, effort = self._new_run(
                 connection, project, request, run_id, thread.id, thread.created_at
             )
-            ThreadService.insert(connection, project, thread, messages, counts)
+            self._threads.insert(connection, project, thread, messages, counts)
             first = [tr.event("thread.created", thread=thread)]
             return self._insert_run(connection, run, first, slot, effort)
 

@@ -32,7 +32,20 @@ from assistants_grpc.store import vector_stores as vs
 
 V = vector_store_pb2
 
-__all__ = ["VectorStoreService", "add_files", "new_store_row", "store_from_row"]
+__all__ = [
+    "THREAD_STORE_EXPIRY_DAYS",
+    "VectorStoreService",
+    "add_files",
+    "attach_to_thread_store",
+    "file_search_attachments",
+    "make_resource_stores",
+    "new_store_row",
+    "store_from_row",
+]
+
+# A store made for a thread (create-form resources, attachments) expires 7 days after it was
+# last active (CONTRACT.md §12).
+THREAD_STORE_EXPIRY_DAYS: Final = 7
 
 MAX_BATCH_FILES: Final = 2000
 MAX_QUERIES: Final = 5
@@ -675,3 +688,94 @@ def _strip_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [_strip_nulls(v) for v in value]
     return value
+
+
+# --- the create-form helpers --------------------------------------------------------------
+
+
+def make_resource_stores(
+    connection: Connection,
+    deps: Dependencies,
+    project: str,
+    resources: common_pb2.ToolResources,
+    *,
+    expires_after_days: int | None,
+) -> bool:
+    """`tool_resources.file_search.vector_stores` (the create form, at most one, checked):
+    make the store with its files, and leave `resources` in the object form, naming it in
+    `vector_store_ids`. True if files were queued for ingestion."""
+    if not resources.HasField("file_search") or not resources.file_search.vector_stores:
+        return False
+    now = deps.now()
+    queued = False
+    ids = []
+    for spec in resources.file_search.vector_stores:
+        row = new_store_row(
+            deps.new_id,
+            project,
+            now,
+            metadata=spec.metadata,
+            expires_after_days=expires_after_days,
+            embedding_model=deps.embedding_model,
+        )
+        repo.insert_row(connection, vs.VECTOR_STORES, row)
+        v = check.Violations()
+        chunking = check.check_chunking_strategy(v, "chunking_strategy", spec.chunking_strategy)
+        files = [(file_id, chunking, {}) for file_id in dict.fromkeys(spec.file_ids)]
+        add_files(connection, project, row["id"], files, now)
+        queued = queued or bool(files)
+        ids.append(row["id"])
+    del resources.file_search.vector_stores[:]
+    resources.file_search.vector_store_ids.extend(ids)
+    return queued
+
+
+def file_search_attachments(attachments: Sequence[Any]) -> list[str]:
+    """The files of message attachments that name the file_search tool."""
+    return [
+        a.file_id
+        for a in attachments
+        if any(t.type == common_pb2.TOOL_TYPE_FILE_SEARCH for t in a.tools)
+    ]
+
+
+def attach_to_thread_store(
+    connection: Connection,
+    deps: Dependencies,
+    project: str,
+    resources: common_pb2.ToolResources,
+    file_ids: Sequence[str],
+) -> bool:
+    """Message attachments with the file_search tool: their files join the thread's vector
+    store, made (expiring 7 days after last use) and named in `resources` if the thread has
+    none. True if `resources` changed (the caller stores them)."""
+    if not file_ids:
+        return False
+    changed = False
+    search = resources.file_search
+    if search.vector_store_ids:
+        store_id = search.vector_store_ids[0]
+        if vs.get_store(connection, project, store_id) is None:
+            raise NotFoundError("vector store", store_id)
+    else:
+        row = new_store_row(
+            deps.new_id,
+            project,
+            deps.now(),
+            expires_after_days=THREAD_STORE_EXPIRY_DAYS,
+            embedding_model=deps.embedding_model,
+        )
+        repo.insert_row(connection, vs.VECTOR_STORES, row)
+        store_id = row["id"]
+        resources.file_search.vector_store_ids.append(store_id)
+        changed = True
+    chunking = (check.AUTO_CHUNK_TOKENS, check.AUTO_CHUNK_OVERLAP)
+    add_files(
+        connection,
+        project,
+        store_id,
+        [(file_id, chunking, {}) for file_id in dict.fromkeys(file_ids)],
+        deps.now(),
+    )
+    return changed
+

@@ -1,4 +1,4 @@
-"""`Client` and `AsyncClient`: one channel, the four resources, and closing.
+"""`Client` and `AsyncClient`: one channel, the resources, and closing.
 
 ```python
 with Client("127.0.0.1:50051", api_key="sk-...") as client:
@@ -16,6 +16,7 @@ from assistants_grpc_client._resources.assistants import Assistants, AsyncAssist
 from assistants_grpc_client._resources.messages import AsyncMessages, Messages
 from assistants_grpc_client._resources.runs import AsyncRuns, Runs
 from assistants_grpc_client._resources.threads import AsyncThreads, Threads
+from assistants_grpc_client._resources.vector_stores import AsyncVectorStores, VectorStores
 from assistants_grpc_client._retry import Backoff
 from assistants_grpc_client._transport import (
     AsyncTransport,
@@ -81,6 +82,8 @@ class Client:
         self.threads = Threads(transport)
         self.messages = Messages(transport)
         self.runs = Runs(transport)
+        # upload_and_poll uploads through client.files once FileService is there.
+        self.vector_stores = VectorStores(transport, getattr(self, "files", None))
 
     def close(self) -> None:
         """Close the channel; calls still in flight are cancelled."""
@@ -127,6 +130,7 @@ class AsyncClient:
         self.threads = AsyncThreads(transport)
         self.messages = AsyncMessages(transport)
         self.runs = AsyncRuns(transport)
+        self.vector_stores = AsyncVectorStores(transport, getattr(self, "files", None))
 
     async def close(self) -> None:
         await self._channel.close()

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from tests.bench import prompt, replicas, report, runs, streams, tools, unary
+from tests.bench import files, prompt, replicas, report, runs, streams, tools, unary
 from tests.bench.common import Plan
 from tests.bench.processes import (
     REPO_ROOT,
@@ -36,7 +36,9 @@ from tests.bench.processes import (
     run_event_loop,
 )
 
-SECTIONS: Final = ("unary", "runs", "tools", "streams", "prompt", "postgres", "replicas")
+SECTIONS: Final = (
+    "unary", "runs", "tools", "streams", "prompt", "files", "postgres", "replicas"
+)  # fmt: skip
 _POSTGRES_SECTIONS: Final = ("postgres", "replicas")
 DEFAULT_POSTGRES: Final = "postgresql+psycopg://postgres@127.0.0.1:5432/bench"
 
@@ -160,6 +162,10 @@ class Bench:
                     p.prompt_repeats,
                     p.prompt_db_repeats,
                 ),
+            )
+        if "files" in self.sections:
+            await self._section(
+                "files", service, lambda: files.measure(children, model.port, tmp, self.plan)
             )
         children.stop(service)
 

@@ -213,6 +213,9 @@ class Plan:
     prompt_messages: int
     prompt_repeats: int
     prompt_db_repeats: int
+    search_chunks: int = 100_000
+    search_queries: int = 200
+    ingest_files: int = 8
 
     @classmethod
     def default(cls) -> Plan:
@@ -254,6 +257,9 @@ class Plan:
             prompt_messages=10_000,
             prompt_repeats=10,
             prompt_db_repeats=2,
+            search_chunks=20_000,
+            search_queries=40,
+            ingest_files=2,
         )
 
 

@@ -225,7 +225,21 @@ def _lexical(sql: str, *, filtered: bool) -> Any:
     return statement.bindparams(bindparam("file_ids", expanding=True))
 
 
+# Ranked inside FTS5 first (`ORDER BY rank` with a LIMIT is FTS5's fast path; rank is bm25
+# with the store column weighted 0), joined to the chunk and file rows only for those: a join
+# per match before the sort cost 5-10x on 100,000 chunks of common words. Chunks of files not
+# completed are dropped after the limit, so the inner limit is wider than asked. With a file
+# filter the join comes first: a selective filter must not starve the list.
 _FTS5_SQL = (
+    "SELECT c.pk, c.file_id FROM ("
+    f" SELECT rowid, rank FROM {LEXICAL_INDEX} WHERE {LEXICAL_INDEX} MATCH :match"
+    " AND rank MATCH 'bm25(0.0, 1.0)' ORDER BY rank LIMIT :inner) AS hits"
+    " JOIN vector_store_chunks AS c ON c.pk = hits.rowid"
+    " JOIN vector_store_files AS f ON f.vector_store_id = c.vector_store_id AND f.id = c.file_id"
+    " WHERE c.vector_store_id = :store_id AND f.status = 'completed'"
+    " ORDER BY hits.rank LIMIT :limit"
+)
+_FTS5_FILTERED_SQL = (
     f"SELECT c.pk, c.file_id FROM {LEXICAL_INDEX} AS fts"
     " JOIN vector_store_chunks AS c ON c.pk = fts.rowid"
     " JOIN vector_store_files AS f ON f.vector_store_id = c.vector_store_id AND f.id = c.file_id"
@@ -243,7 +257,7 @@ _TSQUERY_SQL = (
     " ORDER BY (c.tsv @@ qa) DESC, ts_rank(c.tsv, q, 1) DESC, c.pk LIMIT :limit"
 )
 # Indexed by "filtered by file ids".
-_FTS5_SEARCH = (_lexical(_FTS5_SQL, filtered=False), _lexical(_FTS5_SQL, filtered=True))
+_FTS5_SEARCH = (text(_FTS5_SQL), _lexical(_FTS5_FILTERED_SQL, filtered=True))
 _TSQUERY_SEARCH = (_lexical(_TSQUERY_SQL, filtered=False), _lexical(_TSQUERY_SQL, filtered=True))
 
 
@@ -267,8 +281,16 @@ def lexical_fts5(
     list with the terms'; the join on the exact id stays the rule."""
     store_phrase = f'vector_store_id : "{store_id}"'
     which, parameters = _parameters(
-        {"match": f"{store_phrase} AND {match}", "store_id": store_id, "limit": limit}, file_ids
+        {
+            "match": f"{store_phrase} AND {match}",
+            "store_id": store_id,
+            "limit": limit,
+            "inner": 2 * limit,
+        },
+        file_ids,
     )
+    if which:
+        del parameters["inner"]
     rows = connection.execute(_FTS5_SEARCH[which], parameters)
     return [(pk, file_id) for pk, file_id in rows]
 

@@ -18,14 +18,24 @@ from tests.security.helpers import Ids, every_rpc, expect_code
 
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 # RPCs that create in the caller's own project; everything else names an existing object.
-CREATES_OWN = {"AssistantService/CreateAssistant", "ThreadService/CreateThread"}
-LISTS_OWN = {"AssistantService/ListAssistants", "ThreadService/ListThreads"}
+CREATES_OWN = {
+    "AssistantService/CreateAssistant",
+    "ThreadService/CreateThread",
+    "VectorStoreService/CreateVectorStore",
+}
+LISTS_OWN = {
+    "AssistantService/ListAssistants",
+    "ThreadService/ListThreads",
+    "VectorStoreService/ListVectorStores",
+}
 
 
 def _kind_of_missing(name: str, ids: Ids) -> tuple[str, str]:
     """Which object the NOT_FOUND names: the top-level one the call starts from."""
     if name.startswith("AssistantService/") or name.startswith("RunService/CreateThreadAndRun"):
         return "assistant", ids.assistant
+    if name.startswith("VectorStoreService/"):
+        return "vector store", ids.vector_store
     return "thread", ids.thread
 
 

@@ -14,13 +14,13 @@ lexical only, one with vectors; then one caller searches each, one query at a ti
 from __future__ import annotations
 
 import asyncio
+import pydoc_data.topics
 import random
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydoc_data.topics
 from assistants_grpc_client.v1 import vector_store_pb2 as V
 from assistants_grpc_client.v1 import vector_store_pb2_grpc
 
@@ -117,9 +117,7 @@ async def _make_text_files(database_url: str, count: int) -> list[str]:
         database.dispose()
 
 
-async def _search_latency(
-    stub: Any, store_id: str, queries: list[str]
-) -> dict[str, float]:
+async def _search_latency(stub: Any, store_id: str, queries: list[str]) -> dict[str, float]:
     durations = []
     for query in queries:
         began = time.perf_counter()
@@ -178,9 +176,10 @@ async def measure(children: Children, model_port: int, tmp: Path, plan: Plan) ->
     stubs = Stubs.connect(service.port)
     stub = vector_store_pb2_grpc.VectorStoreServiceStub(stubs.channel)
     try:
-
         # Search over one big store, lexical and hybrid.
-        await asyncio.to_thread(_seed_store, url, "vs_benchlexical", plan.search_chunks, dense=False)
+        await asyncio.to_thread(
+            _seed_store, url, "vs_benchlexical", plan.search_chunks, dense=False
+        )
         await asyncio.to_thread(_seed_store, url, "vs_benchhybrid", plan.search_chunks, dense=True)
         rng = random.Random(7)
         vocabulary = _vocabulary()

@@ -49,7 +49,9 @@ async def test_blocking_client(client: Client, running: RunningServer) -> None:
             store.id, file_ids=[kiwi], timeout=60, poll_interval=0.05
         )
         assert batch.status == V.VECTOR_STORE_FILE_BATCH_STATUS_COMPLETED
-        assert [f.id for f in client.vector_stores.file_batches.list_files(store.id, batch.id)] == [kiwi]
+        assert [f.id for f in client.vector_stores.file_batches.list_files(store.id, batch.id)] == [
+            kiwi
+        ]
         renamed = client.vector_stores.update(
             store.id, name="renamed", expires_after={"anchor": "last_active_at", "days": 3}
         )
@@ -59,7 +61,7 @@ async def test_blocking_client(client: Client, running: RunningServer) -> None:
         assert client.vector_stores.delete(store.id).deleted
         with pytest.raises(NotFoundError):
             client.vector_stores.retrieve(store.id)
-        with pytest.raises(RuntimeError, match="client.files"):
+        with pytest.raises(RuntimeError, match=r"client\.files"):
             client.vector_stores.files.upload_and_poll(store.id, file=b"x")
 
     await in_thread(work)

@@ -53,13 +53,14 @@ _W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 
 
 def docx(paragraphs: list[str], *, document_xml: bytes | None = None) -> bytes:
-    body = "".join(
-        f"<w:p><w:r><w:t xml:space=\"preserve\">{p}</w:t></w:r></w:p>" for p in paragraphs
+    body = "".join(f'<w:p><w:r><w:t xml:space="preserve">{p}</w:t></w:r></w:p>' for p in paragraphs)
+    xml = (
+        document_xml
+        or (
+            f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+            f'<w:document xmlns:w="{_W}"><w:body>{body}</w:body></w:document>'
+        ).encode()
     )
-    xml = document_xml or (
-        f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
-        f'<w:document xmlns:w="{_W}"><w:body>{body}</w:body></w:document>'
-    ).encode()
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(
@@ -78,7 +79,8 @@ def pptx(slides: list[str]) -> bytes:
         for number, text in enumerate(slides, start=1):
             archive.writestr(
                 f"ppt/slides/slide{number}.xml",
-                f'<p:sld xmlns:p="p" xmlns:a="{ns}"><a:p><a:r><a:t>{text}</a:t></a:r></a:p></p:sld>',
+                f'<p:sld xmlns:p="p" xmlns:a="{ns}">'
+                f"<a:p><a:r><a:t>{text}</a:t></a:r></a:p></p:sld>",
             )
     return out.getvalue()
 

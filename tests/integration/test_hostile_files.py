@@ -62,7 +62,9 @@ async def test_hostile_files_fail_with_the_right_code(strict: RunningServer) -> 
         assert item.last_error.message
     # The server is unharmed: a good file still goes through.
     good = await make_file(strict, "ok.md", b"# fine\n\nAn ordinary document about otters.")
-    await stub.CreateVectorStoreFile(V.CreateVectorStoreFileRequest(vector_store_id=store.id, file_id=good))
+    await stub.CreateVectorStoreFile(
+        V.CreateVectorStoreFileRequest(vector_store_id=store.id, file_id=good)
+    )
     after = await wait_ingested(strict, store.id)
     assert after.file_counts.completed == 1
     found = await stub.SearchVectorStore(

@@ -233,7 +233,9 @@ async def test_store_crud_and_listing(running: RunningServer) -> None:
     assert render(updated)["expires_after"] == {"anchor": "last_active_at", "days": 2}
     deleted = await stub.DeleteVectorStore(V.DeleteVectorStoreRequest(vector_store_id=ids[0]))
     VectorStoreDeleted.model_validate(render(deleted))
-    await expect_error(stub.GetVectorStore(V.GetVectorStoreRequest(vector_store_id=ids[0])), NOT_FOUND)
+    await expect_error(
+        stub.GetVectorStore(V.GetVectorStoreRequest(vector_store_id=ids[0])), NOT_FOUND
+    )
 
 
 async def test_errors(running: RunningServer) -> None:
@@ -294,7 +296,9 @@ async def test_errors(running: RunningServer) -> None:
     error = await expect_error(stub.CreateVectorStoreFile(request), INVALID)
     assert "attributes.bad" in violated_fields(error)
     batch = V.CreateVectorStoreFileBatchRequest(
-        vector_store_id=store.id, file_ids=["file-a"], files=[V.VectorStoreFileBatchEntry(file_id="file-b")]
+        vector_store_id=store.id,
+        file_ids=["file-a"],
+        files=[V.VectorStoreFileBatchEntry(file_id="file-b")],
     )
     await expect_error(stub.CreateVectorStoreFileBatch(batch), INVALID)
 
@@ -323,7 +327,9 @@ async def test_expiry_sweep_expires_stores_and_deletes_chunks(running: RunningSe
     assert worker is not None
     running.clock.advance(86400 - 10)
     # A search is activity: it moves last_active_at and so the expiry.
-    await stub.SearchVectorStore(V.SearchVectorStoreRequest(vector_store_id=store.id, query=["tea"]))
+    await stub.SearchVectorStore(
+        V.SearchVectorStoreRequest(vector_store_id=store.id, query=["tea"])
+    )
     running.clock.advance(20)
     await worker.expire_now()
     alive = await stub.GetVectorStore(V.GetVectorStoreRequest(vector_store_id=store.id))
@@ -342,13 +348,15 @@ async def test_expiry_sweep_expires_stores_and_deletes_chunks(running: RunningSe
     assert not content.data  # its chunks are gone
 
 
-@pytest.mark.parametrize("question", ["what's -this? \"NEAR\" OR (x*) AND NOT y:", "'; --", "???"])
+@pytest.mark.parametrize("question", ['what\'s -this? "NEAR" OR (x*) AND NOT y:', "'; --", "???"])
 async def test_hostile_questions_search_fine(running: RunningServer, question: str) -> None:
     md_id = await make_file(running, "tea.md", TEA.encode())
     stub = stores(running)
     store = await stub.CreateVectorStore(V.CreateVectorStoreRequest(file_ids=[md_id]))
     await wait_ingested(running, store.id)
-    await stub.SearchVectorStore(V.SearchVectorStoreRequest(vector_store_id=store.id, query=[question]))
+    await stub.SearchVectorStore(
+        V.SearchVectorStoreRequest(vector_store_id=store.id, query=[question])
+    )
 
 
 async def test_create_form_resources_and_attachments_make_stores(running: RunningServer) -> None:
@@ -370,9 +378,13 @@ async def test_create_form_resources_and_attachments_make_stores(running: Runnin
     assert store.file_counts.completed == 1 and dict(store.metadata) == {"a": "b"}
     assert not store.HasField("expires_after")  # an assistant's store does not expire
 
-    thread = await running.stubs.threads.CreateThread(thread_pb2.CreateThreadRequest(tool_resources=spec))
+    thread = await running.stubs.threads.CreateThread(
+        thread_pb2.CreateThreadRequest(tool_resources=spec)
+    )
     [thread_store] = thread.tool_resources.file_search.vector_store_ids
-    made = await stores(running).GetVectorStore(V.GetVectorStoreRequest(vector_store_id=thread_store))
+    made = await stores(running).GetVectorStore(
+        V.GetVectorStoreRequest(vector_store_id=thread_store)
+    )
     assert made.expires_after.days == 7
     got = await running.stubs.threads.GetThread(thread_pb2.GetThreadRequest(thread_id=thread.id))
     assert list(got.tool_resources.file_search.vector_store_ids) == [thread_store]

@@ -35,7 +35,10 @@ QUESTIONS: list[tuple[str, set[str]]] = [
     ("How are floating point literals written with an exponent?", {"floating"}),
     ("How are imaginary literals written?", {"imaginary"}),
     ("Which dictionary methods exist, like get, items and setdefault?", {"typesmapping", "dict"}),
-    ("Which operations do mutable sequences support, like append and extend?", {"typesseq-mutable"}),
+    (
+        "Which operations do mutable sequences support, like append and extend?",
+        {"typesseq-mutable"},
+    ),
     ("Which values are considered false in truth value testing?", {"truth"}),
     ("What is the None object?", {"bltin-null-object"}),
     ("What is the Ellipsis object?", {"bltin-ellipsis-object"}),
@@ -53,5 +56,8 @@ QUESTIONS: list[tuple[str, set[str]]] = [
     ("How do the in and not in operators test membership?", {"in"}),
     ("How do the boolean operations and, or and not short-circuit?", {"booleans"}),
     ("How are numeric arguments converted to a common type for arithmetic?", {"conversions"}),
-    ("What are the identity and value of an object, and when is it garbage collected?", {"objects"}),
+    (
+        "What are the identity and value of an object, and when is it garbage collected?",
+        {"objects"},
+    ),
 ]

@@ -8,6 +8,7 @@ MEASURED): they catch a regression, not noise."""
 from __future__ import annotations
 
 import pydoc_data.topics
+
 import pytest
 
 from assistants_grpc.contract.pb import vector_store_pb2 as V

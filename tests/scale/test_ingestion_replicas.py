@@ -12,9 +12,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from assistants_grpc.clock import SystemClock
-from assistants_grpc.contract.pb import common_pb2
+from assistants_grpc.contract.pb import common_pb2, vector_store_pb2_grpc
 from assistants_grpc.contract.pb import vector_store_pb2 as V
-from assistants_grpc.contract.pb import vector_store_pb2_grpc
 from assistants_grpc.engine.tokens import COUNTING_ENCODING, TokenCounter
 from assistants_grpc.fake_model import FakeModelServer
 from assistants_grpc.files.chunking import chunk_text

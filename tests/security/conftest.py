@@ -99,6 +99,4 @@ async def make_objects(s: Stubs) -> Ids:
     store = await vector_store_pb2_grpc.VectorStoreServiceStub(s.channel).CreateVectorStore(
         vector_store_pb2.CreateVectorStoreRequest()
     )
-    return Ids(
-        assistant.id, thread.id, messages.data[0].id, run_id, steps.data[0].id, store.id
-    )
+    return Ids(assistant.id, thread.id, messages.data[0].id, run_id, steps.data[0].id, store.id)

@@ -50,7 +50,9 @@ def test_the_lexical_index_is_the_dialects(database_url: str) -> None:
                 ).scalar()
                 assert found == LEXICAL_INDEX
             else:
-                columns = {c["name"] for c in inspect(connection).get_columns("vector_store_chunks")}
+                columns = {
+                    c["name"] for c in inspect(connection).get_columns("vector_store_chunks")
+                }
                 assert LEXICAL_COLUMN in columns
     finally:
         database.dispose()

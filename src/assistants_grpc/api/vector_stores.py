@@ -22,7 +22,9 @@ class VectorStoreServicer(vector_store_pb2_grpc.VectorStoreServiceServicer):
         return await self._service.create(caller.project, request)
 
     @unary
-    async def GetVectorStore(self, request: V.GetVectorStoreRequest, caller: Caller) -> V.VectorStore:
+    async def GetVectorStore(
+        self, request: V.GetVectorStoreRequest, caller: Caller
+    ) -> V.VectorStore:
         return await self._service.get(caller.project, request.vector_store_id)
 
     @unary

@@ -56,7 +56,9 @@ def embed(text: str) -> list[float]:
 
 
 def _error(status: int, message: str) -> tuple[int, bytes]:
-    body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
+    body = {
+        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}
+    }
     return status, json.dumps(body).encode()
 
 

@@ -29,7 +29,8 @@ Matrix = npt.NDArray[np.float32]
 def normalise(vectors: Matrix) -> Matrix:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (vectors / norms).astype(np.float32, copy=False)
+    normalised: Matrix = (vectors / norms).astype(np.float32, copy=False)
+    return normalised
 
 
 def to_bytes(vector: Matrix) -> bytes:

@@ -172,9 +172,9 @@ def _read_pdf(path: Path) -> str:
         if reader.is_encrypted:
             # Many PDFs are "encrypted" with an empty user password only; those open.
             try:
-                opened = reader.decrypt("")
+                opened = bool(reader.decrypt(""))
             except Exception:
-                opened = 0
+                opened = False
             if not opened:
                 raise ExtractionError(INVALID_FILE, "The PDF is encrypted.")
         pages: list[str] = []
@@ -189,7 +189,15 @@ def _read_pdf(path: Path) -> str:
             pages.append(text)
     except ExtractionError:
         raise
-    except (PyPdfError, DependencyError, ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
+    except (
+        PyPdfError,
+        DependencyError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+    ) as error:
         raise ExtractionError(INVALID_FILE, f"The PDF cannot be read: {_short(error)}") from None
     except RecursionError:
         raise ExtractionError(INVALID_FILE, "The PDF is nested too deeply to read.") from None
@@ -305,7 +313,9 @@ def _zip_parts(path: Path, names: Callable[[list[str]], list[str]], tag: str) ->
                 texts.append(_XMLText(tag, "p").parse(budget.read(archive, member)))
         except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, ValueError) as error:
             # RuntimeError: an encrypted zip entry; the rest: corrupt compressed data.
-            raise ExtractionError(INVALID_FILE, f"The document is corrupt: {_short(error)}") from None
+            raise ExtractionError(
+                INVALID_FILE, f"The document is corrupt: {_short(error)}"
+            ) from None
     return "\n\n".join(text.strip() for text in texts if text.strip())
 
 

@@ -21,6 +21,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from assistants_grpc.files.extract import INVALID_FILE, ExtractionError
 
@@ -82,7 +83,7 @@ async def extract_in_child(
         if code == INVALID_FILE and message == "memory":
             message = "The file needs more memory to parse than the server allows."
         raise ExtractionError(str(code), message)
-    return _failure(process.returncode, stderr)
+    _failure(process.returncode, stderr)
 
 
 def _outcome(stdout: bytes) -> dict[str, object] | None:
@@ -93,10 +94,12 @@ def _outcome(stdout: bytes) -> dict[str, object] | None:
     return value if isinstance(value, dict) else None
 
 
-def _failure(returncode: int | None, stderr: bytes) -> str:
+def _failure(returncode: int | None, stderr: bytes) -> NoReturn:
     tail = stderr.decode("utf-8", "replace")[-2000:]
     if returncode in (-signal.SIGXCPU, -signal.SIGKILL) or "MemoryError" in tail:
-        raise ExtractionError(INVALID_FILE, "The file needs more time or memory to parse than allowed.")
+        raise ExtractionError(
+            INVALID_FILE, "The file needs more time or memory to parse than allowed."
+        )
     if returncode in (-signal.SIGXFSZ,):
         raise ExtractionError(INVALID_FILE, "The file has more text than the server keeps.")
     log.warning("text extraction failed (exit %s): %s", returncode, tail.strip()[-500:])

@@ -202,9 +202,7 @@ class IngestionWorker:
 
     async def _heartbeat(self) -> None:
         until = time.time() + self._lease_seconds
-        await self._database.transaction(
-            functools.partial(_renew, owner=self.owner, until=until)
-        )
+        await self._database.transaction(functools.partial(_renew, owner=self.owner, until=until))
 
     async def expire_now(self) -> None:
         """Expire the stores past their expires_at (by the injected clock): status expired,
@@ -216,7 +214,9 @@ class IngestionWorker:
             for store_id in ids:
                 connection.execute(
                     update(vs.VECTOR_STORES)
-                    .where(vs.VECTOR_STORES.c.id == store_id, vs.VECTOR_STORES.c.expired_at.is_(None))
+                    .where(
+                        vs.VECTOR_STORES.c.id == store_id, vs.VECTOR_STORES.c.expired_at.is_(None)
+                    )
                     .values(expired_at=now)
                 )
                 vs.delete_chunks(connection, store_id)
@@ -280,7 +280,7 @@ class IngestionWorker:
             vectors = await embedder.embed([c.text for c in batch]) if embedder else None
             rows = [_chunk_row(job, chunk, vectors, i) for i, chunk in enumerate(batch)]
             usage += sum(len(row["text"].encode()) + len(row["embedding"] or b"") for row in rows)
-            await self._write(job, lambda c, rows=rows: repo.insert_rows(c, vs.CHUNKS, rows))
+            await self._write(job, functools.partial(repo.insert_rows, table=vs.CHUNKS, rows=rows))
             await asyncio.sleep(0)  # let the loop serve others between batches
 
         def complete(connection: Connection) -> None:

@@ -189,9 +189,7 @@ class Retriever:
                 lists.append(_Ranked(store_id, LEXICAL_WEIGHT, [pk for pk, _ in found]))
         return lists
 
-    async def _dense_lists(
-        self, scope: _Scope, texts: Sequence[str], depth: int
-    ) -> list[_Ranked]:
+    async def _dense_lists(self, scope: _Scope, texts: Sequence[str], depth: int) -> list[_Ranked]:
         embedder = self.embedder
         if embedder is None:
             return []

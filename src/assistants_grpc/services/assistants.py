@@ -99,6 +99,7 @@ class AssistantService:
         for field in _OPTIONAL_FIELDS:
             if _has(request, field):
                 _copy(request, assistant, field)
+
         def work(connection: Connection) -> bool:
             # The create form's vector_stores become a store named in vector_store_ids.
             queued = assistant.HasField("tool_resources") and make_resource_stores(

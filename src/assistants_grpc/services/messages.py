@@ -17,8 +17,8 @@ from assistants_grpc.services.errors import FailedPreconditionError, NotFoundErr
 from assistants_grpc.services.limits import Limits
 from assistants_grpc.services.listing import list_in
 from assistants_grpc.services.scope import require_thread
-from assistants_grpc.store import repository as repo
 from assistants_grpc.services.vector_stores import attach_to_thread_store, file_search_attachments
+from assistants_grpc.store import repository as repo
 from assistants_grpc.store.mapping import (
     message_from_row,
     message_values,
@@ -235,7 +235,10 @@ def _attach(
     thread = thread_from_row(row)
     if attach_to_thread_store(connection, deps, project, thread.tool_resources, file_ids):
         repo.update_by_id(
-            connection, repo.THREADS, thread_id, {"tool_resources": thread_values(thread)["tool_resources"]}
+            connection,
+            repo.THREADS,
+            thread_id,
+            {"tool_resources": thread_values(thread)["tool_resources"]},
         )
 
 

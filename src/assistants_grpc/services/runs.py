@@ -322,9 +322,7 @@ class RunService:
                 request,
                 repo.RUN_STEPS,
                 [repo.RUN_STEPS.c.run_id == request.run_id],
-                functools.partial(
-                    step_from_row, include_result_content=_includes_content(request)
-                ),
+                functools.partial(step_from_row, include_result_content=_includes_content(request)),
                 run_pb2.ListRunStepsResponse(),
             )
 

@@ -370,7 +370,6 @@ def check_tool_outputs(v: Violations, field: str, outputs: Sequence[Any], limits
 __all__ = [
     "AUTO_CHUNK_OVERLAP",
     "AUTO_CHUNK_TOKENS",
-    "MAX_STORE_FILE_IDS",
     "MAX_ASSISTANT_TOOLS",
     "MAX_DESCRIPTION",
     "MAX_INSTRUCTIONS",
@@ -378,6 +377,7 @@ __all__ = [
     "MAX_RUN_TOOLS",
     "MAX_SCHEMA_BYTES",
     "MAX_SCHEMA_DEPTH",
+    "MAX_STORE_FILE_IDS",
     "MIN_TOKEN_BUDGET",
     "Violations",
     "check_chunking_strategy",

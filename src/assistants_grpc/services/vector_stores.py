@@ -163,7 +163,9 @@ def file_from_row(row: RowMapping) -> vector_store_pb2.VectorStoreFile:
     return item
 
 
-def batch_from_row(row: RowMapping, counts: Mapping[str, int]) -> vector_store_pb2.VectorStoreFileBatch:
+def batch_from_row(
+    row: RowMapping, counts: Mapping[str, int]
+) -> vector_store_pb2.VectorStoreFileBatch:
     if counts["in_progress"]:
         status = V.VECTOR_STORE_FILE_BATCH_STATUS_IN_PROGRESS
     elif row["cancelled_at"] is not None:
@@ -267,9 +269,7 @@ def add_files(
 
 
 class VectorStoreService:
-    def __init__(
-        self, deps: Dependencies, retriever: Retriever, wake: Callable[[], None]
-    ) -> None:
+    def __init__(self, deps: Dependencies, retriever: Retriever, wake: Callable[[], None]) -> None:
         self._deps = deps
         self._retriever = retriever
         self._wake = wake
@@ -328,7 +328,9 @@ class VectorStoreService:
 
         def work(connection: Connection) -> vector_store_pb2.VectorStore:
             repo.insert_row(connection, vs.VECTOR_STORES, row)
-            files = [(file_id, chunking, {}) for file_id in dict.fromkeys(request.file_ids)]
+            files: list[tuple[str, tuple[int, int], dict[str, Any]]] = [
+                (file_id, chunking, {}) for file_id in dict.fromkeys(request.file_ids)
+            ]
             add_files(connection, project, row["id"], files, now)
             return self._store(connection, vs.get_store(connection, project, row["id"]))  # type: ignore[arg-type]
 
@@ -422,7 +424,11 @@ class VectorStoreService:
             v.add("query", f"at most {MAX_QUERIES} queries.")
         for i, query in enumerate(queries):
             check.check_length(v, f"query[{i}]", query, MAX_QUERY_CHARS)
-        limit = request.max_num_results if request.HasField("max_num_results") else DEFAULT_SEARCH_RESULTS
+        limit = (
+            request.max_num_results
+            if request.HasField("max_num_results")
+            else DEFAULT_SEARCH_RESULTS
+        )
         if not 1 <= limit <= 50:
             v.add("max_num_results", "must be between 1 and 50.")
         threshold = 0.0
@@ -488,7 +494,9 @@ class VectorStoreService:
             self._live_store_row(connection, project, request.vector_store_id)
             entry = (request.file_id, chunking, _attributes_json(request.attributes))
             add_files(connection, project, request.vector_store_id, [entry], now)
-            return file_from_row(self._file_row(connection, project, request.vector_store_id, request.file_id))
+            return file_from_row(
+                self._file_row(connection, project, request.vector_store_id, request.file_id)
+            )
 
         item = await self._deps.database.transaction(work)
         self._wake()
@@ -551,7 +559,9 @@ class VectorStoreService:
                 .where(vs.VECTOR_STORE_FILES.c.pk == row["pk"])
                 .values(attributes=_attributes_json(request.attributes))
             )
-            return file_from_row(self._file_row(connection, project, request.vector_store_id, request.file_id))
+            return file_from_row(
+                self._file_row(connection, project, request.vector_store_id, request.file_id)
+            )
 
         return await self._deps.database.transaction(work)
 
@@ -581,12 +591,18 @@ class VectorStoreService:
     # --- batches ------------------------------------------------------------------------------
 
     def _batch_row(self, connection: Connection, store_id: str, batch_id: str) -> RowMapping:
-        row = repo.get_by_id(connection, vs.FILE_BATCHES, batch_id) if check.plausible_id(batch_id) else None
+        row = (
+            repo.get_by_id(connection, vs.FILE_BATCHES, batch_id)
+            if check.plausible_id(batch_id)
+            else None
+        )
         if row is None or row["vector_store_id"] != store_id:
             raise NotFoundError("file batch", batch_id)
         return row
 
-    def _batch(self, connection: Connection, row: RowMapping) -> vector_store_pb2.VectorStoreFileBatch:
+    def _batch(
+        self, connection: Connection, row: RowMapping
+    ) -> vector_store_pb2.VectorStoreFileBatch:
         counts = vs.file_counts(connection, "batch_id", [row["id"]])[row["id"]]
         return batch_from_row(row, counts)
 
@@ -617,8 +633,9 @@ class VectorStoreService:
             entries[entry.file_id] = (entry.file_id, chunking, _attributes_json(entry.attributes))
         v.raise_if_any()
         now = self._deps.now()
-        batch = {
-            "id": self._deps.new_id("file_batch"),
+        batch_id = self._deps.new_id("file_batch")
+        batch: dict[str, Any] = {
+            "id": batch_id,
             "vector_store_id": request.vector_store_id,
             "created_at": now,
             "cancelled_at": None,
@@ -628,10 +645,16 @@ class VectorStoreService:
             self._live_store_row(connection, project, request.vector_store_id)
             repo.insert_row(connection, vs.FILE_BATCHES, batch)
             add_files(
-                connection, project, request.vector_store_id, list(entries.values()), now,
-                batch_id=batch["id"],
+                connection,
+                project,
+                request.vector_store_id,
+                list(entries.values()),
+                now,
+                batch_id=batch_id,
             )
-            return self._batch(connection, self._batch_row(connection, request.vector_store_id, batch["id"]))
+            return self._batch(
+                connection, self._batch_row(connection, request.vector_store_id, batch_id)
+            )
 
         item = await self._deps.database.transaction(work)
         self._wake()
@@ -721,7 +744,9 @@ def make_resource_stores(
         repo.insert_row(connection, vs.VECTOR_STORES, row)
         v = check.Violations()
         chunking = check.check_chunking_strategy(v, "chunking_strategy", spec.chunking_strategy)
-        files = [(file_id, chunking, {}) for file_id in dict.fromkeys(spec.file_ids)]
+        files: list[tuple[str, tuple[int, int], dict[str, Any]]] = [
+            (file_id, chunking, {}) for file_id in dict.fromkeys(spec.file_ids)
+        ]
         add_files(connection, project, row["id"], files, now)
         queued = queued or bool(files)
         ids.append(row["id"])
@@ -778,4 +803,3 @@ def attach_to_thread_store(
         deps.now(),
     )
     return changed
-

@@ -266,7 +266,6 @@ class FilePartRow(SQLModel, table=True):
     data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
-
 class VectorStoreRow(SQLModel, table=True):
     """A vector store. Its status and file counts are not stored: they are counted from its
     files when read, so no path can leave them wrong."""
@@ -378,7 +377,6 @@ class VectorStoreChunkRow(SQLModel, table=True):
 # same prefix).
 LEXICAL_INDEX = "vector_store_chunks_fts"
 LEXICAL_COLUMN = "tsv"
-
 
 
 __all__ = [

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     RowMapping,
     Table,
@@ -136,7 +137,7 @@ def get_file(connection: Connection, store_id: str, file_id: str) -> RowMapping 
 def files_of_stores(
     connection: Connection, store_ids: Sequence[str], *, status: str | None = None
 ) -> list[RowMapping]:
-    conditions = [_F.vector_store_id.in_(list(store_ids))]
+    conditions: list[ColumnElement[bool]] = [_F.vector_store_id.in_(list(store_ids))]
     if status is not None:
         conditions.append(_F.status == status)
     query = select(_F.vector_store_id, _F.id, _F.filename, _F.attributes, _F.status).where(
@@ -158,9 +159,7 @@ def delete_chunks(connection: Connection, store_id: str, file_id: str | None = N
 
 
 def delete_file_row(connection: Connection, store_id: str, file_id: str) -> bool:
-    query = delete(VECTOR_STORE_FILES).where(
-        _F.vector_store_id == store_id, _F.id == file_id
-    )
+    query = delete(VECTOR_STORE_FILES).where(_F.vector_store_id == store_id, _F.id == file_id)
     return connection.execute(query).rowcount > 0
 
 
@@ -196,7 +195,7 @@ _CHUNK_SPANS = (
 
 def chunk_spans(connection: Connection, store_id: str, file_id: str) -> list[tuple[int, int, str]]:
     parameters = {"store_id": store_id, "file_id": file_id}
-    return [tuple(row) for row in connection.execute(_CHUNK_SPANS, parameters)]  # type: ignore[misc]
+    return [(row[0], row[1], row[2]) for row in connection.execute(_CHUNK_SPANS, parameters)]
 
 
 def chunks_by_pk(connection: Connection, pks: Iterable[int]) -> dict[int, RowMapping]:
@@ -212,11 +211,13 @@ _EMBEDDINGS = select(_C.pk, _C.file_id, _C.embedding).where(
 
 
 def embeddings_of_store(connection: Connection, store_id: str) -> list[tuple[int, str, bytes]]:
-    return [tuple(row) for row in connection.execute(_EMBEDDINGS, {"store_id": store_id})]  # type: ignore[misc]
+    rows = connection.execute(_EMBEDDINGS, {"store_id": store_id})
+    return [(row[0], row[1], row[2]) for row in rows]
 
 
 # --- the lexical index, per dialect ---------------------------------------------------------
 # Only chunks of completed files count: a file being ingested has some chunks already.
+
 
 def _lexical(sql: str, *, filtered: bool) -> Any:
     if not filtered:

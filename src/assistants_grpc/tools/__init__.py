@@ -1,1 +1,2 @@
-"""Server-side tools: each built-in Assistants tool executed by the server (engine/server_tools.py)."""
+"""Server-side tools: each built-in Assistants tool, executed by the server
+(engine/server_tools.py)."""

@@ -139,7 +139,10 @@ class FileSearchExecutor:
     async def execute(
         self, call: ToolCallRequest, context: ToolRunContext, emit: EmitDelta
     ) -> ToolResult:
-        ranking = {**_DEFAULT_RANKING, **((context.tool.get("file_search") or {}).get("ranking_options") or {})}
+        ranking = {
+            **_DEFAULT_RANKING,
+            **((context.tool.get("file_search") or {}).get("ranking_options") or {}),
+        }
         queries, problem = parse_queries(call.arguments)
         if problem is not None:
             return ToolResult(
@@ -234,9 +237,7 @@ def _thread_files_pending(connection: Connection, thread_id: str) -> bool:
 def _output(number: int, queries: Sequence[str], hits: Sequence[SearchHit]) -> str:
     if not hits:
         return "file_search found no passages for: " + "; ".join(queries)
-    parts = [
-        "file_search results. Cite a passage you use with its marker, exactly as written."
-    ]
+    parts = ["file_search results. Cite a passage you use with its marker, exactly as written."]
     for i, hit in enumerate(hits):
         parts.append(f"{marker(number, i, hit.filename)}\n{hit.text}")
     return "\n\n".join(parts)
@@ -344,4 +345,3 @@ class FileCitationAnnotator:
         held, self._held = self._held, ""
         self._sent += len(held)
         return held, []
-

@@ -214,9 +214,7 @@ def _still_working(item: Any) -> bool:
     return bool(item.status == _IN_PROGRESS[type(item)])
 
 
-def _poll(
-    get: Callable[[], Any], poll_interval: float, timeout: float | None, what: str
-) -> Any:
+def _poll(get: Callable[[], Any], poll_interval: float, timeout: float | None, what: str) -> Any:
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         item = get()
@@ -462,8 +460,12 @@ class VectorStoreFileBatches:
         ids = [uploader.upload(file=f, purpose="assistants").id for f in files]
         return self.create_and_poll(vector_store_id, file_ids=ids, **params)
 
-    def retrieve(self, vector_store_id: str, batch_id: str) -> vector_store_pb2.VectorStoreFileBatch:
-        request = V.GetVectorStoreFileBatchRequest(vector_store_id=vector_store_id, batch_id=batch_id)
+    def retrieve(
+        self, vector_store_id: str, batch_id: str
+    ) -> vector_store_pb2.VectorStoreFileBatch:
+        request = V.GetVectorStoreFileBatchRequest(
+            vector_store_id=vector_store_id, batch_id=batch_id
+        )
         return self._t.unary(
             self._stub.GetVectorStoreFileBatch, request, V.VectorStoreFileBatch, idempotent=True
         )
@@ -484,7 +486,9 @@ class VectorStoreFileBatches:
         params: Any = {"limit": limit, "order": order, "after": after, "before": before}
         request = list_request(
             V.ListVectorStoreFileBatchFilesRequest(
-                vector_store_id=vector_store_id, batch_id=batch_id, filter=_status(filter)  # type: ignore[arg-type]
+                vector_store_id=vector_store_id,
+                batch_id=batch_id,
+                filter=_status(filter),  # type: ignore[arg-type]
             ),
             params,
         )
@@ -728,7 +732,9 @@ class AsyncVectorStoreFileBatches:
     async def retrieve(
         self, vector_store_id: str, batch_id: str
     ) -> vector_store_pb2.VectorStoreFileBatch:
-        request = V.GetVectorStoreFileBatchRequest(vector_store_id=vector_store_id, batch_id=batch_id)
+        request = V.GetVectorStoreFileBatchRequest(
+            vector_store_id=vector_store_id, batch_id=batch_id
+        )
         return await self._t.unary(
             self._stub.GetVectorStoreFileBatch, request, V.VectorStoreFileBatch, idempotent=True
         )
@@ -751,7 +757,9 @@ class AsyncVectorStoreFileBatches:
         params: Any = {"limit": limit, "order": order, "after": after, "before": before}
         request = list_request(
             V.ListVectorStoreFileBatchFilesRequest(
-                vector_store_id=vector_store_id, batch_id=batch_id, filter=_status(filter)  # type: ignore[arg-type]
+                vector_store_id=vector_store_id,
+                batch_id=batch_id,
+                filter=_status(filter),  # type: ignore[arg-type]
             ),
             params,
         )

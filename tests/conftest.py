@@ -20,6 +20,7 @@ from assistants_grpc.clock import ManualClock
 from assistants_grpc.config import Settings
 from assistants_grpc.contract.pb import (
     assistant_pb2_grpc,
+    file_pb2_grpc,
     message_pb2_grpc,
     run_pb2_grpc,
     thread_pb2_grpc,
@@ -59,6 +60,7 @@ class Stubs:
     threads: thread_pb2_grpc.ThreadServiceStub
     messages: message_pb2_grpc.MessageServiceStub
     runs: run_pb2_grpc.RunServiceStub
+    files: file_pb2_grpc.FileServiceStub
 
 
 def stubs_for(channel: grpc.aio.Channel) -> Stubs:
@@ -68,6 +70,7 @@ def stubs_for(channel: grpc.aio.Channel) -> Stubs:
         threads=thread_pb2_grpc.ThreadServiceStub(channel),
         messages=message_pb2_grpc.MessageServiceStub(channel),
         runs=run_pb2_grpc.RunServiceStub(channel),
+        files=file_pb2_grpc.FileServiceStub(channel),
     )
 
 

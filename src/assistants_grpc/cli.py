@@ -54,8 +54,21 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--extraction-memory-mb", type=int, help="memory one file's text extraction may take"
     )
+    serve.add_argument(
+        "--truncation-shorten-fraction",
+        type=float,
+        help="auto truncation shortens texts over this share of the prompt budget (0.125)",
+    )
 
     _add_security_flags(serve)
+    files = serve.add_argument_group("files")
+    files.add_argument(
+        "--data-dir", help="local data: file contents with SQLite (default: beside the database)"
+    )
+    files.add_argument("--max-file-bytes", type=int, help="largest file (default 512 MB)")
+    files.add_argument(
+        "--max-project-file-bytes", type=int, help="bytes of files per project (default 0: none)"
+    )
 
     migrate = commands.add_parser("migrate", help="apply the database migrations and exit")
     migrate.add_argument("--database-url", help="SQLAlchemy URL (ASSISTANTS_DATABASE_URL)")

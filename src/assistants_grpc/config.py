@@ -48,6 +48,9 @@ class Settings:
     ingestion_concurrency: int = 2
     extraction_timeout: float = 120.0
     extraction_memory_mb: int = 2048
+    # `auto` truncation shortens a text longer than this share of the prompt budget (to that
+    # length, head and tail around a marker) before it drops any message (engine/prompt.py).
+    truncation_shorten_fraction: float = 0.125
     # Whether `serve` applies pending migrations itself before serving.
     migrate_on_start: bool = True
     # Who may call (README "Security"). auth: auto | required | disabled; `auto` requires a key
@@ -71,6 +74,12 @@ class Settings:
     max_streams_per_key: int = 100
     rate_limit_per_second: float = 0.0
     rate_limit_burst: int = 100
+    # Files (README "Files"): where local data lives (None: beside the SQLite database, or
+    # `data/`), the largest file a project may store, and its quota (0: none). Past either,
+    # RESOURCE_EXHAUSTED and nothing is stored.
+    data_dir: str | None = None
+    max_file_bytes: int = 512 * 1000 * 1000
+    max_project_file_bytes: int = 0
 
     @classmethod
     def load(

@@ -11,12 +11,14 @@ import logging
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from assistants_grpc.api.files import FileServicer
 from assistants_grpc.api.registration import add_servicer
 from assistants_grpc.api.runs import RunServicer
 from assistants_grpc.api.servicers import AssistantServicer, MessageServicer, ThreadServicer
@@ -28,6 +30,8 @@ from assistants_grpc.config import Settings
 from assistants_grpc.contract.pb import (
     assistant_pb2,
     assistant_pb2_grpc,
+    file_pb2,
+    file_pb2_grpc,
     message_pb2,
     message_pb2_grpc,
     run_pb2,
@@ -39,6 +43,7 @@ from assistants_grpc.contract.pb import (
 )
 from assistants_grpc.engine.executor import RunExecutor
 from assistants_grpc.engine.models import NO_API_KEY, ModelConfig, ModelRouter
+from assistants_grpc.engine.prompt import check_shorten_fraction
 from assistants_grpc.engine.scheduler import RunScheduler
 from assistants_grpc.engine.tokens import TokenCounter
 from assistants_grpc.events import log as event_log
@@ -52,12 +57,14 @@ from assistants_grpc.files.storage import FileStorage
 from assistants_grpc.ids import IdGenerator, random_id
 from assistants_grpc.services.assistants import AssistantService
 from assistants_grpc.services.deps import Dependencies
+from assistants_grpc.services.files import SWEEP_INTERVAL, FileService
 from assistants_grpc.services.limits import Limits
 from assistants_grpc.services.messages import MessageService
 from assistants_grpc.services.runs import RunService
 from assistants_grpc.services.threads import ThreadService
 from assistants_grpc.services.vector_stores import VectorStoreService
 from assistants_grpc.store import migrate
+from assistants_grpc.store import vector_stores as vector_store_queries
 from assistants_grpc.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -69,6 +76,7 @@ SERVICE_NAMES = tuple(
         (thread_pb2, "ThreadService"),
         (message_pb2, "MessageService"),
         (run_pb2, "RunService"),
+        (file_pb2, "FileService"),
         (vector_store_pb2, "VectorStoreService"),
     )
 )
@@ -86,6 +94,8 @@ class Overrides:
     tokens: TokenCounter = _TOKENS
     # Environment for the model routes (OPENAI_BASE_URL, OPENAI_API_KEY); None is os.environ.
     model_env: dict[str, str] | None = None
+    # How often expired files are deleted (they read as NOT_FOUND from their expiry on).
+    file_sweep_interval: float = SWEEP_INTERVAL
 
 
 class AssistantsServer:
@@ -98,7 +108,9 @@ class AssistantsServer:
         self.scheduler: RunScheduler | None = None
         self._signals: PostgresSignals | None = None
         self._router: ModelRouter | None = None
-        self.files: FileStorage | None = None
+        # The files' use cases and storage, for the wiring of other owners of File references
+        # (`files.on_delete`) and for tests.
+        self.files: FileService | None = None
         self.ingestion: IngestionWorker | None = None
         self.retriever: Retriever | None = None
         self._embedder: Embedder | None = None
@@ -117,17 +129,27 @@ class AssistantsServer:
                 settings.tls_cert, settings.tls_key, settings.tls_client_ca
             )
             guard = await build_guard(settings, self.database, self._overrides.clock)
+            check_shorten_fraction(settings.truncation_shorten_fraction)
             limits = Limits(
                 max_message_chars=settings.max_message_chars,
                 max_content_parts=settings.max_content_parts,
                 max_tool_output_bytes=settings.max_tool_output_bytes,
                 max_tool_outputs_bytes=settings.max_tool_outputs_bytes,
             )
+            storage = FileStorage.for_database(
+                self.database,
+                self._overrides.clock,
+                self._overrides.new_id,
+                data_dir=Path(settings.data_dir) if settings.data_dir else None,
+                max_file_bytes=settings.max_file_bytes,
+                max_project_file_bytes=settings.max_project_file_bytes or None,
+            )
         except Exception:
             self.database.dispose()
             self.database = None
             raise
         self._overrides.tokens.preload()
+        await storage.start()
         self._embedder = _embedder(settings, self._overrides.model_env)
 
         def wake_ingestion() -> None:
@@ -142,6 +164,16 @@ class AssistantsServer:
             limits=limits,
             embedding_model=self._embedder.model if self._embedder is not None else None,
             wake_ingestion=wake_ingestion,
+        )
+        # Files first: the tools that read and write them (file_search, code_interpreter) are
+        # built from `self.files.storage`, and other owners of File references add their
+        # cleanup to `self.files.on_delete`.
+        self.files = FileService(deps, storage)
+        # A deleted File leaves every vector store in the same transaction (CONTRACT.md §12).
+        self.files.on_delete.append(
+            lambda connection, _project, file_id: vector_store_queries.remove_file_everywhere(
+                connection, file_id
+            )
         )
         database = self.database
         bus = EventBus(
@@ -158,7 +190,9 @@ class AssistantsServer:
             ModelConfig.load(settings.models_config, self._overrides.model_env),
             max_retries=settings.model_max_retries,
         )
-        executor = RunExecutor(deps, self._router, bus)
+        executor = RunExecutor(
+            deps, self._router, bus, shorten_fraction=settings.truncation_shorten_fraction
+        )
         self.scheduler = RunScheduler(
             deps,
             executor,
@@ -197,15 +231,11 @@ class AssistantsServer:
                 signals.run_deleted(run_id)
 
         bus.on_forget = run_deleted_here
-        self.files = FileStorage.for_database(
-            database, self._overrides.clock, self._overrides.new_id
-        )
-        await self.files.start()
         self.retriever = Retriever(database, deps.now, embedder=self._embedder)
         self.ingestion = IngestionWorker(
             database,
             deps.tokens,
-            self.files,
+            storage,
             owner=self.scheduler.owner,
             now=deps.now,
             embedder=self._embedder,
@@ -250,6 +280,9 @@ class AssistantsServer:
             MessageServicer(MessageService(deps), guard),
         )
         add_servicer(
+            server, file_pb2_grpc.add_FileServiceServicer_to_server, FileServicer(self.files, guard)
+        )
+        add_servicer(
             server,
             vector_store_pb2_grpc.add_VectorStoreServiceServicer_to_server,
             VectorStoreServicer(vector_stores, guard),
@@ -271,6 +304,7 @@ class AssistantsServer:
         )
         await self.scheduler.start()
         await self.ingestion.start()
+        self.files.start_sweeping(self._overrides.file_sweep_interval)
         await server.start()
         self._server = server
         await self._set_serving(True)
@@ -305,7 +339,8 @@ class AssistantsServer:
             await self._embedder.aclose()
             self._embedder = None
         if self.files is not None:
-            self.files.close()
+            await self.files.stop_sweeping()
+            self.files.storage.close()
             self.files = None
         if self._signals is not None:
             await self._signals.stop()

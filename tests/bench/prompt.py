@@ -1,9 +1,11 @@
 """Long threads: the prompt of a 10,000-message thread with `auto` truncation.
 
 In process, on the server's own code: `build_prompt` over 10,000 `ThreadMessage`s carrying
-their stored token counts; then end to end from the database: a 10,000-message thread created
-through the server (one CreateThread), read back with `load_turn_context` from the same SQLite
-file and built, as a worker does before each model turn."""
+their stored token counts; the same thread with one 100,000-token pasted document in it (as its
+opening, and among the newest messages), which `auto` sends shortened (issue 15: under 20 ms);
+then end to end from the database: a 10,000-message thread created through the server (one
+CreateThread), read back with `load_turn_context` from the same SQLite file and built, as a
+worker does before each model turn."""
 
 from __future__ import annotations
 
@@ -74,6 +76,41 @@ def _describe(prompt: Prompt, count: int) -> dict[str, Any]:
     }
 
 
+DOCUMENT_TOKENS: Final = 100_000
+
+
+def document_text(counter: TokenCounter) -> str:
+    """About DOCUMENT_TOKENS tokens of numbered report paragraphs."""
+    paragraph = "Section {}: the auditors reviewed the ledger entries for region {} and approved. "
+    sample = "".join(paragraph.format(i, i % 17) for i in range(100))
+    per_paragraph = counter.count_text(MODEL, sample) / 100
+    return "".join(paragraph.format(i, i % 17) for i in range(int(DOCUMENT_TOKENS / per_paragraph)))
+
+
+def with_document(
+    messages: list[ThreadMessage], at: int, repeats: int, counter: TokenCounter
+) -> dict[str, Any]:
+    """`build_prompt` of the thread with its message `at` replaced by the document."""
+    text = document_text(counter)
+    document = ThreadMessage(
+        role=messages[at].role,
+        text=text,
+        images=(),
+        token_count=counter.count_text(MODEL, text),
+        token_encoding=O200K_BASE,
+    )
+    thread = [*messages[:at], document, *messages[at + 1 :]]
+    times, prompt = _timed(lambda: build_prompt(_request(thread), counter), repeats)
+    return {
+        **_describe(prompt, len(thread)),
+        "document_tokens": document.token_count,
+        "document_at": at,
+        "shortened": prompt.shortened,
+        "build_ms_p50": ms(statistics.median(times)),
+        "build_ms_max": ms(max(times)),
+    }
+
+
 def in_process(count: int, repeats: int, counter: TokenCounter) -> dict[str, Any]:
     messages = []
     for i in range(count):
@@ -89,11 +126,15 @@ def in_process(count: int, repeats: int, counter: TokenCounter) -> dict[str, Any
         )
     request = _request(messages)
     times, prompt = _timed(lambda: build_prompt(request, counter), repeats)
+    first_user = next(i for i in range(count) if messages[i].role == "user")
     return {
         **_describe(prompt, count),
         "repeats": repeats,
         "build_ms_p50": ms(statistics.median(times)),
         "build_ms_max": ms(max(times)),
+        # The document as the thread's opening (kept, shortened) and as the 10th newest message.
+        "document_first": with_document(messages, first_user, repeats, counter),
+        "document_recent": with_document(messages, count - 10, repeats, counter),
     }
 
 

@@ -167,6 +167,13 @@ TARGETS = (
         "< 50",
         lambda v: v < 50,
     ),
+    Target(
+        "Same, with a 100,000-token message in it (shortened)",
+        ("prompt", "in_process", "document_first", "build_ms_p50"),
+        "ms",
+        "< 20",
+        lambda v: v < 20,
+    ),
 )
 
 
@@ -564,6 +571,19 @@ def _prompt(p: dict[str, Any]) -> list[str]:
     ]
     rows = [
         ["build_prompt (stored token counts)", i["repeats"], i["build_ms_p50"]],
+        *(
+            [
+                f"build_prompt, a {doc['document_tokens']:,}-token message {where} "
+                f"({doc['shortened']} shortened, {doc['messages_kept']:,} kept)",
+                i["repeats"],
+                doc["build_ms_p50"],
+            ]
+            for where, doc in (
+                ("as the opening", i.get("document_first")),
+                ("10th from the end", i.get("document_recent")),
+            )
+            if doc
+        ),
         [
             f"load_turn_context (SQLite, {d.get('messages_read', '?')} messages read)",
             d["repeats"],

@@ -61,8 +61,17 @@ async def test_blocking_client(client: Client, running: RunningServer) -> None:
         assert client.vector_stores.delete(store.id).deleted
         with pytest.raises(NotFoundError):
             client.vector_stores.retrieve(store.id)
-        with pytest.raises(RuntimeError, match=r"client\.files"):
-            client.vector_stores.files.upload_and_poll(store.id, file=b"x")
+        again = client.vector_stores.create(name="uploads")
+        uploaded = client.vector_stores.files.upload_and_poll(
+            again.id, file=b"Otters hold hands while they sleep.", filename="otters.txt",
+            timeout=60, poll_interval=0.05,
+        )  # fmt: skip
+        assert uploaded.status == V.VECTOR_STORE_FILE_STATUS_COMPLETED
+        batch = client.vector_stores.file_batches.upload_and_poll(
+            again.id, files=[("owls.md", b"about owls"), ("bats.md", b"about bats")], timeout=60,
+            poll_interval=0.05,
+        )  # fmt: skip
+        assert batch.file_counts.completed == 2
 
     await in_thread(work)
 

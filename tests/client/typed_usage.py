@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, assert_type
 
 from assistants_grpc_client import (
@@ -23,7 +24,7 @@ from assistants_grpc_client import (
     ToolRunResult,
     function_tool,
 )
-from assistants_grpc_client.v1 import assistant_pb2, message_pb2, run_pb2, thread_pb2
+from assistants_grpc_client.v1 import assistant_pb2, file_pb2, message_pb2, run_pb2, thread_pb2
 
 
 class Unit(enum.Enum):
@@ -98,6 +99,21 @@ def blocking(client: Client) -> None:
     step_page = client.runs.steps.list(result.run.id, thread_id=thread.id)
     assert_type(step_page, SyncCursorPage[run_pb2.RunStep])
 
+    uploaded = client.files.upload(Path("report.pdf"), purpose="assistants")
+    assert_type(uploaded, file_pb2.File)
+    client.files.upload(
+        b"data",
+        purpose="user_data",
+        filename="d.bin",
+        expires_after={"anchor": "created_at", "seconds": 3600},
+    )
+    assert_type(client.files.list(purpose="vision", limit=10), SyncCursorPage[file_pb2.File])
+    assert_type(client.files.content(uploaded.id), bytes)
+    assert_type(client.files.download(uploaded.id, "copy.pdf"), Path)
+    for data in client.files.iter_content(uploaded.id):
+        assert_type(data, bytes)
+    assert_type(client.files.delete(uploaded.id), file_pb2.DeleteFileResponse)
+
     try:
         client.assistants.retrieve("asst_x")
     except InvalidArgumentError as error:
@@ -121,6 +137,14 @@ async def asynchronous(client: AsyncClient) -> None:
     async for event in stream:
         assert_type(event, run_pb2.RunEvent)
     assert_type(await stream.final_run(), run_pb2.Run)
+
+    stored = await client.files.upload(b"x", purpose="assistants", filename="x.txt")
+    assert_type(stored, file_pb2.File)
+    assert_type(await client.files.content(stored.id), bytes)
+    async for piece in client.files.iter_content(stored.id):
+        assert_type(piece, bytes)
+    async for listed in client.files.list(purpose="assistants"):
+        assert_type(listed, file_pb2.File)
 
     result = await client.runs.run_with_tools(
         "thread_1", assistant.id, tools=[get_weather, get_time], on_tool_error="raise"

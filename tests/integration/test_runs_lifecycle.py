@@ -249,13 +249,15 @@ async def test_truncation_seen_by_the_model(running: RunningServer, tmp_path: Pa
             sent = [m["content"] for m in model.requests[-1]["messages"]]
             assert 0 < len(sent) < 8
             assert sent[-1].startswith("7 ")  # the newest user message is always kept
-            assert [int(s.split()[0]) for s in sent] == list(range(8 - len(sent), 8))
-            # Even the newest message does not fit under max_prompt_tokens of this size.
-            huge = await make_thread(stubs, "word " * 2000)
+            # The opening (the first user message) and the newest messages; the middle went.
+            assert [int(s.split()[0]) for s in sent] == [0, *range(9 - len(sent), 8)]
+            # Even the instructions do not fit under max_prompt_tokens of this size.
+            wordy = await make_assistant(stubs, model="tiny", instructions="rule " * 400)
+            short = await make_thread(stubs, "hi")
             events = await collect(
                 stubs.runs.CreateRunStream(
                     R.CreateRunRequest(
-                        thread_id=huge.id, assistant_id=tiny.id, max_prompt_tokens=256
+                        thread_id=short.id, assistant_id=wordy.id, max_prompt_tokens=256
                     )
                 )
             )

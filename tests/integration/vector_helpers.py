@@ -18,9 +18,9 @@ def stores(running: RunningServer) -> vector_store_pb2_grpc.VectorStoreServiceSt
 async def make_file(
     running: RunningServer, filename: str, data: bytes, project: str = "default"
 ) -> str:
-    storage = running.server.files
-    assert storage is not None
-    file = await storage.create_from_bytes(project, filename, data, "assistants")
+    files = running.server.files
+    assert files is not None
+    file = await files.storage.create_from_bytes(project, filename, data, "assistants")
     return file.id
 
 

@@ -21,6 +21,7 @@ from assistants_grpc.server import AssistantsServer
 from assistants_grpc.store import migrate
 from assistants_grpc.store.database import Database
 from tests.conftest import Stubs, start_server
+from tests.integration.files_helpers import upload
 from tests.integration.runs_helpers import TERMINAL, collect, make_thread, wait_for_status
 from tests.security.helpers import Ids, stubs
 
@@ -80,7 +81,7 @@ async def secured(database_url: str, fake_model: FakeModelServer) -> AsyncIterat
 
 
 async def make_objects(s: Stubs) -> Ids:
-    """One of each kind in the stubs' project, the run finished so it has a step."""
+    """One of each kind in the stubs' project, the run finished so it has a step, and a file."""
     assistant = await s.assistants.CreateAssistant(
         assistant_pb2.CreateAssistantRequest(model="gpt-4o")
     )
@@ -96,7 +97,10 @@ async def make_objects(s: Stubs) -> Ids:
         run_pb2.ListRunStepsRequest(thread_id=thread.id, run_id=run_id)
     )
     messages = await s.messages.ListMessages(message_pb2.ListMessagesRequest(thread_id=thread.id))
+    file = await upload(s, b"a file of the project", "mine.txt")
     store = await vector_store_pb2_grpc.VectorStoreServiceStub(s.channel).CreateVectorStore(
         vector_store_pb2.CreateVectorStoreRequest()
     )
-    return Ids(assistant.id, thread.id, messages.data[0].id, run_id, steps.data[0].id, store.id)
+    return Ids(
+        assistant.id, thread.id, messages.data[0].id, run_id, steps.data[0].id, file.id, store.id
+    )

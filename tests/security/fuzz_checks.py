@@ -10,7 +10,13 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import Connection, create_engine, func, select
 
-from assistants_grpc.contract.pb import assistant_pb2, message_pb2, run_pb2, thread_pb2
+from assistants_grpc.contract.pb import (
+    assistant_pb2,
+    file_pb2,
+    message_pb2,
+    run_pb2,
+    thread_pb2,
+)
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.database import normalize_url
 from assistants_grpc.store.tables import ACTIVE_RUN_STATUSES
@@ -73,6 +79,13 @@ def read_back_everything(channel: grpc.Channel, keys: dict[str, str]) -> Counter
             assert s.threads.GetThread(request_thread, metadata=md) == thread
             seen[f"threads:{project}"] += 1
             _read_thread(s, thread.id, seen)
+        for file in _pages(s.files.ListFiles, file_pb2.ListFilesRequest(limit=100), md):
+            assert s.files.GetFile(file_pb2.GetFileRequest(file_id=file.id), metadata=md) == file
+            content = s.files.GetFileContent(
+                file_pb2.GetFileContentRequest(file_id=file.id), metadata=md, timeout=TIMEOUT
+            )
+            assert sum(len(chunk.data) for chunk in content) == file.bytes
+            seen[f"files:{project}"] += 1
     return seen
 
 
@@ -121,6 +134,8 @@ def snapshot(channel: grpc.Channel, key: str) -> list[bytes]:
             (s.runs.ListRuns, run_pb2.ListRunsRequest(thread_id=thread.id)),
         ):
             shot += [item.SerializeToString() for item in _pages(list_call, request, md)]
+    files = _pages(s.files.ListFiles, file_pb2.ListFilesRequest(limit=100), md)
+    shot += [file.SerializeToString() for file in files]
     return shot
 
 
@@ -140,7 +155,11 @@ def _count(c: Connection, table: Any, *where: Any) -> int:
 
 
 def _check_counts(c: Connection, seen: Counter[str]) -> None:
-    for kind, table in (("assistants", repo.ASSISTANTS), ("threads", repo.THREADS)):
+    for kind, table in (
+        ("assistants", repo.ASSISTANTS),
+        ("threads", repo.THREADS),
+        ("files", repo.FILES),
+    ):
         for project in PROJECTS:
             assert _count(c, table, table.c.project == project) == seen[f"{kind}:{project}"]
         # Nothing outside the keys' projects: no call without a valid key wrote anything.
@@ -175,6 +194,20 @@ def _check_invariants(c: Connection) -> None:
     )
     for run_id, last, events, highest in c.execute(logs):
         assert events == last == (highest or 0), run_id
+    # Every content is counted by exactly the files that share it, and no file lacks one.
+    files_per_content = (
+        select(repo.FILES.c.sha256, func.count().label("n"))
+        .group_by(repo.FILES.c.sha256)
+        .subquery()
+    )
+    counted = select(repo.FILE_CONTENTS.c.sha256, repo.FILE_CONTENTS.c.refs).join(
+        files_per_content,
+        files_per_content.c.sha256 == repo.FILE_CONTENTS.c.sha256,
+        isouter=True,
+    )
+    refs = {sha: n for sha, n in c.execute(counted)}
+    per_file = {row.sha256: row.n for row in c.execute(select(files_per_content))}
+    assert refs == per_file
 
 
 __all__ = [

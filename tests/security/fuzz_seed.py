@@ -14,6 +14,8 @@ from assistants_grpc.contract.pb import (
     assistant_pb2,
     assistant_pb2_grpc,
     common_pb2,
+    file_pb2,
+    file_pb2_grpc,
     message_pb2,
     message_pb2_grpc,
     run_pb2,
@@ -49,6 +51,7 @@ class Stubs:
         self.threads = thread_pb2_grpc.ThreadServiceStub(channel)
         self.messages = message_pb2_grpc.MessageServiceStub(channel)
         self.runs = run_pb2_grpc.RunServiceStub(channel)
+        self.files = file_pb2_grpc.FileServiceStub(channel)
 
 
 @dataclass
@@ -65,9 +68,10 @@ class Project:
     assistant: str
     done: Thread  # its run completed
     paused: list[Thread] = field(default_factory=list)  # runs waiting for tool outputs
+    files: list[str] = field(default_factory=list)
 
     def ids(self) -> list[str]:
-        found = [self.assistant]
+        found = [self.assistant, *self.files]
         for thread in (self.done, *self.paused):
             found += [thread.id, thread.run, *thread.steps, *thread.messages, *thread.calls]
         return found
@@ -120,6 +124,17 @@ def _settled(s: Stubs, thread_id: str, run_id: str) -> run_pb2.Run:
         time.sleep(0.02)
 
 
+def _upload(s: Stubs, data: bytes, filename: str) -> str:
+    metadata = file_pb2.UploadFileMetadata(
+        filename=filename, purpose=file_pb2.FILE_PURPOSE_ASSISTANTS
+    )
+    requests = [
+        file_pb2.UploadFileRequest(metadata=metadata),
+        file_pb2.UploadFileRequest(chunk=data),
+    ]
+    return str(s.files.UploadFile(iter(requests), metadata=s.metadata).id)
+
+
 def seed(channel: grpc.Channel, keys: dict[str, str]) -> dict[str, Project]:
     projects = {}
     for name in PROJECTS:
@@ -130,7 +145,8 @@ def seed(channel: grpc.Channel, keys: dict[str, str]) -> dict[str, Project]:
         ).id
         done = _thread_with_run(s, assistant, "hello")
         paused = [_thread_with_run(s, assistant, "/tool get_weather {}") for _ in range(2)]
-        projects[name] = Project(assistant, done, paused)
+        files = [_upload(s, f"{name} {i}".encode(), f"{name}-{i}.txt") for i in range(3)]
+        projects[name] = Project(assistant, done, paused, files)
     return projects
 
 
@@ -138,14 +154,14 @@ def id_pool(projects: dict[str, Project]) -> list[str]:
     """Every seeded id of every project, the same random parts under other prefixes, and ids
     that were never made."""
     ids = [i for project in projects.values() for i in project.ids()]
-    prefixes = ("asst_", "thread_", "msg_", "run_", "step_", "call_")
+    prefixes = ("asst_", "thread_", "msg_", "run_", "step_", "call_", "file-")
     lookalikes = [p + ids[0].split("_", 1)[1] for p in prefixes]
     return [*ids, *lookalikes, "asst_" + "0" * 24, "x" * 64, "x" * 65]
 
 
 def templates(p: Project) -> dict[str, Any]:
     """A valid request of project `p` for every RPC, by method name."""
-    A, T, M, R = assistant_pb2, thread_pb2, message_pb2, run_pb2
+    A, T, M, R, F = assistant_pb2, thread_pb2, message_pb2, run_pb2, file_pb2
     done, paused, cancel = p.done, p.paused[0], p.paused[1]
     parameters = common_pb2.Tool(function=common_pb2.FunctionDefinition(name="lookup"))
     parameters.function.parameters.update(
@@ -210,6 +226,18 @@ def templates(p: Project) -> dict[str, Any]:
         "WatchRun": R.WatchRunRequest(**on_done),
         "GetRunStep": R.GetRunStepRequest(**on_done, step_id=done.steps[0]),
         "ListRunSteps": R.ListRunStepsRequest(**on_done, limit=5),
+        # UploadFile: the first message of a stream; the fuzz sends chunks after it.
+        "UploadFile": F.UploadFileRequest(
+            metadata=F.UploadFileMetadata(
+                filename="fuzz.txt",
+                purpose=F.FILE_PURPOSE_ASSISTANTS,
+                expires_after=F.FileExpiresAfter(anchor="created_at", seconds=3600),
+            )
+        ),
+        "GetFile": F.GetFileRequest(file_id=p.files[0]),
+        "ListFiles": F.ListFilesRequest(limit=5, purpose=F.FILE_PURPOSE_ASSISTANTS),
+        "DeleteFile": F.DeleteFileRequest(file_id=p.files[1]),
+        "GetFileContent": F.GetFileContentRequest(file_id=p.files[2]),
         **_vector_store_templates(),
     }
 

@@ -10,6 +10,7 @@ import grpc
 
 from assistants_grpc.contract.pb import (
     assistant_pb2,
+    file_pb2,
     message_pb2,
     run_pb2,
     thread_pb2,
@@ -18,6 +19,7 @@ from assistants_grpc.contract.pb import (
 )
 from assistants_grpc.server import SERVICE_NAMES
 from tests.conftest import Stubs, stubs_for
+from tests.integration.files_helpers import download, upload
 from tests.integration.helpers import text_input
 
 
@@ -46,6 +48,16 @@ class _StreamBearer(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc
         return await continuation(_with_metadata(details, self._value), request)
 
 
+class _UploadBearer(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    async def intercept_stream_unary(
+        self, continuation: Any, details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(_with_metadata(details, self._value), request_iterator)
+
+
 def channel(
     target: str,
     key: str | None = None,
@@ -55,7 +67,11 @@ def channel(
 ) -> grpc.aio.Channel:
     """A channel to `target` whose calls carry `key` (or a raw authorization value)."""
     value = authorization if authorization is not None else (f"Bearer {key}" if key else None)
-    interceptors = [_UnaryBearer(value), _StreamBearer(value)] if value is not None else None
+    interceptors = (
+        [_UnaryBearer(value), _StreamBearer(value), _UploadBearer(value)]
+        if value is not None
+        else None
+    )
     if credentials is not None:
         return grpc.aio.secure_channel(target, credentials, interceptors=interceptors)
     return grpc.aio.insecure_channel(target, interceptors=interceptors)
@@ -74,8 +90,8 @@ class Ids:
     message: str
     run: str
     step: str
+    file: str = "file-" + "x" * 24
     vector_store: str = "vs_" + "Y" * 24
-    file: str = "file-" + "Y" * 24
     batch: str = "vsfb_" + "Y" * 24
 
 
@@ -87,8 +103,8 @@ async def _drain(stream: Any) -> list[Any]:
 
 
 def every_rpc() -> dict[str, Call]:
-    """Every RPC of the four services, called on the given ids (the request is well formed)."""
-    A, T, M, R = assistant_pb2, thread_pb2, message_pb2, run_pb2
+    """Every RPC of the services, called on the given ids (the request is well formed)."""
+    A, T, M, R, F = assistant_pb2, thread_pb2, message_pb2, run_pb2, file_pb2
     return {
         "AssistantService/CreateAssistant": lambda s, i: s.assistants.CreateAssistant(
             A.CreateAssistantRequest(model="gpt-4o")
@@ -177,6 +193,13 @@ def every_rpc() -> dict[str, Call]:
         "RunService/ListRunSteps": lambda s, i: s.runs.ListRunSteps(
             R.ListRunStepsRequest(thread_id=i.thread, run_id=i.run)
         ),
+        "FileService/UploadFile": lambda s, i: upload(s, b"uploaded", "u.txt"),
+        "FileService/GetFile": lambda s, i: s.files.GetFile(F.GetFileRequest(file_id=i.file)),
+        "FileService/ListFiles": lambda s, i: s.files.ListFiles(F.ListFilesRequest()),
+        "FileService/DeleteFile": lambda s, i: s.files.DeleteFile(
+            F.DeleteFileRequest(file_id=i.file)
+        ),
+        "FileService/GetFileContent": lambda s, i: download(s, i.file),
         **_vector_store_rpcs(),
     }
 

@@ -49,6 +49,7 @@ class Rpc:
     request: type[Any]
     response: type[Any]
     streaming: bool
+    uploading: bool  # client streaming: the request is a list of messages
 
 
 def _rpcs() -> list[Rpc]:
@@ -63,6 +64,7 @@ def _rpcs() -> list[Rpc]:
                     message_factory.GetMessageClass(method.input_type),
                     message_factory.GetMessageClass(method.output_type),
                     method.server_streaming,
+                    method.client_streaming,
                 )
             )
     # Deletes last, so the other RPCs' valid requests still find the seeded objects.
@@ -88,15 +90,22 @@ class Fuzz:
             return [("authorization", "Bearer nope")]
         return [("authorization", f"Bearer {self.keys[who]}")]
 
-    def call(self, rpc: Rpc, payload: bytes, who: str) -> None:
-        """Send raw request bytes and count the outcome; fail on a forbidden one."""
+    def call(self, rpc: Rpc, payload: bytes | list[bytes], who: str) -> None:
+        """Send raw request bytes (a list of them to a client-streaming RPC) and count the
+        outcome; fail on a forbidden one."""
         outcome = self._call(rpc, payload, who)
         self.outcomes[outcome] += 1
 
-    def _call(self, rpc: Rpc, payload: bytes, who: str) -> str:
+    def _call(self, rpc: Rpc, payload: bytes | list[bytes], who: str) -> str:
         metadata = self.metadata(who)
         try:
-            if rpc.streaming:
+            if rpc.uploading:
+                assert isinstance(payload, list)
+                answer = self.channel.stream_unary(rpc.path)(
+                    iter(payload), metadata=metadata, timeout=UNARY_TIMEOUT
+                )
+                rpc.response.FromString(answer)
+            elif rpc.streaming:
                 stream = self.channel.unary_stream(rpc.path)(
                     payload, metadata=metadata, timeout=STREAM_WAIT
                 )
@@ -164,6 +173,23 @@ def test_fuzz_every_rpc(fuzz: Fuzz) -> None:
         requests = st.one_of(
             messages(rpc.request.DESCRIPTOR, rpc.request, ids), mutations(valid[rpc.name], ids)
         )
+        raw = raw_payloads(rpc.request.DESCRIPTOR)
+        if rpc.uploading:
+            # A stream of such messages, half of them after a valid first message, so the
+            # chunks and the later messages are reached too.
+            first = valid[rpc.name].SerializeToString()
+            streams = st.lists(requests.map(lambda r: r.SerializeToString()), max_size=4)
+            _run(
+                per_rpc,
+                st.one_of(streams, streams.map(lambda rest, first=first: [first, *rest])),
+                lambda payloads, who, rpc=rpc: fuzz.call(rpc, payloads, who),
+            )
+            _run(
+                RAW_CASES_PER_RPC,
+                st.one_of(raw.map(lambda b: [b]), raw.map(lambda b, first=first: [first, b])),
+                lambda payloads, who, rpc=rpc: fuzz.call(rpc, payloads, who),
+            )
+            continue
         _run(
             per_rpc,
             requests,
@@ -171,7 +197,7 @@ def test_fuzz_every_rpc(fuzz: Fuzz) -> None:
         )
         _run(
             RAW_CASES_PER_RPC,
-            raw_payloads(rpc.request.DESCRIPTOR),
+            raw,
             lambda payload, who, rpc=rpc: fuzz.call(rpc, payload, who),
         )
 

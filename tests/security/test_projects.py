@@ -9,6 +9,7 @@ from grpc_status import rpc_status
 from assistants_grpc.contract.pb import (
     assistant_pb2,
     common_pb2,
+    file_pb2,
     message_pb2,
     run_pb2,
     thread_pb2,
@@ -22,11 +23,13 @@ CREATES_OWN = {
     "AssistantService/CreateAssistant",
     "ThreadService/CreateThread",
     "VectorStoreService/CreateVectorStore",
+    "FileService/UploadFile",
 }
 LISTS_OWN = {
     "AssistantService/ListAssistants",
     "ThreadService/ListThreads",
     "VectorStoreService/ListVectorStores",
+    "FileService/ListFiles",
 }
 
 
@@ -36,6 +39,8 @@ def _kind_of_missing(name: str, ids: Ids) -> tuple[str, str]:
         return "assistant", ids.assistant
     if name.startswith("VectorStoreService/"):
         return "vector store", ids.vector_store
+    if name.startswith("FileService/"):
+        return "file", ids.file
     return "thread", ids.thread
 
 
@@ -56,6 +61,18 @@ async def test_another_projects_ids_are_not_found_by_every_rpc(secured: Secured)
         == []
     )
     assert list((await beta.threads.ListThreads(thread_pb2.ListThreadsRequest())).data) == []
+    assert list((await beta.files.ListFiles(file_pb2.ListFilesRequest())).data) == []
+    assert (
+        b"".join(
+            [
+                c.data
+                async for c in alpha.files.GetFileContent(
+                    file_pb2.GetFileContentRequest(file_id=ids.file)
+                )
+            ]
+        )
+        == b"a file of the project"
+    )
     assistant = await alpha.assistants.GetAssistant(
         assistant_pb2.GetAssistantRequest(assistant_id=ids.assistant)
     )
@@ -75,7 +92,12 @@ async def test_the_not_found_is_the_same_as_for_an_id_that_never_existed(
     beta = secured.stubs(secured.keys.beta)
     ids = await make_objects(alpha)
     never = Ids(
-        "asst_" + "Z" * 24, "thread_" + "Z" * 24, "msg_" + "Z" * 24, "run_" + "Z" * 24, "step_x"
+        "asst_" + "Z" * 24,
+        "thread_" + "Z" * 24,
+        "msg_" + "Z" * 24,
+        "run_" + "Z" * 24,
+        "step_x",
+        "file-" + "Z" * 24,
     )
     for name, call in every_rpc().items():
         if name in CREATES_OWN or name in LISTS_OWN:

@@ -146,6 +146,15 @@ async def test_without_include_usage_there_is_no_usage_chunk(
     assert chunks[-1].choices[0].finish_reason == "stop"
 
 
+async def test_a_reply_can_leave_usage_out_even_when_asked(
+    server: FakeModelServer, client: openai.AsyncOpenAI
+) -> None:
+    server.push(TextReply("a b", report_usage=False))
+    chunks = await stream_chunks(client)
+    assert all(c.choices and c.usage is None for c in chunks)
+    assert content_chunks(chunks) == ["a ", "b"]
+
+
 async def test_chunk_delay_spaces_the_fragments(
     server: FakeModelServer, client: openai.AsyncOpenAI
 ) -> None:

@@ -13,6 +13,7 @@ import pytest
 from assistants_grpc_client.v1 import (
     assistant_pb2,
     common_pb2,
+    file_pb2,
     message_pb2,
     run_pb2,
     thread_pb2,
@@ -21,6 +22,8 @@ from google.protobuf import struct_pb2
 from google.protobuf.message import Message as ProtoMessage
 from openai.lib.streaming._assistants import accumulate_event, accumulate_run_step
 from openai.lib.streaming._deltas import accumulate_delta
+from openai.types import FileDeleted as SDKFileDeleted
+from openai.types import FileObject as SDKFileObject
 from openai.types.beta import Assistant as SDKAssistant
 from openai.types.beta import AssistantDeleted as SDKAssistantDeleted
 from openai.types.beta import Thread as SDKThread
@@ -493,6 +496,43 @@ def test_delete_responses(response: ProtoMessage, object_type: str) -> None:
     assert list(rendered) == ["id", "object", "deleted"]
 
 
+def stored_file(**fields: Any) -> file_pb2.File:
+    values: dict[str, Any] = {
+        "id": "file-abc",
+        "bytes": 175,
+        "created_at": T,
+        "filename": "salesOverview.pdf",
+        "purpose": file_pb2.FILE_PURPOSE_ASSISTANTS,
+    }
+    return file_pb2.File(**(values | fields))
+
+
+def test_file() -> None:
+    # OpenAI's own example, plus the deprecated status keys its SDK still requires.
+    assert render(stored_file(expires_at=T + 3600)) == {
+        "id": "file-abc",
+        "object": "file",
+        "bytes": 175,
+        "created_at": T,
+        "expires_at": T + 3600,
+        "filename": "salesOverview.pdf",
+        "purpose": "assistants",
+        "status": "processed",
+        "status_details": None,
+    }
+    assert render(stored_file())["expires_at"] is None
+    output = stored_file(purpose=file_pb2.FILE_PURPOSE_ASSISTANTS_OUTPUT)
+    assert render(output)["purpose"] == "assistants_output"
+    assert render(stored_file(purpose=file_pb2.FILE_PURPOSE_USER_DATA))["purpose"] == "user_data"
+
+
+def test_file_list_and_deletion() -> None:
+    page = render(file_pb2.ListFilesResponse(data=[stored_file()], first_id="file-abc"))
+    assert page["object"] == "list" and page["data"][0]["object"] == "file"
+    deleted = render(file_pb2.DeleteFileResponse(id="file-abc", deleted=True))
+    assert deleted == {"id": "file-abc", "object": "file", "deleted": True}
+
+
 def test_run_requires_action() -> None:
     assert render(requires_action_run()) == {
         "id": "run_abc",
@@ -854,6 +894,10 @@ FULL_OBJECTS: list[ProtoMessage] = [
     message_creation_step(),
     server_tools_step(),
     run_pb2.ListRunStepsResponse(data=[tool_calls_step(), message_creation_step()]),
+    stored_file(),
+    stored_file(expires_at=T + 60, purpose=file_pb2.FILE_PURPOSE_VISION),
+    file_pb2.ListFilesResponse(data=[stored_file()], first_id="file-abc", last_id="file-abc"),
+    file_pb2.DeleteFileResponse(id="file-abc", deleted=True),
 ]
 
 
@@ -1088,6 +1132,9 @@ def test_enum_helpers() -> None:
         (assistant_pb2.DeleteAssistantResponse(id="asst_abc", deleted=True), SDKAssistantDeleted),
         (thread_pb2.DeleteThreadResponse(id="thread_abc", deleted=True), SDKThreadDeleted),
         (message_pb2.DeleteMessageResponse(id="msg_abc", deleted=True), SDKMessageDeleted),
+        (stored_file(), SDKFileObject),
+        (stored_file(expires_at=T + 3600), SDKFileObject),
+        (file_pb2.DeleteFileResponse(id="file-abc", deleted=True), SDKFileDeleted),
     ],
     ids=lambda value: type(value).__name__,
 )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from assistants_grpc.api.files import FileServicer
 from assistants_grpc.api.runs import RunServicer
 from assistants_grpc.api.servicers import AssistantServicer, MessageServicer, ThreadServicer
-from assistants_grpc.contract.pb import assistant_pb2, message_pb2, run_pb2, thread_pb2
+from assistants_grpc.contract.pb import assistant_pb2, file_pb2, message_pb2, run_pb2, thread_pb2
 
 
 @pytest.mark.parametrize(
@@ -16,6 +17,7 @@ from assistants_grpc.contract.pb import assistant_pb2, message_pb2, run_pb2, thr
         (ThreadServicer, thread_pb2, "ThreadService"),
         (MessageServicer, message_pb2, "MessageService"),
         (RunServicer, run_pb2, "RunService"),
+        (FileServicer, file_pb2, "FileService"),
     ],
 )
 def test_every_rpc_is_implemented(servicer: type, module: object, service: str) -> None:

@@ -1,13 +1,13 @@
-"""The one place every RPC of the four services passes: the caller is admitted, and domain
+"""The one place every RPC of the services passes: the caller is admitted, and domain
 errors become gRPC statuses with `google.rpc` details.
 
-Handlers are wrapped by `unary` / `streaming`. The wrapper asks the servicer's `Guard` who is
-calling (UNAUTHENTICATED without a valid key, RESOURCE_EXHAUSTED past the key's rate or stream
-limit), refuses a request that did not parse, and hands the handler the `Caller`, whose project
-scopes everything the handler does. A ServiceError aborts with its code and a readable message
-(INVALID_ARGUMENT carries a `BadRequest` naming each field, RESOURCE_EXHAUSTED a `RetryInfo` when
-the wait is known); anything unexpected is logged with its stack trace here and reaches the caller
-only as a bare INTERNAL, never the trace.
+Handlers are wrapped by `unary` / `streaming` / `client_streaming`. The wrapper asks the
+servicer's `Guard` who is calling (UNAUTHENTICATED without a valid key, RESOURCE_EXHAUSTED past
+the key's rate or stream limit), refuses a request that did not parse, and hands the handler the
+`Caller`, whose project scopes everything the handler does. A ServiceError aborts with its code
+and a readable message (INVALID_ARGUMENT carries a `BadRequest` naming each field,
+RESOURCE_EXHAUSTED a `RetryInfo` when the wait is known); anything unexpected is logged with its
+stack trace here and reaches the caller only as a bare INTERNAL, never the trace.
 """
 
 from __future__ import annotations
@@ -177,4 +177,35 @@ def streaming(
     return wrapper
 
 
-__all__ = ["Guarded", "clip", "streaming", "to_status", "unary"]
+async def _parsed(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A client stream's messages; one that did not parse ends it as INVALID_ARGUMENT."""
+    async for request in requests:
+        if isinstance(request, Undecodable):
+            raise InvalidArgumentError.single("request", f"cannot be parsed: {request.reason}")
+        yield request
+
+
+def client_streaming(
+    handler: Callable[[S, AsyncIterator[Req], Caller], Awaitable[Resp]],
+) -> Callable[[S, AsyncIterator[Req], grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]:
+    """A client-streaming RPC (UploadFile): the caller is admitted before a message is read,
+    holds a stream slot while it sends, and each message that does not parse is refused."""
+
+    @functools.wraps(handler)
+    async def wrapper(
+        self: S, requests: AsyncIterator[Req], context: grpc.aio.ServicerContext[Req, Resp]
+    ) -> Resp:
+        try:
+            caller = await self.guard.admit(context.invocation_metadata() or ())
+            with self.guard.stream(caller):
+                return await handler(self, _parsed(requests), caller)
+        except (grpc.aio.AbortError, grpc.aio.UsageError):
+            raise
+        except Exception as error:
+            await _abort(context, error)
+            raise  # unreachable: abort raises
+
+    return wrapper
+
+
+__all__ = ["Guarded", "client_streaming", "clip", "streaming", "to_status", "unary"]

@@ -74,6 +74,9 @@ _OBJECT_TYPES: Final[dict[str, str]] = {
     # Search results and file content are pages of their own kinds, not `list` pages.
     "assistants.v1.SearchVectorStoreResponse": "vector_store.search_results.page",
     "assistants.v1.GetVectorStoreFileContentResponse": "vector_store.file_content.page",
+    "assistants.v1.File": "file",
+    # OpenAI answers a file's deletion with `object: "file"`, not "file.deleted" (FileDeleted).
+    "assistants.v1.DeleteFileResponse": "file",
 }
 # Every `List*Response` is a page, `{object: "list", data, first_id, last_id, has_more}` (CONTRACT
 # §1 "List"), so pages added later need no entry above; `object` comes first there.
@@ -124,6 +127,13 @@ _DELTA_NULL_WHEN_PRESENT: Final[dict[str, tuple[str, str]]] = {
 # (f) Parsing only: a request may send a message's `content` as a bare string, which is one text
 # part (CONTRACT §5 MessageCreate, §11.1). The value is the case that string fills.
 _STRING_AS_ONE_PART: Final[dict[str, str]] = {"assistants.v1.MessageContentInput": "text"}
+
+# (g) Keys the proto leaves out because they are constant here, rendered last and skipped when
+# parsing: a File's deprecated `status` (the SDK's FileObject still requires it; a stored File is
+# always "processed") and `status_details` (only ever set for fine-tuning files).
+_CONSTANT_KEYS: Final[dict[str, dict[str, Any]]] = {
+    "assistants.v1.File": {"status": "processed", "status_details": None},
+}
 
 # ------------------------------------------------------------------------------------------------
 
@@ -434,6 +444,7 @@ def _fill_template(plan: _Plan, fields: list[_Field], has_union: bool) -> None:
     elif object_type is not None:
         keys.insert(1 if keys and keys[0][0] == "id" else 0, ("object", object_type))
 
+    keys.extend(_CONSTANT_KEYS.get(plan.full_name, {}).items())
     plan.template = dict(keys)
     plan.containers = tuple(containers)
     plan.fixups = tuple(fixups)
@@ -726,9 +737,10 @@ def _parse_into(message: Message, data: Any, plan: _Plan, path: str) -> None:
     if not isinstance(data, dict):
         raise OpenAIJSONError(path, "expected an object")
     by_name = plan.by_name
+    constants = _CONSTANT_KEYS.get(plan.full_name, {})
     for key, value in data.items():
-        if key == "object":
-            continue  # a constant discriminator the proto leaves out
+        if key == "object" or key in constants:
+            continue  # a constant the proto leaves out (special case (g))
         field = by_name.get(key)
         if field is None:
             if key == "type" and plan.union is not None:

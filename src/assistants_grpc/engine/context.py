@@ -1,19 +1,20 @@
-"""Loads what a run's next model turn needs from the database: the thread's messages and the
-run's own earlier steps, in the shape `prompt.build_prompt` takes."""
+"""Loads what a run's next model turn needs from the database: the thread's messages, earlier
+runs' tool rounds and the run's own earlier steps, in the shape `prompt.build_prompt` takes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, RowMapping, bindparam, select
+from sqlalchemy import BindParameter, Connection, RowMapping, bindparam, or_, select
 
 from assistants_grpc.engine.prompt import ImageRef, ThreadMessage, ToolCallRecord, ToolRound
 from assistants_grpc.store import repository as repo
 
 _MESSAGE_COLUMNS = (
     repo.MESSAGES.c.id,
+    repo.MESSAGES.c.created_at,
     repo.MESSAGES.c.role,
     repo.MESSAGES.c.content,
     repo.MESSAGES.c.run_id,
@@ -22,7 +23,7 @@ _MESSAGE_COLUMNS = (
 )
 
 
-# Built once: a turn starts with these three reads.
+# Built once: a turn starts with these four reads.
 _THREAD_ID: BindParameter[str] = bindparam("_thread_id")
 _HEADS = (
     select(
@@ -34,10 +35,28 @@ _HEADS = (
     .where(repo.MESSAGES.c.thread_id == _THREAD_ID)
     .order_by(repo.MESSAGES.c.pk)
 )
+# The newest messages from `_first` on, and the thread's opening (two pks, maybe the same one)
+# when it is older than that: `auto` keeps the opening while it drops the middle.
 _MESSAGES_FROM = (
     select(*_MESSAGE_COLUMNS)
-    .where(repo.MESSAGES.c.thread_id == _THREAD_ID, repo.MESSAGES.c.pk >= bindparam("_first"))
+    .where(
+        repo.MESSAGES.c.thread_id == _THREAD_ID,
+        or_(
+            repo.MESSAGES.c.pk >= bindparam("_first"),
+            repo.MESSAGES.c.pk.in_([bindparam("_opening"), bindparam("_answer")]),
+        ),
+    )
     .order_by(repo.MESSAGES.c.pk)
+)
+# Earlier runs' steps on the thread since a time: their tool rounds, placed by their messages.
+_EARLIER_STEPS = (
+    select(repo.RUN_STEPS.c.run_id, repo.RUN_STEPS.c.type, repo.RUN_STEPS.c.step_details)
+    .where(
+        repo.RUN_STEPS.c.thread_id == _THREAD_ID,
+        repo.RUN_STEPS.c.created_at >= bindparam("_since"),
+        repo.RUN_STEPS.c.run_id != bindparam("_run_id"),
+    )
+    .order_by(repo.RUN_STEPS.c.pk)
 )
 _STEPS = (
     select(repo.RUN_STEPS.c.type, repo.RUN_STEPS.c.step_details, repo.RUN_STEPS.c.usage)
@@ -53,6 +72,8 @@ class TurnContext:
     # What the run has spent so far over all its turns (budgets are per run, CONTRACT.md §6).
     prompt_tokens_used: int
     completion_tokens_used: int
+    # Earlier runs' tool rounds placed among `messages` (see _earlier_rounds).
+    earlier_rounds: list[ToolRound] = field(default_factory=list)
 
 
 def _thread_message(row: RowMapping) -> ThreadMessage:
@@ -101,21 +122,31 @@ _MESSAGE_OVERHEAD = 8
 
 
 def _first_needed(
-    heads: Sequence[Any], run_id: str, token_budget: int | None, last_messages: int | None
+    heads: Sequence[Any],
+    run_id: str,
+    token_budget: int | None,
+    last_messages: int | None,
+    shorten_at: int | None = None,
 ) -> int | None:
-    """The pk of the oldest message the prompt may need (None: the thread is empty).
+    """The pk of the oldest message the prompt may need besides the opening (None: the thread
+    is empty).
 
     Walks back from the newest message. The run's own messages and everything up to the newest
     user message are always read (truncation never drops them); older ones only while their
-    stored counts fit in the budget with margin, or, for last_messages, while within N.
+    stored counts fit in the budget with margin, or, for last_messages, while within N (all of
+    the N: they are kept and shortened if need be, never dropped). A count over `shorten_at`
+    weighs `shorten_at`: `auto` shortens such a text to that length before it drops anything.
     """
     total = kept = 0
     first = None
     user_seen = False
     for pk, role, owner, tokens in reversed(heads):
+        if shorten_at is not None and tokens > shorten_at:
+            tokens = shorten_at
         if owner != run_id and user_seen:
             over_budget = (
-                token_budget is not None
+                last_messages is None
+                and token_budget is not None
                 and total + tokens + _MESSAGE_OVERHEAD > _READ_MARGIN * token_budget
             )
             if over_budget or (last_messages is not None and kept >= last_messages):
@@ -128,6 +159,45 @@ def _first_needed(
     return first
 
 
+def _opening(heads: Sequence[Any], run_id: str) -> tuple[int, int] | None:
+    """The pks of the thread's first user message and of the message after it (the same pk
+    twice when there is none): the opening `auto` keeps. The successor is read whatever its
+    role, so the prompt builder sees which message really follows the opening."""
+    others = [head for head in heads if head[2] != run_id]
+    for i, (pk, role, _, _) in enumerate(others):
+        if role == "user":
+            return pk, (others[i + 1][0] if i + 1 < len(others) else pk)
+    return None
+
+
+def _earlier_rounds(
+    steps: Iterable[RowMapping], positions: dict[str, int], last_of_run: dict[str, int]
+) -> list[ToolRound]:
+    """Earlier runs' tool rounds, each placed before the message its run wrote next (the answer
+    the outputs led to). Rounds after a run's last message (it ended waiting, failed or was
+    cancelled) follow that message; those of a run none of whose messages was read are left
+    out: without them in the prompt the model would only see calls nobody answered."""
+    rounds: list[ToolRound] = []
+    waiting: dict[str, list[dict[str, Any]]] = {}
+    for step in steps:
+        run = step["run_id"]
+        details = step["step_details"]
+        if step["type"] == "message_creation":
+            place = positions.get(details["message_creation"]["message_id"])
+            before = waiting.pop(run, [])
+            if place is not None:
+                rounds += [_round(place, d) for d in before]
+        else:
+            waiting.setdefault(run, []).append(details)
+    for run, left in waiting.items():
+        place = last_of_run.get(run)
+        if place is not None:
+            rounds += [_round(place + 1, d) for d in left]
+    rounds = [r for r in rounds if r.calls]
+    rounds.sort(key=lambda r: r.after_message)  # stable: a run's rounds keep their order
+    return rounds
+
+
 def load_turn_context(
     connection: Connection,
     thread_id: str,
@@ -135,22 +205,44 @@ def load_turn_context(
     *,
     token_budget: int | None = None,
     last_messages: int | None = None,
+    shorten_at: int | None = None,
 ) -> TurnContext:
-    """The thread's messages from before the run, then the run's own steps in their order: a
-    message it wrote, or a tool round with the outputs submitted for it.
+    """The thread's messages from before the run and earlier runs' tool rounds among them, then
+    the run's own steps in their order: a message it wrote, or a tool round with the outputs
+    submitted for it.
 
     Long threads are read in two passes: the small columns of every message first, to find the
-    oldest message the prompt can use, then the content of that message and the newer ones only.
-    A 10,000-message thread then costs its truncated size, not its whole size, at every turn.
+    oldest message the prompt can use, then the content of that message and the newer ones only
+    (and of the thread's opening, for `auto`). A 10,000-message thread then costs its truncated
+    size, not its whole size, at every turn. Pass `last_messages` only for that strategy and
+    `shorten_at` (prompt.shorten_limit) only for `auto`.
     """
     heads = list(connection.execute(_HEADS, {"_thread_id": thread_id}))
-    first = _first_needed(heads, run_id, token_budget, last_messages)
+    first = _first_needed(heads, run_id, token_budget, last_messages, shorten_at)
     rows: Sequence[RowMapping] = []
+    opening = None if last_messages is not None else _opening(heads, run_id)
     if first is not None:
-        parameters = {"_thread_id": thread_id, "_first": first}
+        head, answer = opening or (first, first)
+        parameters = {"_thread_id": thread_id, "_first": first, "_opening": head, "_answer": answer}
         rows = list(connection.execute(_MESSAGES_FROM, parameters).mappings())
     own = {row["id"]: row for row in rows if row["run_id"] == run_id}
-    messages = [_thread_message(row) for row in rows if row["run_id"] != run_id]
+    others = [row for row in rows if row["run_id"] != run_id]
+    messages = [_thread_message(row) for row in others]
+    earlier: list[ToolRound] = []
+    if others:
+        positions = {row["id"]: i for i, row in enumerate(others)}
+        last_of_run = {row["run_id"]: i for i, row in enumerate(others) if row["run_id"]}
+        # From the oldest message read, when the whole thread is; else from the newest user
+        # message: `auto` drops every earlier round before it drops a message, so when messages
+        # are left unread, only rounds after the newest user message (kept always) can be sent.
+        since = others[0]["created_at"]
+        if first != heads[0][0] and last_messages is None:
+            users = [row for row in others if row["role"] == "user"]
+            since = users[-1]["created_at"] if users else since
+        steps = connection.execute(
+            _EARLIER_STEPS, {"_thread_id": thread_id, "_since": since, "_run_id": run_id}
+        ).mappings()
+        earlier = _earlier_rounds(steps, positions, last_of_run)
     rounds: list[ToolRound] = []
     prompt_used = completion_used = 0
     steps = connection.execute(_STEPS, {"_run_id": run_id}).mappings()
@@ -165,7 +257,7 @@ def load_turn_context(
         if step["usage"]:
             prompt_used += step["usage"]["prompt_tokens"]
             completion_used += step["usage"]["completion_tokens"]
-    return TurnContext(messages, rounds, prompt_used, completion_used)
+    return TurnContext(messages, rounds, prompt_used, completion_used, earlier)
 
 
 __all__ = ["TurnContext", "load_turn_context"]

@@ -39,7 +39,15 @@ from assistants_grpc.engine.model_stream import (
     stream_completion,
 )
 from assistants_grpc.engine.models import ModelRoute, ModelRouter
-from assistants_grpc.engine.prompt import Prompt, PromptRequest, build_prompt, chat_tools
+from assistants_grpc.engine.prompt import (
+    DEFAULT_SHORTEN_FRACTION,
+    Prompt,
+    PromptRequest,
+    build_prompt,
+    chat_tools,
+    check_shorten_fraction,
+    shorten_limit,
+)
 from assistants_grpc.engine.tokens import COUNTING_ENCODING, COUNTING_MODEL, TokenCounter
 from assistants_grpc.events import log
 from assistants_grpc.events.bus import EventBus
@@ -125,11 +133,13 @@ class RunExecutor:
         bus: EventBus,
         *,
         flush_interval: float = 0.025,
+        shorten_fraction: float = DEFAULT_SHORTEN_FRACTION,
     ) -> None:
         self._deps = deps
         self._router = router
         self._bus = bus
         self._flush_interval = flush_interval
+        self._shorten_fraction = check_shorten_fraction(shorten_fraction)
 
     @property
     def tokens(self) -> TokenCounter:
@@ -206,6 +216,9 @@ class RunExecutor:
             run_row["id"],
             token_budget=budget,
             last_messages=last_messages,
+            shorten_at=(
+                shorten_limit(budget, self._shorten_fraction) if last_messages is None else None
+            ),
         )
 
     def _read_limits(self, run_row: RunRow) -> tuple[int, int | None]:
@@ -248,6 +261,8 @@ class RunExecutor:
             context_window=route.context_window,
             completion_reserve=_completion_reserve(route.context_window, completion_left),
             max_prompt_tokens=prompt_left,
+            earlier_rounds=context.earlier_rounds,
+            shorten_fraction=self._shorten_fraction,
         )
         return build_prompt(request, self.tokens), completion_left
 

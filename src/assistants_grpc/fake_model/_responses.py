@@ -36,7 +36,8 @@ class TextReply:
     ``chunks=N`` streams exactly N roughly equal fragments, possibly cut mid-word (some are
     empty when the text is shorter than N). The first content chunk also carries
     ``role: "assistant"``. ``chunk_delay`` seconds pass between fragments. Usage defaults to
-    the server's estimate (prompt) and the number of fragments (completion).
+    the server's estimate (prompt) and the number of fragments (completion). ``report_usage=False``
+    leaves the usage chunk out of a stream even when asked for, as some self-hosted servers do.
     """
 
     text: str
@@ -45,6 +46,7 @@ class TextReply:
     finish_reason: str = "stop"
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    report_usage: bool = True
 
     def __post_init__(self) -> None:
         if self.chunks is not None and self.chunks < 1:

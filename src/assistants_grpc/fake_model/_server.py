@@ -326,9 +326,11 @@ class _Responder:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         await self._emit_raw(self._chunk([choice]))
 
-    async def _finish(self, finish_reason: str, completion_tokens: int, prompt: int | None) -> None:
+    async def _finish(
+        self, finish_reason: str, completion_tokens: int, prompt: int | None, usage: bool = True
+    ) -> None:
         await self._emit({}, finish_reason)
-        if self.include_usage:
+        if self.include_usage and usage:
             await self._emit_raw(self._chunk([], self._usage(prompt, completion_tokens)))
         await self._emit_raw(_DONE_AND_END)
 
@@ -353,7 +355,9 @@ class _Responder:
             completion = (
                 reply.completion_tokens if reply.completion_tokens is not None else len(fragments)
             )
-            await self._finish(reply.finish_reason, completion, reply.prompt_tokens)
+            await self._finish(
+                reply.finish_reason, completion, reply.prompt_tokens, reply.report_usage
+            )
         elif isinstance(reply, ToolCallsReply):
             count = 0
             if reply.text is not None:

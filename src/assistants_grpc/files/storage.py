@@ -60,7 +60,6 @@ from assistants_grpc.contract.pb import file_pb2
 from assistants_grpc.ids import IdGenerator
 from assistants_grpc.store import files as queries
 from assistants_grpc.store import repository as repo
-from assistants_grpc.store import vector_stores
 from assistants_grpc.store.database import Database
 from assistants_grpc.store.mapping import file_from_row, file_values
 
@@ -566,9 +565,9 @@ class FileStorage:
     def delete_row(self, connection: Connection, row: RowMapping) -> AfterCommit | None:
         """Delete a File's row (found in this transaction) and release its content: when it
         was the last File of those bytes, they go too. Returns what must run after the commit.
-        The File leaves every vector store in the same transaction (CONTRACT.md §12)."""
-        vector_stores.remove_file_everywhere(connection, row["id"])
-        repo.delete_by_id(connection, repo.FILES, row["id"])
+        MissingFileError if a concurrent transaction deleted the row first."""
+        if not repo.delete_by_id(connection, repo.FILES, row["id"]):
+            raise MissingFileError(row["id"])
         if not queries.drop_content_ref(connection, row["sha256"]):
             return None
         return self.content.remove(connection, row["sha256"])

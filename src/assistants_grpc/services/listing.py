@@ -9,7 +9,12 @@ from google.protobuf.message import Message as ProtoMessage
 from sqlalchemy import ColumnElement, Connection, Table
 
 from assistants_grpc.services.errors import InvalidArgumentError
-from assistants_grpc.services.pagination import ListRequest, page_request
+from assistants_grpc.services.pagination import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    ForwardListRequest,
+    page_request,
+)
 from assistants_grpc.services.validation import plausible_id
 from assistants_grpc.store.repository import UnknownCursorError, fetch_page
 
@@ -32,14 +37,17 @@ R = TypeVar("R", bound=ListResponse)
 
 def list_in(
     connection: Connection,
-    request: ListRequest,
+    request: ForwardListRequest,
     table: Table,
     scope: Sequence[ColumnElement[bool]],
     from_row: Callable[[Any], Item],
     response: R,
+    *,
+    default_limit: int = DEFAULT_LIMIT,
+    max_limit: int = MAX_LIMIT,
 ) -> R:
     """Fill `response` with the page `request` asks for, within one open transaction."""
-    paging = page_request(request)
+    paging = page_request(request, default_limit=default_limit, max_limit=max_limit)
     for name, cursor in (("after", paging.after), ("before", paging.before)):
         # A cursor no id can be is no item of any list (and never reaches a query as is).
         if cursor is not None and not plausible_id(cursor):

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
+
+from google.protobuf.message import Message as ProtoMessage
 
 from assistants_grpc.contract.pb import common_pb2
 from assistants_grpc.services.errors import FieldViolation, InvalidArgumentError
@@ -13,8 +15,8 @@ DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 
 
-class ListRequest(Protocol):
-    """The paging fields every List*Request has."""
+class ForwardListRequest(Protocol):
+    """The paging fields of a list that only pages forward (ListFiles, like OpenAI's)."""
 
     @property
     def limit(self) -> int: ...
@@ -22,9 +24,19 @@ class ListRequest(Protocol):
     def order(self) -> common_pb2.ListOrder.ValueType: ...
     @property
     def after(self) -> str: ...
+    def HasField(self, field_name: Literal["limit", "after"]) -> bool: ...
+
+
+class ListRequest(ForwardListRequest, Protocol):
+    """The paging fields every other List*Request has."""
+
     @property
     def before(self) -> str: ...
     def HasField(self, field_name: Literal["limit", "after", "before"]) -> bool: ...
+
+
+def _has_before(request: ForwardListRequest) -> bool:
+    return isinstance(request, ProtoMessage) and "before" in request.DESCRIPTOR.fields_by_name
 
 
 @dataclass(frozen=True)
@@ -35,17 +47,22 @@ class PageRequest:
     before: str | None
 
 
-def page_request(request: ListRequest) -> PageRequest:
+def page_request(
+    request: ForwardListRequest,
+    *,
+    default_limit: int = DEFAULT_LIMIT,
+    max_limit: int = MAX_LIMIT,
+) -> PageRequest:
     violations: list[FieldViolation] = []
-    limit = request.limit if request.HasField("limit") else DEFAULT_LIMIT
+    limit = request.limit if request.HasField("limit") else default_limit
     if limit < 1:
         violations.append(
             FieldViolation("limit", f"integer below minimum value. Expected >= 1, got {limit}.")
         )
-    elif limit > MAX_LIMIT:
+    elif limit > max_limit:
         violations.append(
             FieldViolation(
-                "limit", f"integer above maximum value. Expected <= {MAX_LIMIT}, got {limit}."
+                "limit", f"integer above maximum value. Expected <= {max_limit}, got {limit}."
             )
         )
     if request.order not in (
@@ -55,7 +72,10 @@ def page_request(request: ListRequest) -> PageRequest:
     ):
         violations.append(FieldViolation("order", f"unknown order value {request.order}."))
     after = request.after if request.HasField("after") else None
-    before = request.before if request.HasField("before") else None
+    before = None
+    if _has_before(request):
+        with_before = cast(ListRequest, request)
+        before = with_before.before if with_before.HasField("before") else None
     for name, cursor in (("after", after), ("before", before)):
         if cursor is not None and not cursor:
             violations.append(FieldViolation(name, "must be an object id, not empty."))
@@ -69,4 +89,11 @@ def page_request(request: ListRequest) -> PageRequest:
     )
 
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "PageRequest", "page_request"]
+__all__ = [
+    "DEFAULT_LIMIT",
+    "MAX_LIMIT",
+    "ForwardListRequest",
+    "ListRequest",
+    "PageRequest",
+    "page_request",
+]

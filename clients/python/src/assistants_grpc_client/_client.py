@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from assistants_grpc_client._resources.assistants import Assistants, AsyncAssistants
+from assistants_grpc_client._resources.files import AsyncFiles, Files
 from assistants_grpc_client._resources.messages import AsyncMessages, Messages
 from assistants_grpc_client._resources.runs import AsyncRuns, Runs
 from assistants_grpc_client._resources.threads import AsyncThreads, Threads
@@ -82,8 +83,9 @@ class Client:
         self.threads = Threads(transport)
         self.messages = Messages(transport)
         self.runs = Runs(transport)
-        # upload_and_poll uploads through client.files once FileService is there.
-        self.vector_stores = VectorStores(transport, getattr(self, "files", None))
+        self.files = Files(transport)
+        # upload_and_poll uploads through client.files.
+        self.vector_stores = VectorStores(transport, self.files)
 
     def close(self) -> None:
         """Close the channel; calls still in flight are cancelled."""
@@ -130,7 +132,8 @@ class AsyncClient:
         self.threads = AsyncThreads(transport)
         self.messages = AsyncMessages(transport)
         self.runs = AsyncRuns(transport)
-        self.vector_stores = AsyncVectorStores(transport, getattr(self, "files", None))
+        self.files = AsyncFiles(transport)
+        self.vector_stores = AsyncVectorStores(transport, self.files)
 
     async def close(self) -> None:
         await self._channel.close()

@@ -8,7 +8,7 @@ leaves those out (the `oneof` case says it), so they are mapped here, by hand, i
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from google.protobuf.message import Message
 
@@ -16,6 +16,7 @@ from assistants_grpc_client._function_tool import FunctionTool
 from assistants_grpc_client._gen.assistants.v1 import (
     assistant_pb2,
     common_pb2,
+    file_pb2,
     message_pb2,
     run_pb2,
     thread_pb2,
@@ -24,6 +25,9 @@ from assistants_grpc_client._params import (
     AssistantCreateParams,
     AssistantUpdateParams,
     ContentParam,
+    ExpiresAfterParam,
+    FileListParams,
+    FilePurposeParam,
     ListParams,
     MessageCreateParams,
     MessageParam,
@@ -51,6 +55,9 @@ __all__ = [
     "create_message_request",
     "create_run_request",
     "create_thread_request",
+    "expires_after",
+    "file_list_request",
+    "file_purpose",
     "list_request",
     "thread_and_run_request",
     "tool",
@@ -99,6 +106,31 @@ def order(value: OrderParam) -> common_pb2.ListOrder.ValueType:
         common_pb2.ListOrder, "LIST_ORDER_", value, "order"
     )
     return result
+
+
+def file_purpose(value: FilePurposeParam) -> file_pb2.FilePurpose.ValueType:
+    result: file_pb2.FilePurpose.ValueType = _enum(
+        file_pb2.FilePurpose, "FILE_PURPOSE_", value, "purpose"
+    )
+    return result
+
+
+def expires_after(value: ExpiresAfterParam) -> file_pb2.FileExpiresAfter:
+    if isinstance(value, file_pb2.FileExpiresAfter):
+        return value
+    _check_keys(value, ("anchor", "seconds"), "expires_after")
+    return file_pb2.FileExpiresAfter(
+        anchor=value.get("anchor", "created_at"), seconds=value["seconds"]
+    )
+
+
+def file_list_request(params: FileListParams) -> file_pb2.ListFilesRequest:
+    paging = {k: v for k, v in params.items() if k != "purpose"}
+    request = list_request(file_pb2.ListFilesRequest(), cast(ListParams, paging))
+    purpose = params.get("purpose")
+    if purpose is not None:
+        request.purpose = file_purpose(purpose)
+    return request
 
 
 def reasoning_effort(value: ReasoningEffortParam) -> common_pb2.ReasoningEffort.ValueType:

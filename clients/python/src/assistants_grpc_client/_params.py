@@ -11,12 +11,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Required, TypeAlias, TypedDict
 
 from assistants_grpc_client._function_tool import FunctionTool
-from assistants_grpc_client._gen.assistants.v1 import common_pb2, message_pb2, run_pb2
+from assistants_grpc_client._gen.assistants.v1 import common_pb2, file_pb2, message_pb2, run_pb2
 
 __all__ = [
     "AssistantCreateParams",
     "AssistantUpdateParams",
     "ContentParam",
+    "ExpiresAfterParam",
+    "FileListParams",
+    "FilePurposeParam",
     "ListParams",
     "MessageCreateParams",
     "MessageListParams",
@@ -85,6 +88,25 @@ class ListParams(TypedDict, total=False):
     order: OrderParam
     after: str
     before: str
+
+
+FilePurposeParam: TypeAlias = (
+    Literal["assistants", "assistants_output", "vision", "user_data"]
+    | file_pb2.FilePurpose.ValueType
+)
+"""What a file is for; uploads take "assistants", "vision" or "user_data"."""
+
+ExpiresAfterParam: TypeAlias = file_pb2.FileExpiresAfter | Mapping[str, Any]
+"""`{"anchor": "created_at", "seconds": 3600}` (3600 to 2592000 seconds)."""
+
+
+class FileListParams(TypedDict, total=False):
+    """OpenAI's file list pages forward only: no `before`."""
+
+    limit: int
+    order: OrderParam
+    after: str
+    purpose: FilePurposeParam
 
 
 class MessageListParams(ListParams, total=False):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from google.protobuf import struct_pb2
 
@@ -23,6 +23,7 @@ from assistants_grpc_client._gen.assistants.v1 import (
     vector_store_pb2_grpc,
 )
 from assistants_grpc_client._pagination import AsyncPaginator, SyncCursorPage
+from assistants_grpc_client._resources.files import AsyncFiles, Files
 from assistants_grpc_client._transport import AsyncTransport, SyncTransport
 
 __all__ = [
@@ -38,14 +39,6 @@ V = vector_store_pb2
 FileStatus = Literal["in_progress", "completed", "failed", "cancelled"]
 Attributes = Mapping[str, str | int | float | bool]
 DEFAULT_POLL_SECONDS = 0.5
-
-
-class _Uploader(Protocol):
-    def upload(self, *, file: Any, purpose: str) -> Any: ...
-
-
-class _AsyncUploader(Protocol):
-    async def upload(self, *, file: Any, purpose: str) -> Any: ...
 
 
 # --- conversions ------------------------------------------------------------------------------
@@ -210,6 +203,14 @@ _IN_PROGRESS: dict[type[Any], int] = {
 }
 
 
+def _named(item: Any) -> tuple[Any, str | None]:
+    """(content, filename) of an upload_and_poll file: a (filename, bytes) pair, or the file."""
+    if isinstance(item, tuple):
+        name, data = item
+        return data, name
+    return item, None
+
+
 def _still_working(item: Any) -> bool:
     return bool(item.status == _IN_PROGRESS[type(item)])
 
@@ -242,7 +243,7 @@ async def _poll_async(
 
 
 class VectorStores:
-    def __init__(self, transport: SyncTransport, uploader: _Uploader | None = None) -> None:
+    def __init__(self, transport: SyncTransport, uploader: Files | None = None) -> None:
         self._t = transport
         self._stub: Any = vector_store_pb2_grpc.VectorStoreServiceStub(transport.channel)
         self.files = VectorStoreFiles(transport, self._stub, uploader)
@@ -322,7 +323,7 @@ class VectorStores:
 
 
 class VectorStoreFiles:
-    def __init__(self, transport: SyncTransport, stub: Any, uploader: _Uploader | None) -> None:
+    def __init__(self, transport: SyncTransport, stub: Any, uploader: Files | None) -> None:
         self._t = transport
         self._stub = stub
         self._uploader = uploader
@@ -355,13 +356,13 @@ class VectorStoreFiles:
         )
 
     def upload_and_poll(
-        self, vector_store_id: str, *, file: Any, **params: Any
+        self, vector_store_id: str, *, file: Any, filename: str | None = None, **params: Any
     ) -> vector_store_pb2.VectorStoreFile:
-        """Upload `file` (a path, bytes or a file object) with `client.files.upload`, add it
-        to the store and wait for its ingestion."""
+        """Upload `file` (a path, a file object, or bytes with `filename`) with
+        `client.files.upload`, add it to the store and wait for its ingestion."""
         if self._uploader is None:
             raise RuntimeError("upload_and_poll needs client.files (FileService)")
-        uploaded = self._uploader.upload(file=file, purpose="assistants")
+        uploaded = self._uploader.upload(file, purpose="assistants", filename=filename)
         return self.create_and_poll(vector_store_id, file_id=uploaded.id, **params)
 
     def retrieve(self, vector_store_id: str, file_id: str) -> vector_store_pb2.VectorStoreFile:
@@ -418,7 +419,7 @@ class VectorStoreFiles:
 
 
 class VectorStoreFileBatches:
-    def __init__(self, transport: SyncTransport, stub: Any, uploader: _Uploader | None) -> None:
+    def __init__(self, transport: SyncTransport, stub: Any, uploader: Files | None) -> None:
         self._t = transport
         self._stub = stub
         self._uploader = uploader
@@ -453,11 +454,15 @@ class VectorStoreFileBatches:
     def upload_and_poll(
         self, vector_store_id: str, *, files: Iterable[Any], **params: Any
     ) -> vector_store_pb2.VectorStoreFileBatch:
-        """Upload every file with `client.files.upload`, then batch them and wait."""
+        """Upload every file with `client.files.upload` (a path, a file object, or a
+        `(filename, bytes)` pair), then batch them and wait."""
         if self._uploader is None:
             raise RuntimeError("upload_and_poll needs client.files (FileService)")
         uploader = self._uploader
-        ids = [uploader.upload(file=f, purpose="assistants").id for f in files]
+        ids = []
+        for item in files:
+            data, name = _named(item)
+            ids.append(uploader.upload(data, purpose="assistants", filename=name).id)
         return self.create_and_poll(vector_store_id, file_ids=ids, **params)
 
     def retrieve(
@@ -501,7 +506,7 @@ class VectorStoreFileBatches:
 
 
 class AsyncVectorStores:
-    def __init__(self, transport: AsyncTransport, uploader: _AsyncUploader | None = None) -> None:
+    def __init__(self, transport: AsyncTransport, uploader: AsyncFiles | None = None) -> None:
         self._t = transport
         self._stub: Any = vector_store_pb2_grpc.VectorStoreServiceStub(transport.channel)
         self.files = AsyncVectorStoreFiles(transport, self._stub, uploader)
@@ -588,9 +593,7 @@ class AsyncVectorStores:
 
 
 class AsyncVectorStoreFiles:
-    def __init__(
-        self, transport: AsyncTransport, stub: Any, uploader: _AsyncUploader | None
-    ) -> None:
+    def __init__(self, transport: AsyncTransport, stub: Any, uploader: AsyncFiles | None) -> None:
         self._t = transport
         self._stub = stub
         self._uploader = uploader
@@ -623,11 +626,11 @@ class AsyncVectorStoreFiles:
         )
 
     async def upload_and_poll(
-        self, vector_store_id: str, *, file: Any, **params: Any
+        self, vector_store_id: str, *, file: Any, filename: str | None = None, **params: Any
     ) -> vector_store_pb2.VectorStoreFile:
         if self._uploader is None:
             raise RuntimeError("upload_and_poll needs client.files (FileService)")
-        uploaded = await self._uploader.upload(file=file, purpose="assistants")
+        uploaded = await self._uploader.upload(file, purpose="assistants", filename=filename)
         return await self.create_and_poll(vector_store_id, file_id=uploaded.id, **params)
 
     async def retrieve(
@@ -686,9 +689,7 @@ class AsyncVectorStoreFiles:
 
 
 class AsyncVectorStoreFileBatches:
-    def __init__(
-        self, transport: AsyncTransport, stub: Any, uploader: _AsyncUploader | None
-    ) -> None:
+    def __init__(self, transport: AsyncTransport, stub: Any, uploader: AsyncFiles | None) -> None:
         self._t = transport
         self._stub = stub
         self._uploader = uploader
@@ -726,7 +727,10 @@ class AsyncVectorStoreFileBatches:
         if self._uploader is None:
             raise RuntimeError("upload_and_poll needs client.files (FileService)")
         uploader = self._uploader
-        ids = [(await uploader.upload(file=f, purpose="assistants")).id for f in files]
+        ids = []
+        for item in files:
+            data, name = _named(item)
+            ids.append((await uploader.upload(data, purpose="assistants", filename=name)).id)
         return await self.create_and_poll(vector_store_id, file_ids=ids, **params)
 
     async def retrieve(

@@ -408,3 +408,28 @@ async def test_create_form_resources_and_attachments_make_stores(running: Runnin
     [attached_store] = after.tool_resources.file_search.vector_store_ids
     done = await wait_ingested(running, attached_store)
     assert done.file_counts.completed == 1 and done.expires_after.days == 7
+
+
+async def test_deleting_a_file_removes_it_from_every_store(running: RunningServer) -> None:
+    from assistants_grpc.contract.pb import file_pb2
+
+    md_id = await make_file(running, "tea.md", TEA.encode())
+    stub = stores(running)
+    first = await stub.CreateVectorStore(V.CreateVectorStoreRequest(file_ids=[md_id]))
+    second = await stub.CreateVectorStore(V.CreateVectorStoreRequest(file_ids=[md_id]))
+    for store in (first, second):
+        await wait_ingested(running, store.id)
+    await running.stubs.files.DeleteFile(file_pb2.DeleteFileRequest(file_id=md_id))
+    for store in (first, second):
+        after = await stub.GetVectorStore(V.GetVectorStoreRequest(vector_store_id=store.id))
+        assert after.file_counts.total == 0 and after.usage_bytes == 0
+        found = await stub.SearchVectorStore(
+            V.SearchVectorStoreRequest(vector_store_id=store.id, query=["green tea"])
+        )
+        assert not found.data
+        await expect_error(
+            stub.GetVectorStoreFile(
+                V.GetVectorStoreFileRequest(vector_store_id=store.id, file_id=md_id)
+            ),
+            NOT_FOUND,
+        )

@@ -43,6 +43,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--claim-poll-interval", type=float, help="seconds between looks for unclaimed runs"
     )
+    serve.add_argument("--embedding-model", help="embedding model for dense vector-store search")
+    serve.add_argument("--embedding-base-url", help="its /v1 endpoint (default OPENAI_BASE_URL)")
+    serve.add_argument(
+        "--embedding-api-key-env", help="variable holding its API key (default OPENAI_API_KEY)"
+    )
+    serve.add_argument("--ingestion-concurrency", type=int, help="files ingested at once")
+    serve.add_argument(
+        "--extraction-timeout", type=float, help="seconds one file's text extraction may take"
+    )
+    serve.add_argument(
+        "--extraction-memory-mb", type=int, help="memory one file's text extraction may take"
+    )
     serve.add_argument(
         "--truncation-shorten-fraction",
         type=float,

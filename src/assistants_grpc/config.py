@@ -45,6 +45,17 @@ class Settings:
     claim_poll_interval: float = 0.5
     # Retries of a 429/5xx from the model endpoint (the openai SDK backs off between them).
     model_max_retries: int = 3
+    # Dense retrieval (README "Files and vector stores"): an OpenAI-compatible /v1/embeddings
+    # endpoint; without a model, vector stores are searched lexically only. The base URL
+    # defaults to OPENAI_BASE_URL, the key to OPENAI_API_KEY (or the variable named here).
+    embedding_model: str | None = None
+    embedding_base_url: str | None = None
+    embedding_api_key_env: str | None = None
+    # Files ingested into vector stores at once by this replica, and what extracting the text
+    # of one may take (a child process, killed past the time; its address space capped).
+    ingestion_concurrency: int = 2
+    extraction_timeout: float = 120.0
+    extraction_memory_mb: int = 2048
     # `auto` truncation shortens a text longer than this share of the prompt budget (to that
     # length, head and tail around a marker) before it drops any message (engine/prompt.py).
     truncation_shorten_fraction: float = 0.125

@@ -18,6 +18,8 @@ PREFIXES = {
     "step": "step_",
     "call": "call_",
     "file": "file-",  # OpenAI's files alone take a hyphen
+    "vector_store": "vs_",
+    "file_batch": "vsfb_",
 }
 
 IdGenerator = Callable[[str], str]

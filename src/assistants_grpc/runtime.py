@@ -31,6 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -40,7 +43,7 @@ from assistants_grpc.auth.setup import build_guard
 from assistants_grpc.clock import Clock, SystemClock
 from assistants_grpc.config import Settings
 from assistants_grpc.engine.executor import RunExecutor
-from assistants_grpc.engine.models import ModelConfig, ModelRouter
+from assistants_grpc.engine.models import NO_API_KEY, ModelConfig, ModelRouter
 from assistants_grpc.engine.prompt import check_shorten_fraction
 from assistants_grpc.engine.scheduler import RunScheduler, replica_name
 from assistants_grpc.engine.tokens import TokenCounter
@@ -48,6 +51,10 @@ from assistants_grpc.events import log as event_log
 from assistants_grpc.events.bus import EventBus, LoadAfter, LoadOne
 from assistants_grpc.events.log import RunEvent
 from assistants_grpc.events.signals import Listener, PostgresSignals
+from assistants_grpc.files.embeddings import Embedder
+from assistants_grpc.files.extraction import ExtractionLimits
+from assistants_grpc.files.ingest import IngestionWorker
+from assistants_grpc.files.retrieval import Retriever
 from assistants_grpc.files.storage import FileStorage
 from assistants_grpc.ids import IdGenerator, random_id
 from assistants_grpc.services.assistants import AssistantService
@@ -58,7 +65,9 @@ from assistants_grpc.services.limits import Limits
 from assistants_grpc.services.messages import MessageService
 from assistants_grpc.services.runs import RunService
 from assistants_grpc.services.threads import ThreadService
+from assistants_grpc.services.vector_stores import VectorStoreService
 from assistants_grpc.store import migrate
+from assistants_grpc.store import vector_stores as vector_store_queries
 from assistants_grpc.store.database import Database
 from assistants_grpc.tools.code_interpreter.files import StorageFiles
 from assistants_grpc.tools.code_interpreter.registry import DatabaseRegistry
@@ -111,6 +120,9 @@ class _Started:
     signals: PostgresSignals | None
     services: Services
     code_interpreter: CodeInterpreter
+    ingestion: IngestionWorker
+    retriever: Retriever
+    embedder: Embedder | None
 
 
 class Runtime:
@@ -146,6 +158,16 @@ class Runtime:
         return self._started.scheduler if self._started is not None else None
 
     @property
+    def ingestion(self) -> IngestionWorker | None:
+        """The vector-store ingestion worker while started, else None."""
+        return self._started.ingestion if self._started is not None else None
+
+    @property
+    def retriever(self) -> Retriever | None:
+        """The vector-store search (the file_search tool's and SearchVectorStore's)."""
+        return self._started.retriever if self._started is not None else None
+
+    @property
     def code_interpreter(self) -> CodeInterpreter | None:
         """The python tool's sandbox, sessions and executor while started, else None."""
         return self._started.code_interpreter if self._started is not None else None
@@ -171,6 +193,8 @@ class Runtime:
         signals: PostgresSignals | None = None
         router: ModelRouter | None = None
         code: CodeInterpreter | None = None
+        embedder: Embedder | None = None
+        ingestion: IngestionWorker | None = None
         try:
             if settings.migrate_on_start:
                 migrate.upgrade(database)
@@ -187,6 +211,9 @@ class Runtime:
             )
             overrides.tokens.preload()
             await storage.start()
+            embedder = _embedder(settings, overrides.model_env)
+            # Set once the ingestion worker exists: services wake it when they add files.
+            wake: list[Callable[[], None]] = []
             deps = Dependencies(
                 database=database,
                 clock=overrides.clock,
@@ -198,11 +225,19 @@ class Runtime:
                     max_tool_output_bytes=settings.max_tool_output_bytes,
                     max_tool_outputs_bytes=settings.max_tool_outputs_bytes,
                 ),
+                embedding_model=embedder.model if embedder is not None else None,
+                wake_ingestion=lambda: _call_each(wake),
             )
             # Files first: the tools that read and write them (file_search, code_interpreter) are
             # built from `files.storage`, and other owners of File references add their cleanup
             # to `files.on_delete`.
             files = FileService(deps, storage)
+            # A deleted File leaves every vector store in the same transaction (CONTRACT.md §12).
+            files.on_delete.append(
+                lambda connection, _project, file_id: vector_store_queries.remove_file_everywhere(
+                    connection, file_id
+                )
+            )
             owner = replica_name()
             if database.is_postgresql:
                 # Replicas share one database: they tell each other about new events, cancels
@@ -231,6 +266,24 @@ class Runtime:
                 owner=owner,
                 send_cancel=signals.send_cancel if signals is not None else None,
             )
+            retriever = Retriever(database, deps.now, embedder=embedder)
+            ingestion = IngestionWorker(
+                database,
+                deps.tokens,
+                storage,
+                owner=owner,
+                now=deps.now,
+                embedder=embedder,
+                concurrency=settings.ingestion_concurrency,
+                limits=ExtractionLimits(
+                    wall_seconds=settings.extraction_timeout,
+                    cpu_seconds=max(1, math.ceil(settings.extraction_timeout)),
+                    memory_bytes=settings.extraction_memory_mb * 1024 * 1024,
+                ),
+                lease_seconds=settings.run_lease_seconds,
+                poll_interval=settings.claim_poll_interval,
+            )
+            wake.append(ingestion.wake)
             threads = ThreadService(deps, bus, scheduler)
             code = CodeInterpreter(
                 code_interpreter_config(settings),
@@ -249,14 +302,20 @@ class Runtime:
                     deps, threads, scheduler, bus, expires_in=settings.run_expiry_seconds
                 ),
                 files=files,
+                vector_stores=VectorStoreService(deps, retriever, ingestion.wake),
             )
             # `--code-interpreter required` without a working sandbox: ValueError, exit 2.
             await code.start()
             if signals is not None:
                 await signals.start(_listener(bus, scheduler))
             await scheduler.start()
+            await ingestion.start()
             files.start_sweeping(overrides.file_sweep_interval)
         except BaseException:
+            if ingestion is not None:
+                await ingestion.stop()
+            if embedder is not None:
+                await embedder.aclose()
             if code is not None:
                 await code.stop()
             if storage is not None:
@@ -267,7 +326,19 @@ class Runtime:
                 await router.aclose()
             database.dispose()
             raise
-        self._started = _Started(database, guard, bus, router, scheduler, signals, services, code)
+        self._started = _Started(
+            database,
+            guard,
+            bus,
+            router,
+            scheduler,
+            signals,
+            services,
+            code,
+            ingestion,
+            retriever,
+            embedder,
+        )
 
     # --- faces ------------------------------------------------------------------------------
 
@@ -298,6 +369,9 @@ class Runtime:
             *(face.stop(grace) for face in self._faces), started.scheduler.stop(grace)
         )
         self._faces.clear()
+        await started.ingestion.stop()
+        if started.embedder is not None:
+            await started.embedder.aclose()
         await started.code_interpreter.stop()
         await started.services.files.stop_sweeping()
         started.services.files.storage.close()
@@ -307,6 +381,27 @@ class Runtime:
         started.database.dispose()
         self._started = None
         log.info("stopped")
+
+
+def _call_each(callbacks: list[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        callback()
+
+
+def _embedder(settings: Settings, model_env: dict[str, str] | None) -> Embedder | None:
+    """The embedding client of `--embedding-model`, or None (vector stores stay lexical)."""
+    if not settings.embedding_model:
+        return None
+    env = os.environ if model_env is None else model_env
+    key_env = settings.embedding_api_key_env or "OPENAI_API_KEY"
+    if settings.embedding_api_key_env and key_env not in env:
+        raise ValueError(f"--embedding-api-key-env names an unset variable: {key_env}")
+    return Embedder(
+        settings.embedding_model,
+        base_url=settings.embedding_base_url or env.get("OPENAI_BASE_URL"),
+        api_key=env.get(key_env) or NO_API_KEY,
+        max_retries=settings.model_max_retries,
+    )
 
 
 def _conninfo(database: Database) -> str:

@@ -14,6 +14,8 @@ from assistants_grpc.api.face import SERVICE_NAMES, GrpcFace
 from assistants_grpc.auth.tls import server_credentials
 from assistants_grpc.config import Settings
 from assistants_grpc.engine.scheduler import RunScheduler
+from assistants_grpc.files.ingest import IngestionWorker
+from assistants_grpc.files.retrieval import Retriever
 from assistants_grpc.runtime import Overrides, Runtime
 from assistants_grpc.services.files import FileService
 from assistants_grpc.store.database import Database
@@ -46,6 +48,16 @@ class AssistantsServer:
     @property
     def scheduler(self) -> RunScheduler | None:
         return self.runtime.scheduler
+
+    @property
+    def ingestion(self) -> IngestionWorker | None:
+        """The vector-store ingestion worker (tests drive it)."""
+        return self.runtime.ingestion
+
+    @property
+    def retriever(self) -> Retriever | None:
+        """The vector-store search, for the file_search tool's wiring."""
+        return self.runtime.retriever
 
     @property
     def code_interpreter(self) -> CodeInterpreter | None:

@@ -26,7 +26,18 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from tests.bench import code, prompt, replicas, report, runs, streams, tools, transfer, unary
+from tests.bench import (
+    code,
+    files,
+    prompt,
+    replicas,
+    report,
+    runs,
+    streams,
+    tools,
+    transfer,
+    unary,
+)
 from tests.bench.common import Plan
 from tests.bench.processes import (
     REPO_ROOT,
@@ -38,7 +49,8 @@ from tests.bench.processes import (
 )
 
 SECTIONS: Final = (
-    "unary", "runs", "tools", "streams", "prompt", "code", "postgres", "replicas", "import"
+    "unary", "runs", "tools", "streams", "prompt", "code", "files", "postgres", "replicas",
+    "import",
 )  # fmt: skip
 _POSTGRES_SECTIONS: Final = ("postgres", "replicas")
 # Sections that start their own processes and need no service.
@@ -192,6 +204,10 @@ class Bench:
             )
         if "code" in self.sections:
             await self._section("code", service, lambda: code.measure(self.plan))
+        if "files" in self.sections:
+            await self._section(
+                "files", service, lambda: files.measure(children, model.port, tmp, self.plan)
+            )
         children.stop(service)
 
     async def _postgres(self, children: Children, model: Child) -> None:

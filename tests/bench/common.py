@@ -214,6 +214,9 @@ class Plan:
     prompt_repeats: int
     prompt_db_repeats: int
     import_threads: int  # threads of 10 messages in the "import" section's dump
+    search_chunks: int = 100_000
+    search_queries: int = 200
+    ingest_files: int = 8
 
     @classmethod
     def default(cls) -> Plan:
@@ -257,6 +260,9 @@ class Plan:
             prompt_repeats=10,
             prompt_db_repeats=2,
             import_threads=2_000,
+            search_chunks=20_000,
+            search_queries=40,
+            ingest_files=2,
         )
 
 

@@ -126,6 +126,41 @@ TARGETS = (
         lambda v: v < 300,
     ),
     Target(
+        "SearchVectorStore over 100,000 chunks, lexical, p50",
+        ("files", "search_lexical", "p50_ms"),
+        "ms",
+        "< 20",
+        lambda v: v < 20,
+    ),
+    Target(
+        "SearchVectorStore over 100,000 chunks, lexical, p99",
+        ("files", "search_lexical", "p99_ms"),
+        "ms",
+        "< 60",
+        lambda v: v < 60,
+    ),
+    Target(
+        "SearchVectorStore over 100,000 chunks, hybrid, p50",
+        ("files", "search_hybrid", "p50_ms"),
+        "ms",
+        "< 20",
+        lambda v: v < 20,
+    ),
+    Target(
+        "SearchVectorStore over 100,000 chunks, hybrid, p99",
+        ("files", "search_hybrid", "p99_ms"),
+        "ms",
+        "< 60",
+        lambda v: v < 60,
+    ),
+    Target(
+        "Ingestion of plain text, SQLite",
+        ("files", "ingest", "chunks_per_s"),
+        "chunks/s",
+        "≥ 1,000",
+        lambda v: v >= 1000,
+    ),
+    Target(
         "Prompt of a 10,000-message thread (build_prompt)",
         ("prompt", "in_process", "build_ms_p50"),
         "ms",
@@ -241,11 +276,34 @@ def markdown(results: dict[str, Any]) -> str:
         lines += _streams(s["streams"])
     if "prompt" in s:
         lines += _prompt(s["prompt"])
+    if "files" in s:
+        lines += _files(s["files"])
     if "replicas" in s:
         lines += _replicas(s["replicas"])
     if "import" in s:
         lines += _import(s["import"])
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _files(f: dict[str, Any]) -> list[str]:
+    i = f["ingest"]
+    lines = [
+        "## Files and vector stores",
+        "",
+        f"Ingestion (SQLite, plain text, auto chunking 800/400): {i['files']} files, "
+        f"{i['chunks']:,} chunks in {i['seconds']} s. Search: one caller, one query at a time, "
+        f"over one store of {f['chunks']:,} chunks (hybrid: with 256-float vectors, the fake "
+        "model's /v1/embeddings for the query).",
+        "",
+    ]
+    rows = [
+        ["ingestion, chunks/s", i["chunks_per_s"], "", ""],
+        ["SearchVectorStore, lexical", f["search_lexical"]["n"],
+         f["search_lexical"]["p50_ms"], f["search_lexical"]["p99_ms"]],
+        ["SearchVectorStore, hybrid", f["search_hybrid"]["n"],
+         f["search_hybrid"]["p50_ms"], f["search_hybrid"]["p99_ms"]],
+    ]  # fmt: skip
+    return lines + _table(["", "n / value", "p50 ms", "p99 ms"], rows)
 
 
 def _replicas(r: dict[str, Any]) -> list[str]:

@@ -71,6 +71,8 @@ def test_generated_modules_stay_under_v1() -> None:
         "run_pb2_grpc",
         "thread_pb2",
         "thread_pb2_grpc",
+        "vector_store_pb2",
+        "vector_store_pb2_grpc",
     }
 
 

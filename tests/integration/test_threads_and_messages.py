@@ -76,9 +76,11 @@ async def test_message_crud_and_wrong_thread(stubs: Stubs) -> None:
                 ),
             ],
             attachments=[
+                # For code_interpreter: stored as given (a file_search attachment must name a
+                # real File, which joins the thread's vector store: test_vector_stores.py).
                 M.Attachment(
                     file_id="file-abc",
-                    tools=[M.AttachmentTool(type=common_pb2.TOOL_TYPE_FILE_SEARCH)],
+                    tools=[M.AttachmentTool(type=common_pb2.TOOL_TYPE_CODE_INTERPRETER)],
                 )
             ],
             metadata={"k": "v"},

@@ -9,7 +9,13 @@ import pytest
 
 from assistants_grpc.auth import admin
 from assistants_grpc.clock import ManualClock
-from assistants_grpc.contract.pb import assistant_pb2, message_pb2, run_pb2
+from assistants_grpc.contract.pb import (
+    assistant_pb2,
+    message_pb2,
+    run_pb2,
+    vector_store_pb2,
+    vector_store_pb2_grpc,
+)
 from assistants_grpc.fake_model import FakeModelServer
 from assistants_grpc.server import AssistantsServer
 from assistants_grpc.store import migrate
@@ -92,4 +98,9 @@ async def make_objects(s: Stubs) -> Ids:
     )
     messages = await s.messages.ListMessages(message_pb2.ListMessagesRequest(thread_id=thread.id))
     file = await upload(s, b"a file of the project", "mine.txt")
-    return Ids(assistant.id, thread.id, messages.data[0].id, run_id, steps.data[0].id, file.id)
+    store = await vector_store_pb2_grpc.VectorStoreServiceStub(s.channel).CreateVectorStore(
+        vector_store_pb2.CreateVectorStoreRequest()
+    )
+    return Ids(
+        assistant.id, thread.id, messages.data[0].id, run_id, steps.data[0].id, file.id, store.id
+    )

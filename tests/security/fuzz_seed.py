@@ -22,6 +22,7 @@ from assistants_grpc.contract.pb import (
     run_pb2_grpc,
     thread_pb2,
     thread_pb2_grpc,
+    vector_store_pb2,
 )
 from assistants_grpc.store import migrate
 from assistants_grpc.store.database import Database
@@ -237,6 +238,40 @@ def templates(p: Project) -> dict[str, Any]:
         "ListFiles": F.ListFilesRequest(limit=5, purpose=F.FILE_PURPOSE_ASSISTANTS),
         "DeleteFile": F.DeleteFileRequest(file_id=p.files[1]),
         "GetFileContent": F.GetFileContentRequest(file_id=p.files[2]),
+        **_vector_store_templates(),
+    }
+
+
+def _vector_store_templates() -> dict[str, Any]:
+    """Requests of the vector-store RPCs (on a store id nobody has: the fuzz checks the
+    validation and the lookups, never INTERNAL)."""
+    V = vector_store_pb2
+    store, file, batch = "vs_" + "Q" * 24, "file-" + "Q" * 24, "vsfb_" + "Q" * 24
+    on_file = {"vector_store_id": store, "file_id": file}
+    on_batch = {"vector_store_id": store, "batch_id": batch}
+    search = V.SearchVectorStoreRequest(vector_store_id=store, query=["what's NEAR -x?"])
+    search.filters.type = V.ATTRIBUTE_FILTER_TYPE_EQ
+    search.filters.key = "k"
+    search.filters.value.string_value = "v"
+    return {
+        "CreateVectorStore": V.CreateVectorStoreRequest(name="n", metadata={"k": "v"}),
+        "GetVectorStore": V.GetVectorStoreRequest(vector_store_id=store),
+        "ListVectorStores": V.ListVectorStoresRequest(limit=5),
+        "UpdateVectorStore": V.UpdateVectorStoreRequest(vector_store_id=store, name="x"),
+        "DeleteVectorStore": V.DeleteVectorStoreRequest(vector_store_id=store),
+        "SearchVectorStore": search,
+        "CreateVectorStoreFile": V.CreateVectorStoreFileRequest(**on_file),
+        "GetVectorStoreFile": V.GetVectorStoreFileRequest(**on_file),
+        "ListVectorStoreFiles": V.ListVectorStoreFilesRequest(vector_store_id=store, limit=5),
+        "UpdateVectorStoreFile": V.UpdateVectorStoreFileRequest(**on_file),
+        "DeleteVectorStoreFile": V.DeleteVectorStoreFileRequest(**on_file),
+        "GetVectorStoreFileContent": V.GetVectorStoreFileContentRequest(**on_file),
+        "CreateVectorStoreFileBatch": V.CreateVectorStoreFileBatchRequest(
+            vector_store_id=store, file_ids=[file]
+        ),
+        "GetVectorStoreFileBatch": V.GetVectorStoreFileBatchRequest(**on_batch),
+        "CancelVectorStoreFileBatch": V.CancelVectorStoreFileBatchRequest(**on_batch),
+        "ListVectorStoreFileBatchFiles": V.ListVectorStoreFileBatchFilesRequest(**on_batch),
     }
 
 

@@ -14,6 +14,8 @@ from assistants_grpc.contract.pb import (
     message_pb2,
     run_pb2,
     thread_pb2,
+    vector_store_pb2,
+    vector_store_pb2_grpc,
 )
 from assistants_grpc.server import SERVICE_NAMES
 from tests.conftest import Stubs, stubs_for
@@ -89,6 +91,8 @@ class Ids:
     run: str
     step: str
     file: str = "file-" + "x" * 24
+    vector_store: str = "vs_" + "Y" * 24
+    batch: str = "vsfb_" + "Y" * 24
 
 
 Call = Callable[[Stubs, Ids], Awaitable[Any]]
@@ -196,6 +200,73 @@ def every_rpc() -> dict[str, Call]:
             F.DeleteFileRequest(file_id=i.file)
         ),
         "FileService/GetFileContent": lambda s, i: download(s, i.file),
+        **_vector_store_rpcs(),
+    }
+
+
+def _vector_store_rpcs() -> dict[str, Call]:
+    V = vector_store_pb2
+
+    def stub(s: Stubs) -> Any:
+        return vector_store_pb2_grpc.VectorStoreServiceStub(s.channel)
+
+    def on_file(i: Ids) -> dict[str, str]:
+        return {"vector_store_id": i.vector_store, "file_id": i.file}
+
+    def on_batch(i: Ids) -> dict[str, str]:
+        return {"vector_store_id": i.vector_store, "batch_id": i.batch}
+
+    return {
+        "VectorStoreService/CreateVectorStore": lambda s, i: stub(s).CreateVectorStore(
+            V.CreateVectorStoreRequest(name="n")
+        ),
+        "VectorStoreService/GetVectorStore": lambda s, i: stub(s).GetVectorStore(
+            V.GetVectorStoreRequest(vector_store_id=i.vector_store)
+        ),
+        "VectorStoreService/ListVectorStores": lambda s, i: stub(s).ListVectorStores(
+            V.ListVectorStoresRequest()
+        ),
+        "VectorStoreService/UpdateVectorStore": lambda s, i: stub(s).UpdateVectorStore(
+            V.UpdateVectorStoreRequest(vector_store_id=i.vector_store, name="x")
+        ),
+        "VectorStoreService/DeleteVectorStore": lambda s, i: stub(s).DeleteVectorStore(
+            V.DeleteVectorStoreRequest(vector_store_id=i.vector_store)
+        ),
+        "VectorStoreService/SearchVectorStore": lambda s, i: stub(s).SearchVectorStore(
+            V.SearchVectorStoreRequest(vector_store_id=i.vector_store, query=["q"])
+        ),
+        "VectorStoreService/CreateVectorStoreFile": lambda s, i: stub(s).CreateVectorStoreFile(
+            V.CreateVectorStoreFileRequest(**on_file(i))
+        ),
+        "VectorStoreService/GetVectorStoreFile": lambda s, i: stub(s).GetVectorStoreFile(
+            V.GetVectorStoreFileRequest(**on_file(i))
+        ),
+        "VectorStoreService/ListVectorStoreFiles": lambda s, i: stub(s).ListVectorStoreFiles(
+            V.ListVectorStoreFilesRequest(vector_store_id=i.vector_store)
+        ),
+        "VectorStoreService/UpdateVectorStoreFile": lambda s, i: stub(s).UpdateVectorStoreFile(
+            V.UpdateVectorStoreFileRequest(**on_file(i))
+        ),
+        "VectorStoreService/DeleteVectorStoreFile": lambda s, i: stub(s).DeleteVectorStoreFile(
+            V.DeleteVectorStoreFileRequest(**on_file(i))
+        ),
+        "VectorStoreService/GetVectorStoreFileContent": lambda s, i: stub(
+            s
+        ).GetVectorStoreFileContent(V.GetVectorStoreFileContentRequest(**on_file(i))),
+        "VectorStoreService/CreateVectorStoreFileBatch": lambda s, i: stub(
+            s
+        ).CreateVectorStoreFileBatch(
+            V.CreateVectorStoreFileBatchRequest(vector_store_id=i.vector_store, file_ids=[i.file])
+        ),
+        "VectorStoreService/GetVectorStoreFileBatch": lambda s, i: stub(s).GetVectorStoreFileBatch(
+            V.GetVectorStoreFileBatchRequest(**on_batch(i))
+        ),
+        "VectorStoreService/CancelVectorStoreFileBatch": lambda s, i: stub(
+            s
+        ).CancelVectorStoreFileBatch(V.CancelVectorStoreFileBatchRequest(**on_batch(i))),
+        "VectorStoreService/ListVectorStoreFileBatchFiles": lambda s, i: stub(
+            s
+        ).ListVectorStoreFileBatchFiles(V.ListVectorStoreFileBatchFilesRequest(**on_batch(i))),
     }
 
 

@@ -22,11 +22,13 @@ NOT_FOUND = grpc.StatusCode.NOT_FOUND
 CREATES_OWN = {
     "AssistantService/CreateAssistant",
     "ThreadService/CreateThread",
+    "VectorStoreService/CreateVectorStore",
     "FileService/UploadFile",
 }
 LISTS_OWN = {
     "AssistantService/ListAssistants",
     "ThreadService/ListThreads",
+    "VectorStoreService/ListVectorStores",
     "FileService/ListFiles",
 }
 
@@ -35,6 +37,8 @@ def _kind_of_missing(name: str, ids: Ids) -> tuple[str, str]:
     """Which object the NOT_FOUND names: the top-level one the call starts from."""
     if name.startswith("AssistantService/") or name.startswith("RunService/CreateThreadAndRun"):
         return "assistant", ids.assistant
+    if name.startswith("VectorStoreService/"):
+        return "vector store", ids.vector_store
     if name.startswith("FileService/"):
         return "file", ids.file
     return "thread", ids.thread

@@ -479,7 +479,22 @@ async def test_models_and_unknown_routes(
     assert {m.id for m in models.data} == {"fake-model", "custom"}
     assert (await client.models.retrieve("anything")).id == "anything"
     with pytest.raises(openai.NotFoundError):
-        await client.embeddings.create(model="m", input="x")
+        await client.images.generate(prompt="x")
+
+
+async def test_embeddings_are_deterministic_and_topical(client: openai.AsyncOpenAI) -> None:
+    import numpy as np
+
+    texts = ["searching for files", "files are searched", "volcanoes erupt lava"]
+    first = await client.embeddings.create(model="e", input=texts)
+    again = await client.embeddings.create(model="e", input=texts, encoding_format="float")
+    vectors = np.array([d.embedding for d in first.data])
+    assert np.allclose(vectors, [d.embedding for d in again.data], atol=1e-6)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
+    similar, unrelated = vectors[0] @ vectors[1], vectors[0] @ vectors[2]
+    assert similar > 0.5 > unrelated
+    with pytest.raises(openai.BadRequestError):
+        await client.embeddings.create(model="e", input=[])
 
 
 async def test_path_without_v1_prefix(server: FakeModelServer) -> None:

@@ -17,6 +17,7 @@ from assistants_grpc.api.files import FileServicer
 from assistants_grpc.api.registration import add_servicer
 from assistants_grpc.api.runs import RunServicer
 from assistants_grpc.api.servicers import AssistantServicer, MessageServicer, ThreadServicer
+from assistants_grpc.api.vector_stores import VectorStoreServicer
 from assistants_grpc.auth.guard import Guard
 from assistants_grpc.contract.pb import (
     assistant_pb2,
@@ -29,6 +30,8 @@ from assistants_grpc.contract.pb import (
     run_pb2_grpc,
     thread_pb2,
     thread_pb2_grpc,
+    vector_store_pb2,
+    vector_store_pb2_grpc,
 )
 from assistants_grpc.services.bundle import Services
 
@@ -40,6 +43,7 @@ SERVICE_NAMES = tuple(
         (message_pb2, "MessageService"),
         (run_pb2, "RunService"),
         (file_pb2, "FileService"),
+        (vector_store_pb2, "VectorStoreService"),
     )
 )
 
@@ -97,6 +101,11 @@ class GrpcFace:
             server,
             file_pb2_grpc.add_FileServiceServicer_to_server,
             FileServicer(services.files, guard),
+        )
+        add_servicer(
+            server,
+            vector_store_pb2_grpc.add_VectorStoreServiceServicer_to_server,
+            VectorStoreServicer(services.vector_stores, guard),
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(

@@ -43,6 +43,7 @@ __all__ = [
     "render_event",
     "render_value",
     "to_sse",
+    "value_json",
 ]
 
 M = TypeVar("M", bound=Message)
@@ -65,6 +66,14 @@ _OBJECT_TYPES: Final[dict[str, str]] = {
     "assistants.v1.DeleteAssistantResponse": "assistant.deleted",
     "assistants.v1.DeleteThreadResponse": "thread.deleted",
     "assistants.v1.DeleteMessageResponse": "thread.message.deleted",
+    "assistants.v1.VectorStore": "vector_store",
+    "assistants.v1.VectorStoreFile": "vector_store.file",
+    "assistants.v1.VectorStoreFileBatch": "vector_store.files_batch",
+    "assistants.v1.DeleteVectorStoreResponse": "vector_store.deleted",
+    "assistants.v1.DeleteVectorStoreFileResponse": "vector_store.file.deleted",
+    # Search results and file content are pages of their own kinds, not `list` pages.
+    "assistants.v1.SearchVectorStoreResponse": "vector_store.search_results.page",
+    "assistants.v1.GetVectorStoreFileContentResponse": "vector_store.file_content.page",
     "assistants.v1.File": "file",
     # OpenAI answers a file's deletion with `object: "file"`, not "file.deleted" (FileDeleted).
     "assistants.v1.DeleteFileResponse": "file",
@@ -637,6 +646,12 @@ _WELL_KNOWN_RENDER: Final[dict[int, _Render]] = {
     _VALUE: _value_to_python,
     _LIST_VALUE: _list_value_to_list,
 }
+
+
+def value_json(value: struct_pb2.Value) -> Any:
+    """The JSON value a ``google.protobuf.Value`` holds (whole numbers as ints), as it renders
+    inside an object (attributes of vector-store files)."""
+    return _value_to_python(value)
 
 
 def render_value(message: Message) -> Any:

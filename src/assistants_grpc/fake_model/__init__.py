@@ -8,6 +8,8 @@ It is a minimal HTTP/1.1 server (keep-alive, no third-party dependencies) that s
   frame flushed at a time, then ``data: [DONE]``; with ``stream_options.include_usage`` the
   last chunk before ``[DONE]`` has ``choices: []`` and ``usage``. Otherwise a
   ``chat.completion`` JSON object is returned.
+* ``POST /v1/embeddings``: deterministic vectors (a hashed bag of words and trigrams, see
+  ``_embeddings.py``), float or base64, so texts sharing words are close.
 * ``GET /v1/models`` (and ``/v1/models/{id}``), ``GET /health``.
 * Errors use the OpenAI envelope ``{"error": {"message", "type", "param", "code"}}``.
 

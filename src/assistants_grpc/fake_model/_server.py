@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self
 
+from ._embeddings import embeddings_response
 from ._responses import (
     ErrorReply,
     HangReply,
@@ -492,6 +493,8 @@ class FakeModelServer:
         """Responses whose client went away before the response was complete."""
         self.connections = 0
         """TCP connections accepted (to check that clients keep connections alive)."""
+        self.embedding_requests = 0
+        """`/v1/embeddings` requests answered."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -570,6 +573,7 @@ class FakeModelServer:
             self.requests.clear()
             self.disconnects = 0
             self.connections = 0
+            self.embedding_requests = 0
 
     async def wait_for_disconnects(self, count: int = 1, timeout: float = 1.0) -> bool:
         """Poll until ``disconnects >= count``; False on timeout. Works from any loop."""
@@ -643,6 +647,15 @@ class FakeModelServer:
                 await conn.send_response(405, _error_body(405, "Use POST."), keep_alive=keep)
                 return keep
             return await self._chat(conn, request)
+        if path == "/embeddings":
+            if request.method != "POST":
+                await conn.send_response(405, _error_body(405, "Use POST."), keep_alive=keep)
+                return keep
+            status, payload = embeddings_response(request.body)
+            with self._lock:
+                self.embedding_requests += 1
+            await conn.send_response(status, payload, keep_alive=keep)
+            return keep
         if request.method != "GET":
             message = f"Unknown request URL: {request.method} {request.path}."
             await conn.send_response(404, _error_body(404, message), keep_alive=keep)

@@ -1,2 +1,4 @@
-"""Files: their storage (`storage.py`); text extraction, chunking and vector-store search live
-beside it. Below `services` and `tools`, above `engine` and `store` (DESIGN.md, "Layout")."""
+"""Files: their storage (`storage.py`), text extraction, chunking, ingestion into vector stores
+and the search over them. Below `services` and `tools`, above `engine` and `store` (DESIGN.md,
+"Layout"). Kept free of imports here: the extraction child process imports this package and
+should start fast."""

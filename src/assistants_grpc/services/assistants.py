@@ -14,6 +14,7 @@ from assistants_grpc.services.deps import Dependencies
 from assistants_grpc.services.errors import NotFoundError
 from assistants_grpc.services.listing import list_in
 from assistants_grpc.services.scope import get_assistant_row
+from assistants_grpc.services.vector_stores import make_resource_stores
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.mapping import assistant_from_row, assistant_values
 
@@ -98,11 +99,21 @@ class AssistantService:
         for field in _OPTIONAL_FIELDS:
             if _has(request, field):
                 _copy(request, assistant, field)
-        values = assistant_values(assistant) | {
-            "project": project,
-            "reasoning_effort": reasoning_effort(request),
-        }
-        await self._deps.database.transaction(lambda c: repo.insert_row(c, repo.ASSISTANTS, values))
+
+        def work(connection: Connection) -> bool:
+            # The create form's vector_stores become a store named in vector_store_ids.
+            queued = assistant.HasField("tool_resources") and make_resource_stores(
+                connection, self._deps, project, assistant.tool_resources, expires_after_days=None
+            )
+            values = assistant_values(assistant) | {
+                "project": project,
+                "reasoning_effort": reasoning_effort(request),
+            }
+            repo.insert_row(connection, repo.ASSISTANTS, values)
+            return bool(queued)
+
+        if await self._deps.database.transaction(work):
+            self._deps.wake_ingestion()
         return assistant
 
     async def get(self, project: str, assistant_id: str) -> assistant_pb2.Assistant:

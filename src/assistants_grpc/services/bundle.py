@@ -9,6 +9,7 @@ from assistants_grpc.services.files import FileService
 from assistants_grpc.services.messages import MessageService
 from assistants_grpc.services.runs import RunService
 from assistants_grpc.services.threads import ThreadService
+from assistants_grpc.services.vector_stores import VectorStoreService
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class Services:
     messages: MessageService
     runs: RunService
     files: FileService
+    vector_stores: VectorStoreService
 
 
 __all__ = ["Services"]

@@ -17,8 +17,14 @@ from assistants_grpc.services.errors import FailedPreconditionError, NotFoundErr
 from assistants_grpc.services.limits import Limits
 from assistants_grpc.services.listing import list_in
 from assistants_grpc.services.scope import require_thread
+from assistants_grpc.services.vector_stores import attach_to_thread_store, file_search_attachments
 from assistants_grpc.store import repository as repo
-from assistants_grpc.store.mapping import message_from_row, message_values
+from assistants_grpc.store.mapping import (
+    message_from_row,
+    message_values,
+    thread_from_row,
+    thread_values,
+)
 
 
 def check_message_inputs(
@@ -148,11 +154,17 @@ class MessageService:
             self._deps, request.thread_id, [request], self._deps.now()
         )
 
+        attached = file_search_attachments(request.attachments)
+
         def work(connection: Connection) -> None:
             ensure_no_active_run(connection, project, request.thread_id, starting_run=False)
+            if attached:
+                _attach(connection, self._deps, project, request.thread_id, attached)
             insert_messages(connection, [message], [tokens])
 
         await self._deps.database.transaction(work)
+        if attached:
+            self._deps.wake_ingestion()
         return message
 
     async def get(self, project: str, thread_id: str, message_id: str) -> message_pb2.Message:
@@ -217,6 +229,23 @@ class MessageService:
         if not await self._deps.database.transaction(work):
             raise NotFoundError("message", message_id)
         return message_pb2.DeleteMessageResponse(id=message_id, deleted=True)
+
+
+def _attach(
+    connection: Connection, deps: Dependencies, project: str, thread_id: str, file_ids: list[str]
+) -> None:
+    """Files attached for file_search join the thread's vector store (made if missing)."""
+    row = repo.get_in_project(connection, repo.THREADS, project, thread_id)
+    if row is None:
+        raise NotFoundError("thread", thread_id)
+    thread = thread_from_row(row)
+    if attach_to_thread_store(connection, deps, project, thread.tool_resources, file_ids):
+        repo.update_by_id(
+            connection,
+            repo.THREADS,
+            thread_id,
+            {"tool_resources": thread_values(thread)["tool_resources"]},
+        )
 
 
 def _message_row(

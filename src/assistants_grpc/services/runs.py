@@ -17,6 +17,7 @@ transaction, and they are published once it commits.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
@@ -41,7 +42,12 @@ from assistants_grpc.services.messages import (
     insert_messages,
     new_messages,
 )
-from assistants_grpc.services.run_config import RunRequest, check_run_request, effective_run
+from assistants_grpc.services.run_config import (
+    INCLUDE_FILE_SEARCH_CONTENT,
+    RunRequest,
+    check_run_request,
+    effective_run,
+)
 from assistants_grpc.services.scope import get_assistant_row, require_thread
 from assistants_grpc.services.threads import ThreadService
 from assistants_grpc.store import repository as repo
@@ -192,7 +198,7 @@ class RunService:
             run, effort = self._new_run(
                 connection, project, request, run_id, thread.id, thread.created_at
             )
-            ThreadService.insert(connection, project, thread, messages, counts)
+            self._threads.insert(connection, project, thread, messages, counts)
             first = [tr.event("thread.created", thread=thread)]
             return self._insert_run(connection, run, first, slot, effort)
 
@@ -308,7 +314,7 @@ class RunService:
             )
             if row is None:
                 raise NotFoundError("run step", request.step_id)
-            return step_from_row(row)
+            return step_from_row(row, include_result_content=_includes_content(request))
 
         return await self._deps.database.transaction(work)
 
@@ -322,7 +328,7 @@ class RunService:
                 request,
                 repo.RUN_STEPS,
                 [repo.RUN_STEPS.c.run_id == request.run_id],
-                step_from_row,
+                functools.partial(step_from_row, include_result_content=_includes_content(request)),
                 run_pb2.ListRunStepsResponse(),
             )
 
@@ -496,3 +502,8 @@ def _waiting_tool_step(connection: Connection, run_id: str) -> RowMapping:
 
 
 __all__ = ["RunService", "Scheduler"]
+
+
+def _includes_content(request: run_pb2.GetRunStepRequest | run_pb2.ListRunStepsRequest) -> bool:
+    """Whether the request asks for the text of file_search results (CONTRACT.md §11.15)."""
+    return INCLUDE_FILE_SEARCH_CONTENT in request.include

@@ -23,6 +23,12 @@ from assistants_grpc.services.messages import (
     new_messages,
 )
 from assistants_grpc.services.scope import get_thread_row
+from assistants_grpc.services.vector_stores import (
+    THREAD_STORE_EXPIRY_DAYS,
+    attach_to_thread_store,
+    file_search_attachments,
+    make_resource_stores,
+)
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.mapping import thread_from_row, thread_values
 
@@ -78,16 +84,33 @@ class ThreadService:
         counted = await new_messages(self._deps, thread.id, request.messages, thread.created_at)
         return thread, [m for m, _ in counted], [n for _, n in counted]
 
-    @staticmethod
     def insert(
+        self,
         connection: Connection,
         project: str,
         thread: thread_pb2.Thread,
         messages: list[message_pb2.Message],
         counts: list[int],
     ) -> None:
+        """Insert the thread and its messages; the create form's vector_stores, and the files of
+        messages attached for file_search, become the thread's store (expiring 7 days after its
+        last use), named in its tool_resources."""
+        deps = self._deps
+        queued = thread.HasField("tool_resources") and make_resource_stores(
+            connection,
+            deps,
+            project,
+            thread.tool_resources,
+            expires_after_days=THREAD_STORE_EXPIRY_DAYS,
+        )
+        attached = [f for m in messages for f in file_search_attachments(m.attachments)]
+        if attached:
+            attach_to_thread_store(connection, deps, project, thread.tool_resources, attached)
+            queued = True
         repo.insert_row(connection, repo.THREADS, thread_values(thread) | {"project": project})
         insert_messages(connection, messages, counts)
+        if queued:
+            deps.wake_ingestion()
 
     async def create(
         self, project: str, request: thread_pb2.CreateThreadRequest

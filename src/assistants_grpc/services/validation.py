@@ -217,16 +217,34 @@ def check_tool_resources(
 
 def _check_vector_store(v: Violations, path: str, store: common_pb2.VectorStoreSpec) -> None:
     check_metadata(v, f"{path}.metadata", store.metadata)
-    if store.HasField("chunking_strategy") and store.chunking_strategy.HasField("static"):
-        static = store.chunking_strategy.static
-        size, overlap = static.max_chunk_size_tokens, static.chunk_overlap_tokens
-        if not 100 <= size <= 4096:
-            v.add(f"{path}.chunking_strategy.static.max_chunk_size_tokens", "must be 100..4096.")
-        if overlap < 0 or overlap > size // 2:
-            v.add(
-                f"{path}.chunking_strategy.static.chunk_overlap_tokens",
-                "must be between 0 and half of max_chunk_size_tokens.",
-            )
+    if len(store.file_ids) > MAX_STORE_FILE_IDS:
+        v.add(f"{path}.file_ids", f"at most {MAX_STORE_FILE_IDS} file ids.")
+    if store.HasField("chunking_strategy"):
+        check_chunking_strategy(v, f"{path}.chunking_strategy", store.chunking_strategy)
+
+
+# OpenAI's `auto` chunking, and the bounds of `static` (CONTRACT.md §12).
+AUTO_CHUNK_TOKENS = 800
+AUTO_CHUNK_OVERLAP = 400
+MAX_STORE_FILE_IDS = 500
+
+
+def check_chunking_strategy(
+    v: Violations, path: str, strategy: common_pb2.ChunkingStrategy
+) -> tuple[int, int]:
+    """The (max tokens, overlap) a strategy stands for; `auto` (or none) is 800/400."""
+    if not strategy.HasField("static"):
+        return AUTO_CHUNK_TOKENS, AUTO_CHUNK_OVERLAP
+    static = strategy.static
+    size, overlap = static.max_chunk_size_tokens, static.chunk_overlap_tokens
+    if not 100 <= size <= 4096:
+        v.add(f"{path}.static.max_chunk_size_tokens", "must be 100..4096.")
+    if overlap < 0 or overlap > size // 2:
+        v.add(
+            f"{path}.static.chunk_overlap_tokens",
+            "must be between 0 and half of max_chunk_size_tokens.",
+        )
+    return size, overlap
 
 
 def check_response_format(
@@ -350,6 +368,8 @@ def check_tool_outputs(v: Violations, field: str, outputs: Sequence[Any], limits
 
 
 __all__ = [
+    "AUTO_CHUNK_OVERLAP",
+    "AUTO_CHUNK_TOKENS",
     "MAX_ASSISTANT_TOOLS",
     "MAX_DESCRIPTION",
     "MAX_INSTRUCTIONS",
@@ -357,8 +377,10 @@ __all__ = [
     "MAX_RUN_TOOLS",
     "MAX_SCHEMA_BYTES",
     "MAX_SCHEMA_DEPTH",
+    "MAX_STORE_FILE_IDS",
     "MIN_TOKEN_BUDGET",
     "Violations",
+    "check_chunking_strategy",
     "check_enum",
     "check_json_schema_object",
     "check_length",

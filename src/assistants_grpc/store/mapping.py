@@ -245,7 +245,29 @@ def run_values(run: run_pb2.Run) -> dict[str, Any]:
     return values
 
 
-def step_from_row(row: Row) -> run_pb2.RunStep:
+def _without_result_content(details: dict[str, Any]) -> dict[str, Any]:
+    """Step details with the text of file_search results left out: it is stored whole (the
+    executor's ToolResult.details) and shown only when asked for (CONTRACT.md §11.15)."""
+    calls = details.get("tool_calls")
+    if not calls or not any(c.get("type") == "file_search" for c in calls):
+        return details
+    shown = []
+    for call in calls:
+        body = call.get("file_search") if call.get("type") == "file_search" else None
+        if body and body.get("results"):
+            results = [{k: v for k, v in r.items() if k != "content"} for r in body["results"]]
+            call = {**call, "file_search": {**body, "results": results}}
+        shown.append(call)
+    return {**details, "tool_calls": shown}
+
+
+def step_from_row(row: Row, *, include_result_content: bool = False) -> run_pb2.RunStep:
+    """The step of a row. `include_result_content`: the request's `include[]` has
+    "step_details.tool_calls[*].file_search.results[*].content"; without it the results'
+    `content` is left out."""
+    details = row["step_details"]
+    if not include_result_content:
+        details = _without_result_content(details)
     step = run_pb2.RunStep(
         id=row["id"],
         created_at=row["created_at"],
@@ -254,7 +276,7 @@ def step_from_row(row: Row) -> run_pb2.RunStep:
         thread_id=row["thread_id"],
         type=enum_value(run_pb2.RunStepType, row["type"]),
         status=enum_value(run_pb2.RunStepStatus, row["status"]),
-        step_details=parse(row["step_details"], run_pb2.StepDetails),
+        step_details=parse(details, run_pb2.StepDetails),
         metadata=row["metadata"],
     )
     for field in ("expired_at", "cancelled_at", "failed_at", "completed_at"):

@@ -282,9 +282,124 @@ class CodeSessionRow(SQLModel, table=True):
     ended_reason: str | None = None
 
 
+class VectorStoreRow(SQLModel, table=True):
+    """A vector store. Its status and file counts are not stored: they are counted from its
+    files when read, so no path can leave them wrong."""
+
+    __tablename__ = "vector_stores"
+    __table_args__ = (
+        Index("ix_vector_stores_project_pk", "project", "pk"),
+        # The expiry sweep looks for stores past their expires_at.
+        Index("ix_vector_stores_expires_at", "expires_at"),
+    )
+
+    pk: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True, max_length=64)
+    project: str = Field(default=DEFAULT_PROJECT, max_length=64)
+    created_at: int
+    name: str = ""
+    # Accepted on create, kept, never shown (OpenAI's object has no description).
+    description: str | None = None
+    metadata_: dict[str, str] = Field(sa_column=Column("metadata", JSON, nullable=False))
+    last_active_at: int
+    expires_after_days: int | None = None
+    # last_active_at + days, kept in step with both; the sweep expires the store past it.
+    expires_at: int | None = None
+    expired_at: int | None = None
+    # The embedding model its chunks were embedded with; None: a lexical-only store (made
+    # while no embedding endpoint was configured), which stays lexical.
+    embedding_model: str | None = None
+    # Bumped by every change of the store's chunks, so each replica's cache of the store's
+    # vectors knows when it is stale.
+    version: int = 0
+
+
+class VectorStoreFileRow(SQLModel, table=True):
+    """A File in a vector store, and the ingestion job that makes its chunks: an in_progress
+    row is claimed with a lease (owner, expiry), like a run."""
+
+    __tablename__ = "vector_store_files"
+    __table_args__ = (
+        # A vector-store file's id is its File's id: one row per file and store.
+        Index("uq_vector_store_files_store_file", "vector_store_id", "id", unique=True),
+        Index("ix_vector_store_files_store_pk", "vector_store_id", "pk"),
+        Index("ix_vector_store_files_status", "status"),
+        Index("ix_vector_store_files_file", "id"),
+        Index("ix_vector_store_files_batch", "batch_id"),
+    )
+
+    pk: int | None = Field(default=None, primary_key=True)
+    id: str = Field(max_length=64)
+    vector_store_id: str = Field(max_length=64)
+    created_at: int
+    # The File's name when it was added, shown with search results.
+    filename: str = ""
+    status: str
+    usage_bytes: int = 0
+    last_error: dict[str, Any] | None = _json(nullable=True)
+    chunk_max_tokens: int
+    chunk_overlap_tokens: int
+    attributes: dict[str, Any] = _json()
+    batch_id: str | None = Field(default=None, max_length=64)
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    # Claims so far: a file that keeps killing its ingester fails instead of looping.
+    attempts: int = 0
+
+
+class VectorStoreFileBatchRow(SQLModel, table=True):
+    """A batch of files; its status and counts are counted from its files."""
+
+    __tablename__ = "vector_store_file_batches"
+    __table_args__ = (Index("ix_vector_store_file_batches_store", "vector_store_id"),)
+
+    pk: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True, max_length=64)
+    vector_store_id: str = Field(max_length=64)
+    created_at: int
+    cancelled_at: int | None = None
+
+
+class VectorStoreChunkRow(SQLModel, table=True):
+    """One chunk of a file's extracted text, with where it lies in that text (characters and
+    tokens) and its embedding (float32, normalised) when the store has an embedding model.
+
+    The lexical index is per dialect and lives beside the table (LEXICAL_INDEX): an FTS5 table
+    over `text` (external content, kept in step by triggers) on SQLite, a generated `tsv`
+    column with a GIN index on PostgreSQL."""
+
+    __tablename__ = "vector_store_chunks"
+    # One chunk per position of a file: a replica that took a file over can never add its
+    # chunks twice.
+    __table_args__ = (
+        Index("uq_vector_store_chunks_file_seq", "vector_store_id", "file_id", "seq", unique=True),
+    )
+
+    pk: int | None = Field(default=None, primary_key=True)
+    vector_store_id: str = Field(max_length=64)
+    file_id: str = Field(max_length=64)
+    seq: int
+    text: str
+    char_start: int
+    char_end: int
+    token_start: int
+    token_end: int
+    embedding: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+
+
+# Dialect-specific objects of the lexical index, made by migration 0005, not by these tables:
+# SQLite's FTS5 table (and the shadow tables FTS5 makes, which share its name as a prefix),
+# PostgreSQL's generated `tsv` column of vector_store_chunks and its GIN index (named with the
+# same prefix).
+LEXICAL_INDEX = "vector_store_chunks_fts"
+LEXICAL_COLUMN = "tsv"
+
+
 __all__ = [
     "ACTIVE_RUN_STATUSES",
     "DEFAULT_PROJECT",
+    "LEXICAL_COLUMN",
+    "LEXICAL_INDEX",
     "ApiKeyRow",
     "AssistantRow",
     "CodeSessionRow",
@@ -296,4 +411,8 @@ __all__ = [
     "RunRow",
     "RunStepRow",
     "ThreadRow",
+    "VectorStoreChunkRow",
+    "VectorStoreFileBatchRow",
+    "VectorStoreFileRow",
+    "VectorStoreRow",
 ]

@@ -17,6 +17,7 @@ from assistants_grpc_client._resources.files import AsyncFiles, Files
 from assistants_grpc_client._resources.messages import AsyncMessages, Messages
 from assistants_grpc_client._resources.runs import AsyncRuns, Runs
 from assistants_grpc_client._resources.threads import AsyncThreads, Threads
+from assistants_grpc_client._resources.vector_stores import AsyncVectorStores, VectorStores
 from assistants_grpc_client._retry import Backoff
 from assistants_grpc_client._transport import (
     AsyncTransport,
@@ -83,6 +84,8 @@ class Client:
         self.messages = Messages(transport)
         self.runs = Runs(transport)
         self.files = Files(transport)
+        # upload_and_poll uploads through client.files.
+        self.vector_stores = VectorStores(transport, self.files)
 
     def close(self) -> None:
         """Close the channel; calls still in flight are cancelled."""
@@ -130,6 +133,7 @@ class AsyncClient:
         self.messages = AsyncMessages(transport)
         self.runs = AsyncRuns(transport)
         self.files = AsyncFiles(transport)
+        self.vector_stores = AsyncVectorStores(transport, self.files)
 
     async def close(self) -> None:
         await self._channel.close()

@@ -12,6 +12,8 @@ from assistants_grpc_client._gen.assistants.v1 import (
     run_pb2_grpc,
     thread_pb2,
     thread_pb2_grpc,
+    vector_store_pb2,
+    vector_store_pb2_grpc,
 )
 
 __all__ = [
@@ -26,4 +28,6 @@ __all__ = [
     "run_pb2_grpc",
     "thread_pb2",
     "thread_pb2_grpc",
+    "vector_store_pb2",
+    "vector_store_pb2_grpc",
 ]

@@ -1,0 +1,155 @@
+"""Dense vectors: an OpenAI-compatible `/v1/embeddings` client, and each store's vectors cached
+in memory for an exact scan.
+
+Embeddings are asked for in batches through the `openai` package, which retries a 429/5xx with
+backoff (`max_retries`, as for model calls). Vectors are normalised and kept as float32 with
+their chunks, so a cosine similarity is one matrix-vector product.
+
+A store's vectors are read from the database once and kept (`VectorCache`) with the store's
+`version`; every change of a store's chunks bumps it (store/vector_stores.bump_version), on
+whichever replica, and a search compares the cached version with the row's before using the
+cache. 100,000 vectors of 256 floats scan in a few milliseconds with numpy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import openai
+
+__all__ = ["Embedder", "StoreVectors", "VectorCache", "from_bytes", "normalise", "to_bytes"]
+
+Matrix = npt.NDArray[np.float32]
+
+
+def normalise(vectors: Matrix) -> Matrix:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    normalised: Matrix = (vectors / norms).astype(np.float32, copy=False)
+    return normalised
+
+
+def to_bytes(vector: Matrix) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def from_bytes(data: bytes) -> Matrix:
+    return np.frombuffer(data, dtype="<f4")
+
+
+class Embedder:
+    """Embeds texts with one model of an OpenAI-compatible endpoint."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None,
+        api_key: str,
+        max_retries: int = 3,
+        batch_size: int = 64,
+        timeout: float = 60.0,
+    ) -> None:
+        self.model = model
+        self._batch_size = batch_size
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url, api_key=api_key, max_retries=max_retries, timeout=timeout
+        )
+
+    async def embed(self, texts: Sequence[str]) -> Matrix:
+        """One normalised row per text, in order."""
+        rows: list[Matrix] = []
+        for start in range(0, len(texts), self._batch_size):
+            batch = [text or " " for text in texts[start : start + self._batch_size]]
+            response = await self._client.embeddings.create(
+                model=self.model, input=batch, encoding_format="float"
+            )
+            ordered = sorted(response.data, key=lambda item: item.index)
+            rows.append(np.asarray([item.embedding for item in ordered], dtype=np.float32))
+        if not rows:
+            return np.zeros((0, 0), dtype=np.float32)
+        return normalise(np.concatenate(rows))
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+@dataclass(frozen=True)
+class StoreVectors:
+    """One store's vectors: row i is chunk `pks[i]` of file `file_ids[files[i]]`."""
+
+    version: int
+    pks: npt.NDArray[np.int64]
+    files: npt.NDArray[np.int32]
+    file_ids: tuple[str, ...]
+    matrix: Matrix
+
+    @classmethod
+    def build(cls, version: int, rows: Sequence[tuple[int, str, bytes]]) -> StoreVectors:
+        file_index: dict[str, int] = {}
+        pks = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+        files = np.fromiter(
+            (file_index.setdefault(row[1], len(file_index)) for row in rows),
+            dtype=np.int32,
+            count=len(rows),
+        )
+        if rows:
+            matrix = np.frombuffer(b"".join(row[2] for row in rows), dtype="<f4")
+            matrix = matrix.reshape(len(rows), -1).astype(np.float32, copy=False)
+        else:
+            matrix = np.zeros((0, 0), dtype=np.float32)
+        return cls(version, pks, files, tuple(file_index), matrix)
+
+    def top(self, query: Matrix, limit: int, allowed: set[str] | None) -> list[tuple[int, str]]:
+        """The `limit` chunks most similar to `query` (normalised), best first, among the
+        files in `allowed` (None: every file)."""
+        if not len(self.pks) or query.shape[-1] != self.matrix.shape[1]:
+            return []
+        scores = self.matrix @ query
+        if allowed is not None:
+            mask = np.isin(
+                self.files,
+                np.fromiter(
+                    (i for i, f in enumerate(self.file_ids) if f in allowed), dtype=np.int32
+                ),
+            )
+            scores = np.where(mask, scores, -np.inf)
+        limit = min(limit, len(scores))
+        best = np.argpartition(-scores, limit - 1)[:limit]
+        best = best[np.argsort(-scores[best], kind="stable")]
+        return [
+            (int(self.pks[i]), self.file_ids[int(self.files[i])])
+            for i in best
+            if np.isfinite(scores[i])
+        ]
+
+
+class VectorCache:
+    """Each store's vectors, as of a version; reloads a store whose version moved."""
+
+    def __init__(self, max_stores: int = 64) -> None:
+        self._stores: dict[str, StoreVectors] = {}
+        self._max_stores = max_stores
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def get(self, store_id: str, version: int) -> StoreVectors | None:
+        cached = self._stores.get(store_id)
+        return cached if cached is not None and cached.version == version else None
+
+    def lock(self, store_id: str) -> asyncio.Lock:
+        """One loader per store at a time: concurrent searches of a changed store wait for
+        the one reload instead of each reading 100,000 vectors."""
+        return self._locks.setdefault(store_id, asyncio.Lock())
+
+    def put(self, store_id: str, vectors: StoreVectors) -> None:
+        self._stores.pop(store_id, None)
+        while len(self._stores) >= self._max_stores:
+            self._stores.pop(next(iter(self._stores)))
+        self._stores[store_id] = vectors
+
+    def forget(self, store_id: str) -> None:
+        self._stores.pop(store_id, None)

@@ -1,0 +1,263 @@
+"""The one search over vector stores, for the file_search tool and SearchVectorStore alike.
+
+For every query and every store, up to two ranked lists of chunks:
+
+- lexical, in the database: FTS5 bm25 on SQLite, tsvector `ts_rank_cd` on PostgreSQL, the
+  question always quoted into the query language (files/query.py);
+- dense, when an embedding endpoint is configured and the store was built with its model: the
+  cosine similarity of the query's embedding with every chunk's, an exact scan (numpy) of the
+  store's cached vectors (files/embeddings.VectorCache).
+
+The lists are fused by weighted reciprocal rank fusion, Σ w / (k + rank), and the sum is divided
+by the most a chunk of that store could get (first in every list of its store), so the score is
+in 0..1 and `score_threshold` means the same with one query or five, lexical or hybrid.
+Attribute filters pick the files first (files/filters.py); only chunks of the files that pass,
+and of completed files, are ranked. The best chunks are returned up to `max_results` and within
+a token budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+from sqlalchemy import Connection, RowMapping
+
+from assistants_grpc.files import filters as attribute_filters
+from assistants_grpc.files.embeddings import Embedder, StoreVectors, VectorCache
+from assistants_grpc.files.query import fts5_query, query_terms, tsquery
+from assistants_grpc.store import vector_stores as vs
+from assistants_grpc.store.database import Database
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DENSE_WEIGHT",
+    "LEXICAL_WEIGHT",
+    "RRF_K",
+    "Retriever",
+    "SearchHit",
+    "SearchQuery",
+]
+
+RRF_K: Final = 60
+LEXICAL_WEIGHT: Final = 1.0
+DENSE_WEIGHT: Final = 1.0
+# Candidates each list contributes to the fusion.
+MIN_CANDIDATES: Final = 50
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    store_ids: Sequence[str]
+    queries: Sequence[str]
+    max_results: int
+    score_threshold: float = 0.0
+    token_budget: int | None = None
+    filters: Mapping[str, Any] | None = None
+    """A checked attribute filter (OpenAI JSON), or None."""
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    store_id: str
+    file_id: str
+    filename: str
+    score: float
+    text: str
+    tokens: int
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Scope:
+    """What one search may see, read in one transaction."""
+
+    stores: dict[str, RowMapping]
+    files: dict[tuple[str, str], RowMapping]
+    allowed: dict[str, list[str] | None]
+    """Per store: the file ids passing the filter, or None when there is no filter."""
+
+
+class Retriever:
+    def __init__(
+        self,
+        database: Database,
+        now: Callable[[], int],
+        *,
+        embedder: Embedder | None = None,
+        cache: VectorCache | None = None,
+    ) -> None:
+        self._database = database
+        self._now = now
+        self.embedder = embedder
+        self._cache = cache or VectorCache()
+
+    @property
+    def embedding_model(self) -> str | None:
+        """The model new stores are built with, or None (lexical only)."""
+        return self.embedder.model if self.embedder is not None else None
+
+    async def search(self, query: SearchQuery) -> list[SearchHit]:
+        texts = [q for q in query.queries if q.strip()]
+        if not texts or not query.store_ids:
+            return []
+        scope = await self._database.transaction(lambda c: self._scope(c, query))
+        if not scope.stores:
+            return []
+        depth = max(MIN_CANDIDATES, 3 * query.max_results)
+        lists = await self._database.transaction(
+            lambda c: self._lexical_lists(c, scope, texts, depth)
+        )
+        lists += await self._dense_lists(scope, texts, depth)
+        fused = _fuse(lists)
+        if not fused:
+            return []
+        best = fused[: max(query.max_results * 2, query.max_results + 10)]
+        rows = await self._database.transaction(
+            lambda c: vs.chunks_by_pk(c, [pk for pk, _, _ in best])
+        )
+        hits: list[SearchHit] = []
+        budget = query.token_budget
+        used = 0
+        for pk, store_id, score in best:
+            row = rows.get(pk)
+            if row is None or score < query.score_threshold:
+                continue
+            tokens = row["token_end"] - row["token_start"]
+            if budget is not None and used + tokens > budget:
+                break
+            file_row = scope.files.get((store_id, row["file_id"]))
+            if file_row is None:
+                continue
+            used += tokens
+            hits.append(
+                SearchHit(
+                    store_id=store_id,
+                    file_id=row["file_id"],
+                    filename=file_row["filename"],
+                    score=round(score, 6),
+                    text=row["text"],
+                    tokens=tokens,
+                    attributes=file_row["attributes"] or {},
+                )
+            )
+            if len(hits) >= query.max_results:
+                break
+        return hits
+
+    def _scope(self, connection: Connection, query: SearchQuery) -> _Scope:
+        stores = {
+            row["id"]: row
+            for row in vs.stores_by_id(connection, list(dict.fromkeys(query.store_ids)))
+            if row["expired_at"] is None
+        }
+        vs.touch_stores(connection, list(stores), self._now())
+        files: dict[tuple[str, str], RowMapping] = {}
+        allowed: dict[str, list[str] | None] = dict.fromkeys(stores)
+        for row in vs.files_of_stores(connection, list(stores), status="completed"):
+            key = (row["vector_store_id"], row["id"])
+            files[key] = row
+            if query.filters is not None:
+                if attribute_filters.matches(query.filters, row["attributes"] or {}):
+                    passing = allowed[key[0]]
+                    if passing is None:
+                        allowed[key[0]] = passing = []
+                    passing.append(row["id"])
+        if query.filters is not None:
+            # A store none of whose files pass has nothing to rank.
+            stores = {sid: row for sid, row in stores.items() if allowed[sid]}
+        return _Scope(stores, files, allowed)
+
+    def _lexical_lists(
+        self, connection: Connection, scope: _Scope, texts: Sequence[str], depth: int
+    ) -> list[_Ranked]:
+        lists: list[_Ranked] = []
+        postgres = self._database.is_postgresql
+        for text in texts:
+            terms = query_terms(text)
+            expression = tsquery(terms) if postgres else fts5_query(terms)
+            if expression is None:
+                continue
+            for store_id in scope.stores:
+                search = vs.lexical_tsquery if postgres else vs.lexical_fts5
+                found = search(connection, store_id, expression, depth, scope.allowed[store_id])
+                lists.append(_Ranked(store_id, LEXICAL_WEIGHT, [pk for pk, _ in found]))
+        return lists
+
+    async def _dense_lists(self, scope: _Scope, texts: Sequence[str], depth: int) -> list[_Ranked]:
+        embedder = self.embedder
+        if embedder is None:
+            return []
+        dense_stores = [
+            sid for sid, row in scope.stores.items() if row["embedding_model"] == embedder.model
+        ]
+        if not dense_stores:
+            return []
+        try:
+            vectors = await embedder.embed(list(texts))
+        except Exception as error:  # the lexical lists still answer
+            log.warning("embedding the search queries failed; lexical only: %s", error)
+            return []
+        lists: list[_Ranked] = []
+        for store_id in dense_stores:
+            store = await self._vectors(store_id, scope.stores[store_id]["version"])
+            allowed = scope.allowed[store_id]
+            allowed_set = set(allowed) if allowed is not None else None
+            for vector in vectors:
+                found = store.top(vector, depth, allowed_set)
+                lists.append(_Ranked(store_id, DENSE_WEIGHT, [pk for pk, _ in found]))
+        return lists
+
+    async def _vectors(self, store_id: str, version: int) -> StoreVectors:
+        cached = self._cache.get(store_id, version)
+        if cached is not None:
+            return cached
+        async with self._cache.lock(store_id):
+            cached = self._cache.get(store_id, version)
+            if cached is not None:
+                return cached
+
+            def load(connection: Connection) -> StoreVectors:
+                # Read the version with the rows: a change committed after this read bumps it
+                # past what is cached, and the next search reloads.
+                current = vs.versions(connection, [store_id]).get(store_id, version)
+                return StoreVectors.build(current, vs.embeddings_of_store(connection, store_id))
+
+            # A read of every vector of the store (100,000 rows: a few hundred ms): on a worker
+            # thread, with a connection of its own, even on SQLite (WAL readers run beside the
+            # writer), so the event loop goes on meanwhile.
+            loaded = await asyncio.to_thread(self._database.transaction_sync, load)
+            self._cache.put(store_id, loaded)
+            return loaded
+
+
+@dataclass(frozen=True)
+class _Ranked:
+    store_id: str
+    weight: float
+    pks: list[int]
+
+
+def _fuse(lists: Sequence[_Ranked]) -> list[tuple[int, str, float]]:
+    """(chunk pk, store id, score in 0..1), best first, by weighted reciprocal rank fusion."""
+    totals: dict[int, float] = {}
+    best_rank: dict[int, int] = {}
+    store_of: dict[int, str] = {}
+    ceiling: dict[str, float] = {}
+    for ranked in lists:
+        ceiling[ranked.store_id] = ceiling.get(ranked.store_id, 0.0) + ranked.weight / (RRF_K + 1)
+        for rank, pk in enumerate(ranked.pks, start=1):
+            totals[pk] = totals.get(pk, 0.0) + ranked.weight / (RRF_K + rank)
+            best_rank[pk] = min(best_rank.get(pk, rank), rank)
+            store_of[pk] = ranked.store_id
+    scored = [
+        (pk, store_of[pk], float(np.clip(total / ceiling[store_of[pk]], 0.0, 1.0)))
+        for pk, total in totals.items()
+    ]
+    scored.sort(key=lambda item: (-item[2], best_rank[item[0]], item[0]))
+    return scored

@@ -1,0 +1,211 @@
+"""The "files" section: SearchVectorStore over one big store (p50/p99, lexical and hybrid), and
+ingestion of plain text (chunks/s) on SQLite.
+
+Services of its own on one SQLite file: one without an embedding model for ingestion (lexical
+indexing), then one with `--embedding-model fake-embedding` (the fake model's
+`/v1/embeddings`) for search. Ingestion: Files of plain text are made in the service's database (its
+storage, from this process; SQLite's WAL lets both write), added to a store through the API,
+and timed from CreateVectorStore to `completed`. Search: two stores of `search_chunks` chunks
+each are written straight into the database (texts drawn from the words of CPython's
+pydoc topics, vectors random and normalised: a scan costs the same whatever the numbers), one
+lexical only, one with vectors; then one caller searches each, one query at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pydoc_data.topics
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from assistants_grpc_client.v1 import vector_store_pb2 as V
+from assistants_grpc_client.v1 import vector_store_pb2_grpc
+
+from tests.bench.common import CALL_TIMEOUT, BenchError, Plan, Stubs, summary_ms
+from tests.bench.processes import Children
+
+EMBEDDING_MODEL = "fake-embedding"
+DIMENSIONS = 256
+WORDS_PER_CHUNK = 70
+
+
+def _vocabulary() -> list[str]:
+    words = " ".join(pydoc_data.topics.topics.values()).split()
+    return [w for w in words if w.isalpha() and len(w) > 2]
+
+
+def _seed_store(database_url: str, store_id: str, chunks: int, *, dense: bool) -> None:
+    from assistants_grpc.store import repository as repo
+    from assistants_grpc.store import vector_stores as vs
+    from assistants_grpc.store.database import Database
+
+    rng = random.Random(store_id)
+    vocabulary = _vocabulary()
+    database = Database(database_url)
+    try:
+
+        def store(connection: Any) -> None:
+            repo.insert_row(
+                connection,
+                vs.VECTOR_STORES,
+                {"id": store_id, "project": "default", "created_at": 1, "name": store_id,
+                 "metadata": {}, "last_active_at": 1, "version": 0,
+                 "embedding_model": EMBEDDING_MODEL if dense else None},
+            )  # fmt: skip
+            repo.insert_row(
+                connection,
+                vs.VECTOR_STORE_FILES,
+                {"id": f"file-{store_id}", "vector_store_id": store_id, "created_at": 1,
+                 "filename": "bench.txt", "status": "completed", "usage_bytes": 0,
+                 "chunk_max_tokens": 100, "chunk_overlap_tokens": 0, "attributes": {},
+                 "attempts": 0},
+            )  # fmt: skip
+
+        database.transaction_sync(store)
+        batch = 5000
+        for start in range(0, chunks, batch):
+            count = min(batch, chunks - start)
+            vectors = (
+                np.random.default_rng(start).standard_normal((count, DIMENSIONS)).astype("<f4")
+                if dense
+                else None
+            )
+            if vectors is not None:
+                vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            rows = [
+                {
+                    "vector_store_id": store_id,
+                    "file_id": f"file-{store_id}",
+                    "seq": start + i,
+                    "text": " ".join(rng.choices(vocabulary, k=WORDS_PER_CHUNK)),
+                    "char_start": 0,
+                    "char_end": 0,
+                    "token_start": 100 * (start + i),
+                    "token_end": 100 * (start + i + 1),
+                    "embedding": vectors[i].tobytes() if vectors is not None else None,
+                }
+                for i in range(count)
+            ]
+            database.transaction_sync(lambda c, rows=rows: repo.insert_rows(c, vs.CHUNKS, rows))
+    finally:
+        database.dispose()
+
+
+async def _make_text_files(database_url: str, count: int) -> list[str]:
+    from assistants_grpc.clock import SystemClock
+    from assistants_grpc.files.storage import FileStorage
+    from assistants_grpc.ids import random_id
+    from assistants_grpc.store.database import Database
+
+    text = "\n\n".join(pydoc_data.topics.topics.values())
+    database = Database(database_url)
+    storage = FileStorage.for_database(database, SystemClock(), random_id)
+    await storage.start()
+    try:
+        ids = []
+        for i in range(count):
+            made = await storage.create_from_bytes(
+                "default", f"topics-{i}.txt", f"{i}\n{text}".encode(), "assistants"
+            )
+            ids.append(made.id)
+        return ids
+    finally:
+        storage.close()
+        database.dispose()
+
+
+async def _search_latency(stub: Any, store_id: str, queries: list[str]) -> dict[str, float]:
+    durations = []
+    for query in queries:
+        began = time.perf_counter()
+        found = await stub.SearchVectorStore(
+            V.SearchVectorStoreRequest(vector_store_id=store_id, query=[query]),
+            timeout=CALL_TIMEOUT,
+        )
+        durations.append(time.perf_counter() - began)
+        if not found.data:
+            raise BenchError(f"no results for {query!r} in {store_id}")
+    return summary_ms(durations)
+
+
+async def measure(children: Children, model_port: int, tmp: Path, plan: Plan) -> dict[str, Any]:
+    url = f"sqlite:///{tmp / 'files.db'}"
+    out: dict[str, Any] = {"chunks": plan.search_chunks}
+    # Ingestion with lexical indexing only: a service without an embedding model.
+    service = children.start_service("service-files-lexical", url, model_port)
+    stubs = Stubs.connect(service.port)
+    stub = vector_store_pb2_grpc.VectorStoreServiceStub(stubs.channel)
+    try:
+        # Ingestion of plain text (auto chunking, 800/400), lexical store.
+        file_ids = await _make_text_files(url, plan.ingest_files)
+        began = time.perf_counter()
+        store = await stub.CreateVectorStore(
+            V.CreateVectorStoreRequest(file_ids=file_ids), timeout=CALL_TIMEOUT
+        )
+        while True:
+            store = await stub.GetVectorStore(
+                V.GetVectorStoreRequest(vector_store_id=store.id), timeout=CALL_TIMEOUT
+            )
+            if store.file_counts.in_progress == 0:
+                break
+            if time.perf_counter() - began > 600:
+                raise BenchError("ingestion did not finish in 600 s")
+            await asyncio.sleep(0.05)
+        seconds = time.perf_counter() - began
+        if store.file_counts.completed != len(file_ids):
+            raise BenchError(f"ingestion failed: {store.file_counts}")
+        files = await stub.ListVectorStoreFiles(
+            V.ListVectorStoreFilesRequest(vector_store_id=store.id, limit=100)
+        )
+        chunks = await asyncio.to_thread(_count_chunks, url, store.id)
+        out["ingest"] = {
+            "files": len(files.data),
+            "chunks": chunks,
+            "seconds": round(seconds, 2),
+            "chunks_per_s": round(chunks / seconds, 1),
+        }
+    finally:
+        await stubs.channel.close()
+        children.stop(service)
+    service = children.start_service(
+        "service-files", url, model_port, extra=["--embedding-model", EMBEDDING_MODEL]
+    )
+    stubs = Stubs.connect(service.port)
+    stub = vector_store_pb2_grpc.VectorStoreServiceStub(stubs.channel)
+    try:
+        # Search over one big store, lexical and hybrid.
+        await asyncio.to_thread(
+            _seed_store, url, "vs_benchlexical", plan.search_chunks, dense=False
+        )
+        await asyncio.to_thread(_seed_store, url, "vs_benchhybrid", plan.search_chunks, dense=True)
+        rng = random.Random(7)
+        vocabulary = _vocabulary()
+        queries = [
+            " ".join(rng.choices(vocabulary, k=rng.randint(3, 9))) + "?"
+            for _ in range(plan.search_queries)
+        ]
+        for store_id in ("vs_benchlexical", "vs_benchhybrid"):  # warm up: caches, vectors
+            await _search_latency(stub, store_id, queries[:3])
+        out["search_lexical"] = await _search_latency(stub, "vs_benchlexical", queries)
+        out["search_hybrid"] = await _search_latency(stub, "vs_benchhybrid", queries)
+    finally:
+        await stubs.channel.close()
+        children.stop(service)
+    return out
+
+
+def _count_chunks(url: str, store_id: str) -> int:
+    from sqlalchemy import func, select
+
+    from assistants_grpc.store import vector_stores as vs
+    from assistants_grpc.store.database import Database
+
+    database = Database(url)
+    try:
+        query = select(func.count()).where(vs.CHUNKS.c.vector_store_id == store_id)
+        return int(database.transaction_sync(lambda c: c.execute(query).scalar()) or 0)
+    finally:
+        database.dispose()

@@ -52,4 +52,6 @@ class StepKind(Kind):
         return step_values(obj)
 
     def from_row(self, row: Mapping[str, Any]) -> R.RunStep:
-        return step_from_row(row)
+        # A dump keeps everything: file_search results keep the content that only `include[]`
+        # shows through the API, so an export imports back whole.
+        return step_from_row(row, include_result_content=True)

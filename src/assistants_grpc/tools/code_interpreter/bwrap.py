@@ -306,6 +306,12 @@ class BwrapSandbox:
                 "apt-get install bubblewrap)"
             )
         self._bwrap = bwrap
+        for tool in (_SHELL, _PRLIMIT):
+            if not os.access(tool, os.X_OK):
+                raise SandboxUnavailableError(
+                    f"{tool} not found: the sandbox is started through it (Debian: bash, "
+                    "util-linux)"
+                )
         python = self.venv / "bin" / "python"
         if not (python.exists() and (self.venv / ".installed").exists()):
             raise SandboxUnavailableError(
@@ -466,23 +472,14 @@ class BwrapSandbox:
             rlimits = self._rlimits(slot)
             cgroups = list(slot.cgroup_procs)
 
-            def in_child() -> None:
-                # After fork, before exec, as the slot's uid: only pre-made values, no imports
-                # (other threads of the server may hold locks the child would wait on forever).
-                for fd in cgroups:
-                    os.write(fd, b"0")
-                for which, value in rlimits:
-                    resource.setrlimit(which, (value, value))
-
             process = subprocess.Popen(
-                self._arguments(fds),
+                _limited(self._arguments(fds), rlimits, cgroups),
                 env={},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                pass_fds=tuple(fds.values()),
+                pass_fds=(*fds.values(), *cgroups),
                 cwd="/",
-                preexec_fn=in_child,
                 user=slot.uid if slot.lock_fd is not None else None,
                 group=slot.gid if slot.lock_fd is not None else None,
                 extra_groups=[] if slot.lock_fd is not None else None,
@@ -517,6 +514,36 @@ class BwrapSandbox:
             for fd in pipes:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+
+
+# The limits are applied by a shell and prlimit between fork and bwrap, not by a `preexec_fn`:
+# Python code run in the child of a threaded process (the server has database, gRPC and
+# executor threads) can crash or deadlock on a lock another thread held at fork (seen here: a
+# segfault in `threading._after_fork`). Without a preexec_fn, subprocess forks and execs in C.
+# bash, not sh: dash redirects only fds 0-9, and the cgroup fds are numbered higher.
+_SHELL = "/bin/bash"
+_PRLIMIT = "/usr/bin/prlimit"
+_PRLIMIT_OPTIONS = {
+    resource.RLIMIT_AS: "--as",
+    resource.RLIMIT_DATA: "--data",
+    resource.RLIMIT_NPROC: "--nproc",
+    resource.RLIMIT_FSIZE: "--fsize",
+    resource.RLIMIT_NOFILE: "--nofile",
+    resource.RLIMIT_CPU: "--cpu",
+    resource.RLIMIT_CORE: "--core",
+}
+
+
+def _limited(argv: list[str], rlimits: list[tuple[int, int]], cgroup_fds: list[int]) -> list[str]:
+    """`argv` started, as the slot's uid, by a shell that first joins the slot's cgroups (a
+    "0" written to each `cgroup.procs` fd the server opened moves the writer itself; the fd is
+    closed right after, so the sandbox never inherits it) and then by prlimit, which sets the
+    rlimits on itself and execs bwrap: the limits hold before bwrap forks anything."""
+    joins = "".join(f"printf 0 >&{fd} || exit 126; exec {fd}>&-; " for fd in cgroup_fds)
+    limits = [f"{_PRLIMIT_OPTIONS[which]}={value}:{value}" for which, value in rlimits]
+    # `exec -c`: prlimit and bwrap get an empty environment, not the shell's own PWD/SHLVL
+    # (bwrap's pid 1 keeps its caller's environment, readable in the sandbox's /proc/1/environ).
+    return [_SHELL, "-c", joins + 'exec -c "$0" "$@"', _PRLIMIT, *limits, "--", *argv]
 
 
 async def _read_to_end(fd: int, exited: asyncio.Future[int], timeout: float) -> bytes:

@@ -369,7 +369,13 @@ class Turn:
                 found_owner=None if row is None else row["lease_owner"],
             )
         if expected is not None and row["status"] != expected:
-            raise RunMoved(self.run_id, expected=expected, found=row["status"], owner=self.owner)
+            raise RunMoved(
+                self.run_id,
+                expected=expected,
+                found=row["status"],
+                owner=self.owner,
+                found_owner=self.owner,
+            )
         return row
 
     async def _answer(self, outcome: Ended) -> None:

@@ -143,7 +143,9 @@ def transition(
     try:
         target = target_of(expected, (moves,) if isinstance(moves, str) else moves)
     except ValueError:
-        raise RunMoved(run_row["id"], expected=None, found=expected, owner=owner) from None
+        raise RunMoved(
+            run_row["id"], expected=None, found=expected, owner=owner, found_owner=owner
+        ) from None
     return log.append(
         connection,
         run_row["id"],
@@ -223,7 +225,9 @@ def finish_run(
     run_id = run_row["id"]
     move = move_between(run_row["status"], ending.status)
     if move is None:
-        raise RunMoved(run_id, expected=None, found=run_row["status"], owner=owner)
+        raise RunMoved(
+            run_id, expected=None, found=run_row["status"], owner=owner, found_owner=owner
+        )
     events: list[RunEvent] = []
 
     message_row = open_message(connection, run_id)

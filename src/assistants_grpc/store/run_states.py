@@ -172,7 +172,11 @@ class RunMoved(RuntimeError):
     ) -> None:
         super().__init__(
             f"run {run_id} is {found or 'gone'}, not {expected or 'as expected'}"
-            + (f" (lease held by {found_owner!r}, not {owner!r})" if owner != found_owner else "")
+            + (
+                f" (lease held by {found_owner!r}, not {owner!r})"
+                if owner is not None and owner != found_owner
+                else ""
+            )
         )
         self.run_id = run_id
         self.expected = expected

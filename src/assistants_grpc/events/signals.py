@@ -59,6 +59,8 @@ class PostgresSignals:
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
+        # The listening connection's name in pg_stat_activity: which replica's it is.
+        self.listener_name = f"assistants-listen {sender}"[:63]
 
     async def start(self, listener: Listener) -> None:
         """Listen (and start sending); returns once this replica hears the others."""
@@ -142,7 +144,7 @@ class PostgresSignals:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True
+                    self._conninfo, autocommit=True, application_name=self.listener_name
                 ) as conn:
                     await conn.execute(f"LISTEN {EVENTS_CHANNEL}")
                     await conn.execute(f"LISTEN {CANCEL_CHANNEL}")

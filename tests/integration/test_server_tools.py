@@ -13,13 +13,13 @@ import grpc
 import pytest
 
 from assistants_grpc.contract.openai_json import render
-from assistants_grpc.contract.pb import common_pb2, message_pb2, run_pb2
+from assistants_grpc.contract.pb import common_pb2, message_pb2, run_pb2, thread_pb2
 from assistants_grpc.engine.server_tools import ToolRegistry
 from assistants_grpc.fake_model import FakeModelServer, TextReply, ToolCallsReply
 from tests.conftest import RunningServer, serving
 from tests.integration.echo_tools import IMAGE_FILE, EchoCode, EchoSearch
 from tests.integration.event_checks import check_run_log
-from tests.integration.helpers import expect_error, function_tool, violated_fields
+from tests.integration.helpers import expect_error, function_tool, text_input, violated_fields
 from tests.integration.runs_helpers import (
     TIME,
     WEATHER,
@@ -313,6 +313,80 @@ async def test_include_shows_file_search_content(tooled: RunningServer) -> None:
     step = next(e.run_step for e in events if e.event == "thread.run.step.completed")
     result = step.step_details.tool_calls.tool_calls[0].file_search.results[0]
     assert result.content[0].text == "about ['x']"
+    # GetRunStep / ListRunSteps show it when they ask, whatever the run asked.
+    run = events[0].run
+    for asked, shown in (([], 0), ([include], 1)):
+        got = await stubs.runs.GetRunStep(
+            R.GetRunStepRequest(
+                thread_id=run.thread_id, run_id=run.id, step_id=step.id, include=asked
+            )
+        )
+        assert (
+            len(got.step_details.tool_calls.tool_calls[0].file_search.results[0].content) == shown
+        )
+        page = await stubs.runs.ListRunSteps(
+            R.ListRunStepsRequest(thread_id=run.thread_id, run_id=run.id, include=asked)
+        )
+        listed = next(s for s in page.data if s.id == step.id)
+        assert (
+            len(listed.step_details.tool_calls.tool_calls[0].file_search.results[0].content)
+            == shown
+        )
+
+
+async def test_tools_get_the_run_and_its_merged_resources(
+    tooled: RunningServer, echo: EchoCode
+) -> None:
+    stubs, model = tooled.stubs, tooled.model
+    model.push(ToolCallsReply([("python", '{"code": "ls"}')]), TextReply("ok"))
+    assistant = await make_assistant(
+        stubs,
+        tools=[CODE],
+        tool_resources=common_pb2.ToolResources(
+            code_interpreter=common_pb2.CodeInterpreterResources(file_ids=["file-a", "file-b"])
+        ),
+    )
+    thread = await stubs.threads.CreateThread(
+        thread_pb2.CreateThreadRequest(
+            messages=[text_input("go")],
+            tool_resources=common_pb2.ToolResources(
+                code_interpreter=common_pb2.CodeInterpreterResources(file_ids=["file-b", "file-c"])
+            ),
+        )
+    )
+    events = await collect(
+        stubs.runs.CreateRunStream(
+            R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
+        )
+    )
+    assert names(events)[-2:] == ["thread.run.completed", "done"]
+    (context,) = echo.contexts
+    assert context.tool_resources == {
+        "code_interpreter": {"file_ids": ["file-a", "file-b", "file-c"]}
+    }
+    assert context.project == "default" and context.thread_id == thread.id
+    assert context.tool == {"type": "code_interpreter"} and context.model == "gpt-4o"
+    assert context.include == frozenset()
+
+
+async def test_expiry_interrupts_a_long_server_side_call(
+    tooled: RunningServer, echo: EchoCode
+) -> None:
+    stubs, model = tooled.stubs, tooled.model
+    echo.gate = asyncio.Event()
+    model.push(ToolCallsReply([("python", '{"code": "sleep"}')]))
+    assistant = await make_assistant(stubs, tools=[CODE])
+    thread = await make_thread(stubs, "slow")
+    run = await stubs.runs.CreateRun(
+        R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
+    )
+    await asyncio.wait_for(echo.started.wait(), 10)
+    tooled.clock.advance(601)
+    await wait_for_status(stubs, thread.id, run.id, R.RUN_STATUS_EXPIRED)
+    assert echo.cancelled == 1
+    events = await whole_log(stubs, run)
+    assert names(events)[-3:] == ["thread.run.step.expired", "thread.run.expired", "done"]
+    check_run_log(events)
 
 
 async def test_built_in_function_names_and_forced_tools(tooled: RunningServer) -> None:

@@ -506,3 +506,46 @@ async def test_text_around_calls_is_one_message_before_the_step(
     stored = await thread_messages(stubs, events[0].run.thread_id, run_id=events[0].run.id)
     assert [m.content[0].text.value for m in stored] == ["I will check both for you."]
     assert stored[0].status == message_pb2.MESSAGE_STATUS_COMPLETED
+
+
+async def test_the_lease_is_renewed_while_a_server_side_call_runs(
+    database_url: str, fake_model: FakeModelServer
+) -> None:
+    """A call longer than the lease keeps its run: the heartbeat renews the lease meanwhile (by
+    the lease clock), so no other replica takes the run over."""
+    from sqlalchemy import select
+
+    from assistants_grpc.clock import ManualClock
+    from assistants_grpc.store.repository import RUNS
+
+    echo = EchoCode()
+    echo.gate = asyncio.Event()
+    lease_clock = ManualClock()
+    overrides = {"tool_registry": ToolRegistry([echo]), "lease_clock": lease_clock}
+    async with serving(
+        database_url, fake_model, overrides=overrides, run_lease_seconds=0.3
+    ) as server:
+        stubs = server.stubs
+        server.model.push(ToolCallsReply([("python", '{"code": "long"}')]), TextReply("ok"))
+        assistant = await make_assistant(stubs, tools=[CODE])
+        thread = await make_thread(stubs, "long")
+        run = await stubs.runs.CreateRun(
+            R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
+        )
+        await asyncio.wait_for(echo.started.wait(), 10)
+        database = server.server.database
+        assert database is not None
+        query = select(RUNS.c.lease_owner, RUNS.c.lease_expires_at).where(RUNS.c.id == run.id)
+        for _ in range(3):  # an hour of lease clock at a time, far past any lease
+            lease_clock.advance(3600)
+            async with asyncio.timeout(10):
+                while True:
+                    owner, until = await database.transaction(lambda c: c.execute(query).one())
+                    if until > lease_clock.now():
+                        break
+                    await asyncio.sleep(0.02)
+            assert server.server.scheduler is not None
+            assert owner == server.server.scheduler.owner
+        echo.gate.set()
+        done = await wait_for_status(stubs, thread.id, run.id, R.RUN_STATUS_COMPLETED)
+        assert done.status == R.RUN_STATUS_COMPLETED

@@ -33,7 +33,7 @@ from assistants_grpc.engine.prompt import (
 )
 from assistants_grpc.engine.run_loop import RunLoop, TurnHooks, release_lease
 from assistants_grpc.engine.server_tools import ToolRegistry
-from assistants_grpc.engine.tokens import TokenCounter
+from assistants_grpc.engine.turn_end import INTERRUPT_ENDINGS
 from assistants_grpc.events.bus import EventBus
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.mapping import run_from_row
@@ -43,7 +43,6 @@ RunEvent = tr.RunEvent
 # A run's columns: its row as read, or the values its creating transaction just wrote.
 RunRow = Mapping[Any, Any]
 
-_ENDINGS = {"cancel": tr.CANCELLED, "expire": tr.EXPIRED}
 
 Started = tuple[RunRow, TurnContext]
 """A run moved to in_progress by this replica, with what its turn's prompt is built from."""
@@ -90,10 +89,6 @@ class RunExecutor:
             shorten_fraction=self._shorten_fraction,
         )
 
-    @property
-    def tokens(self) -> TokenCounter:
-        return self._deps.tokens
-
     async def _write(self, run_id: str, work: Any) -> Any:
         return await self._loop.write(run_id, work)
 
@@ -112,7 +107,7 @@ class RunExecutor:
             await self._deps.database.transaction(lambda c: release_lease(c, run_id, control.owner))
             return
         if control.reason is not None:
-            await self._end(run_id, _ENDINGS[control.reason], control.owner)
+            await self._end(run_id, INTERRUPT_ENDINGS[control.reason], control.owner)
             return
         await self._loop.run(run_row, context, control)
 

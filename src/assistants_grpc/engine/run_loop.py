@@ -57,7 +57,14 @@ from assistants_grpc.engine.server_calls import (
 )
 from assistants_grpc.engine.server_tools import ToolRegistry, ToolRunContext
 from assistants_grpc.engine.tokens import COUNTING_MODEL
-from assistants_grpc.engine.turn_end import Calls, Ended, Interrupted, Outcome, decide
+from assistants_grpc.engine.turn_end import (
+    INTERRUPT_ENDINGS,
+    Calls,
+    Ended,
+    Interrupted,
+    Outcome,
+    decide,
+)
 from assistants_grpc.engine.turn_writer import TurnWriter
 from assistants_grpc.events import log
 from assistants_grpc.events.bus import EventBus
@@ -77,7 +84,6 @@ __all__ = ["RunLoop", "TurnHooks", "release_lease"]
 FIRST_DELIVERY_WAIT = 0.01
 # What the first write of a turn is made of: the reader pauses after it (see Turn._read).
 _FIRST_WRITE = (TextDelta, RefusalDelta)
-_ENDINGS = {"cancel": tr.CANCELLED, "expire": tr.EXPIRED}
 
 
 @dataclass(frozen=True)
@@ -332,7 +338,7 @@ class Turn:
                 lambda c: release_lease(c, self.run_id, self.owner)
             )
             return
-        await self._end(_ENDINGS[outcome.reason])
+        await self._end(INTERRUPT_ENDINGS[outcome.reason])
 
     async def _end(self, ending: tr.Ending) -> None:
         """End the run, from whatever active status it is in now (ours to end)."""

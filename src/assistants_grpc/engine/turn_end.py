@@ -21,12 +21,23 @@ from assistants_grpc.engine.model_stream import ModelError
 from assistants_grpc.engine.server_tools import ToolExecutor
 from assistants_grpc.store.run_states import RunStatus
 
-__all__ = ["Calls", "Ended", "Interrupted", "Outcome", "Reason", "decide", "tool_rounds_message"]
+__all__ = [
+    "INTERRUPT_ENDINGS",
+    "Calls",
+    "Ended",
+    "Interrupted",
+    "Outcome",
+    "Reason",
+    "decide",
+    "tool_rounds_message",
+]
 
 # Why a turn is interrupted. "handback": the replica is stopping; the run keeps its state and its
 # lease is released so another replica (or the next start) takes it over.
 # "deleted": the run went with its thread; nothing is left to write.
 Reason = Literal["cancel", "expire", "handback", "deleted"]
+# How the run ends when a cancel or an expiry interrupts it (the other two leave it as it is).
+INTERRUPT_ENDINGS: dict[Reason, tr.Ending] = {"cancel": tr.CANCELLED, "expire": tr.EXPIRED}
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from assistants_grpc.clock import ManualClock
 from assistants_grpc.contract.pb import message_pb2, run_pb2
 from assistants_grpc.engine.executor import TurnHooks
 from assistants_grpc.engine.server_tools import ToolRegistry
+from assistants_grpc.events.signals import listener_name
 from assistants_grpc.fake_model import FakeModelServer, TextReply, ToolCallsReply
 from assistants_grpc.store.database import normalize_url
 from assistants_grpc.store.repository import RUNS
@@ -296,8 +297,7 @@ async def test_a_cancel_whose_notify_is_lost_is_delivered_by_the_heartbeat(
     ):
         thread_id, run_id = await start_hanging_run(a.stubs, fake_model)
         assert a.server.scheduler is not None and b.server.scheduler is not None
-        signals = a.server._signals
-        assert signals is not None
+        name = listener_name(a.server.scheduler.owner)
         engine = create_engine(normalize_url(POSTGRES_URL))
         try:
             with engine.begin() as connection:
@@ -306,7 +306,7 @@ async def test_a_cancel_whose_notify_is_lost_is_delivered_by_the_heartbeat(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                         "WHERE application_name = :name"
                     ),
-                    {"name": signals.listener_name},
+                    {"name": name},
                 ).scalars()
                 assert list(killed) == [True]
         finally:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -95,8 +96,15 @@ class RunningServer:
 
 
 async def start_server(
-    database_url: str, clock: ManualClock, model: FakeModelServer, **settings: object
+    database_url: str,
+    clock: ManualClock,
+    model: FakeModelServer,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    **settings: object,
 ) -> AssistantsServer:
+    """A started server; `overrides` are more Overrides fields (tool_registry, lease_clock,
+    turn_hooks)."""
     # The python tool off: these servers' runs do not call it, and each server would start a
     # kernel to check its sandbox (tests/sandbox/ exercises it, and the server test below).
     defaults: dict[str, object] = {
@@ -112,6 +120,7 @@ async def start_server(
         Overrides(
             clock=clock,
             model_env={"OPENAI_BASE_URL": model.base_url, "OPENAI_API_KEY": "test-key"},
+            **(overrides or {}),
         ),
     )
     await server.start()
@@ -120,12 +129,18 @@ async def start_server(
 
 @contextlib.asynccontextmanager
 async def serving(
-    database_url: str, fake_model: FakeModelServer, **settings: object
+    database_url: str,
+    fake_model: FakeModelServer,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    reset_model: bool = True,
+    **settings: object,
 ) -> AsyncIterator[RunningServer]:
     """A server with `settings` over the database, its stubs, and a reset fake model."""
-    fake_model.reset()
+    if reset_model:
+        fake_model.reset()
     clock = ManualClock()
-    server = await start_server(database_url, clock, fake_model, **settings)
+    server = await start_server(database_url, clock, fake_model, overrides=overrides, **settings)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
         yield RunningServer(server, stubs_for(channel), clock, database_url, fake_model)

@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--run-expiry-seconds", type=int, help="active runs expire after this")
     serve.add_argument("--model-max-retries", type=int, help="retries of a 429/5xx from the model")
     serve.add_argument(
+        "--max-tool-rounds", type=int, help="rounds of server-side tool calls a run may make"
+    )
+    serve.add_argument(
         "--run-lease-seconds", type=float, help="a replica's claim on a run without heartbeat"
     )
     serve.add_argument(

@@ -59,6 +59,9 @@ class Settings:
     # `auto` truncation shortens a text longer than this share of the prompt budget (to that
     # length, head and tail around a marker) before it drops any message (engine/prompt.py).
     truncation_shorten_fraction: float = 0.125
+    # Rounds of server-side tool calls (file_search, code_interpreter) one run may make; the
+    # next one ends the run failed, with a message saying so (a model looping on its tools).
+    max_tool_rounds: int = 20
     # Whether `serve` applies pending migrations itself before serving.
     migrate_on_start: bool = True
     # Who may call (README "Security"). auth: auto | required | disabled; `auto` requires a key
@@ -151,6 +154,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "run_lease_seconds": (_positive, "more than 0 seconds"),
     "claim_poll_interval": (_positive, "more than 0 seconds"),
     "model_max_retries": (_at_least(0), "at least 0"),
+    "max_tool_rounds": (_at_least(1), "at least 1"),
     "auth_cache_seconds": (_at_least(0), "at least 0 seconds"),
     "max_request_bytes": (_at_least(1), "at least 1"),
     "max_message_chars": (_at_least(1), "at least 1"),

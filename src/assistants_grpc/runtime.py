@@ -42,10 +42,11 @@ from assistants_grpc.auth.guard import Guard
 from assistants_grpc.auth.setup import build_guard
 from assistants_grpc.clock import Clock, SystemClock
 from assistants_grpc.config import Settings
-from assistants_grpc.engine.executor import RunExecutor
+from assistants_grpc.engine.executor import RunExecutor, TurnHooks
 from assistants_grpc.engine.models import NO_API_KEY, ModelConfig, ModelRouter
 from assistants_grpc.engine.prompt import check_shorten_fraction
 from assistants_grpc.engine.scheduler import RunScheduler, replica_name
+from assistants_grpc.engine.server_tools import ToolRegistry
 from assistants_grpc.engine.tokens import TokenCounter
 from assistants_grpc.events import log as event_log
 from assistants_grpc.events.bus import EventBus, LoadAfter, LoadOne
@@ -90,6 +91,12 @@ class Overrides:
     model_env: dict[str, str] | None = None
     # How often expired files are deleted (they read as NOT_FOUND from their expiry on).
     file_sweep_interval: float = SWEEP_INTERVAL
+    # The server-side tools (file_search, code_interpreter executors); None: an empty registry.
+    tool_registry: ToolRegistry | None = None
+    # The wall clock leases are compared with (shared by replicas; not the expiry clock).
+    lease_clock: Clock = field(default_factory=SystemClock)
+    # Test seams of the run loop (engine.run_loop.TurnHooks).
+    turn_hooks: TurnHooks | None = None
 
 
 class Face(Protocol):
@@ -254,17 +261,26 @@ class Runtime:
                 ModelConfig.load(settings.models_config, overrides.model_env),
                 max_retries=settings.model_max_retries,
             )
+            executor = RunExecutor(
+                deps,
+                router,
+                bus,
+                tools=overrides.tool_registry or ToolRegistry(),
+                lease_clock=overrides.lease_clock,
+                hooks=overrides.turn_hooks,
+                max_tool_rounds=settings.max_tool_rounds,
+                shorten_fraction=settings.truncation_shorten_fraction,
+            )
             scheduler = RunScheduler(
                 deps,
-                RunExecutor(
-                    deps, router, bus, shorten_fraction=settings.truncation_shorten_fraction
-                ),
+                executor,
                 bus,
                 max_concurrent=settings.max_concurrent_runs,
                 lease_seconds=settings.run_lease_seconds,
                 poll_interval=settings.claim_poll_interval,
                 owner=owner,
                 send_cancel=signals.send_cancel if signals is not None else None,
+                lease_clock=overrides.lease_clock,
             )
             retriever = Retriever(database, deps.now, embedder=embedder)
             ingestion = IngestionWorker(

@@ -164,7 +164,7 @@ def from_database(
         budget = window - COMPLETION_RESERVE
 
         def load() -> list[ThreadMessage]:
-            # With the budget the executor passes (RunExecutor._read_limits): only the messages
+            # With the budget the executor passes (model_request.read_limits): only the messages
             # that can fit are read back.
             context = database.transaction_sync(
                 lambda c: load_turn_context(c, thread_id, NO_RUN, token_budget=budget)
@@ -178,7 +178,7 @@ def from_database(
         build_times, prompt = _timed(lambda: build_prompt(request, counter), repeats)
 
         def both() -> Prompt:
-            # With the budget the executor passes (RunExecutor._read_limits): only the messages
+            # With the budget the executor passes (model_request.read_limits): only the messages
             # that can fit are read back.
             context = database.transaction_sync(
                 lambda c: load_turn_context(c, thread_id, NO_RUN, token_budget=budget)

@@ -4,13 +4,21 @@ truncation seen in the prompt the model server received; a restart with a run in
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import grpc
 
+from assistants_grpc.clock import ManualClock
 from assistants_grpc.contract.pb import message_pb2, run_pb2
-from assistants_grpc.fake_model import ErrorReply, HangReply, MalformedReply, TextReply
-from tests.conftest import RunningServer, start_server, stubs_for
+from assistants_grpc.fake_model import (
+    ErrorReply,
+    FakeModelServer,
+    HangReply,
+    MalformedReply,
+    TextReply,
+)
+from tests.conftest import RunningServer, serving, start_server, stubs_for
 from tests.integration.helpers import expect_error, text_input
 from tests.integration.runs_helpers import (
     TERMINAL,
@@ -343,9 +351,17 @@ async def test_restart_with_a_run_in_flight(running: RunningServer) -> None:
         await server.stop(0)
 
 
-async def test_a_turn_stops_writing_when_its_lease_is_taken(running: RunningServer) -> None:
+async def test_a_turn_stops_writing_when_its_lease_is_taken(
+    database_url: str, fake_model: FakeModelServer
+) -> None:
     """A replica taken for dead (another one now holds the run's lease) writes nothing more:
     its next write finds the lease gone, and its model stream is closed."""
+    lease_clock = ManualClock(time.time())
+    async with serving(database_url, fake_model, overrides={"lease_clock": lease_clock}) as running:
+        await _lease_taken(running, lease_clock)
+
+
+async def _lease_taken(running: RunningServer, lease_clock: ManualClock) -> None:
     from sqlalchemy import select, update
 
     from assistants_grpc.store.repository import RUNS
@@ -371,7 +387,8 @@ async def test_a_turn_stops_writing_when_its_lease_is_taken(running: RunningServ
         owner, sequence = database.transaction_sync(lambda c: c.execute(query).one())
         return owner, sequence
 
-    taken = {"lease_owner": "another-replica", "lease_expires_at": 4e9}
+    # Another replica's live lease, by the lease clock both replicas read.
+    taken = {"lease_owner": "another-replica", "lease_expires_at": lease_clock.now() + 10}
     await database.transaction(
         lambda c: c.execute(update(RUNS).where(RUNS.c.id == run_id).values(**taken))
     )

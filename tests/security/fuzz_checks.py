@@ -19,7 +19,7 @@ from assistants_grpc.contract.pb import (
 )
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.database import normalize_url
-from assistants_grpc.store.tables import ACTIVE_RUN_STATUSES
+from assistants_grpc.store.run_states import ACTIVE
 from tests.security.fuzz_seed import PROJECTS, Stubs
 
 TIMEOUT = 30.0
@@ -177,7 +177,7 @@ def _check_invariants(c: Connection) -> None:
     # The thread lock held: at most one active run per thread.
     active = (
         select(repo.RUNS.c.thread_id, func.count().label("n"))
-        .where(repo.RUNS.c.status.in_(ACTIVE_RUN_STATUSES))
+        .where(repo.RUNS.c.status.in_([s.value for s in ACTIVE]))
         .group_by(repo.RUNS.c.thread_id)
     )
     assert all(row.n == 1 for row in c.execute(active))

@@ -216,6 +216,31 @@ async def test_tool_calls_with_leading_text(
     assert got[0]["name"] == "get_weather" and "".join(got[0]["args"]) == "{}"
 
 
+async def test_tool_calls_with_text_between_and_after(
+    server: FakeModelServer, client: openai.AsyncOpenAI
+) -> None:
+    server.push(
+        ToolCallsReply(
+            [("get_weather", '{"city": "Paris"}'), ("get_time", "{}")],
+            fragments=2,
+            text_between="one two three ",
+            text_after="And done.",
+        )
+    )
+    chunks = await stream_chunks(client, tools=TOOLS)
+    kinds = [
+        "text" if c.choices[0].delta.content else "call"
+        for c in chunks
+        if c.choices and (c.choices[0].delta.content or c.choices[0].delta.tool_calls)
+    ]
+    # A word after each of the first call fragments, the rest of the text at the end.
+    assert kinds[:6] == ["call", "text", "call", "text", "call", "text"]
+    assert kinds[-2:] == ["text", "text"]
+    assert "".join(content_chunks(chunks)) == "one two three And done."
+    got = reassemble_calls(chunks)
+    assert "".join(got[0]["args"]) == '{"city": "Paris"}' and "".join(got[1]["args"]) == "{}"
+
+
 # -- errors --------------------------------------------------------------------------------------
 
 

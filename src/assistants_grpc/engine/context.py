@@ -1,5 +1,11 @@
 """Loads what a run's next model turn needs from the database: the thread's messages, earlier
-runs' tool rounds and the run's own earlier steps, in the shape `prompt.build_prompt` takes."""
+runs' tool rounds and the run's own earlier steps, in the shape `prompt.build_prompt` takes.
+
+A tool round holds calls of every type. A function call goes back to the model with the output
+its caller submitted; a server-side call (file_search, code_interpreter) with the tool message
+its executor produced, kept in the call's stored details under `MODEL_VIEW` (store/mapping.py).
+The parts a server-side round produced for the next message (images) wait for the first message
+the run writes after it."""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from sqlalchemy import BindParameter, Connection, RowMapping, bindparam, or_, se
 
 from assistants_grpc.engine.prompt import ImageRef, ThreadMessage, ToolCallRecord, ToolRound
 from assistants_grpc.store import repository as repo
+from assistants_grpc.store.mapping import MODEL_VIEW
 
 _MESSAGE_COLUMNS = (
     repo.MESSAGES.c.id,
@@ -63,6 +70,17 @@ _STEPS = (
     .where(repo.RUN_STEPS.c.run_id == bindparam("_run_id"))
     .order_by(repo.RUN_STEPS.c.pk)
 )
+_THREAD = select(repo.THREADS.c.project, repo.THREADS.c.tool_resources).where(
+    repo.THREADS.c.id == _THREAD_ID
+)
+
+
+@dataclass(frozen=True)
+class ThreadFacts:
+    """What a server-side tool may need of the run's thread."""
+
+    project: str
+    tool_resources: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,14 @@ class TurnContext:
     completion_tokens_used: int
     # Earlier runs' tool rounds placed among `messages` (see _earlier_rounds).
     earlier_rounds: list[ToolRound] = field(default_factory=list)
+    # The run's server-side calls so far, as step details (OpenAI JSON, shown form), and how
+    # many of its rounds made some (the tool-round cap counts them).
+    earlier_calls: list[dict[str, Any]] = field(default_factory=list)
+    server_rounds: int = 0
+    # Parts the next message starts with: produced by server-side calls since the last message.
+    lead_parts: list[dict[str, Any]] = field(default_factory=list)
+    # Read only for runs whose tools execute here (None otherwise).
+    thread: ThreadFacts | None = None
 
 
 def _thread_message(row: RowMapping) -> ThreadMessage:
@@ -100,17 +126,22 @@ def _thread_message(row: RowMapping) -> ThreadMessage:
     )
 
 
-def _round(after: int, details: dict[str, Any]) -> ToolRound:
-    calls = tuple(
-        ToolCallRecord(
-            id=call["id"],
-            name=call["function"]["name"],
-            arguments=call["function"]["arguments"],
-            output=call["function"].get("output"),
+def _record(call: dict[str, Any]) -> ToolCallRecord | None:
+    kind: str = call.get("type") or ""
+    if kind == "function":
+        function = call["function"]
+        return ToolCallRecord(
+            call["id"], function["name"], function["arguments"], function.get("output")
         )
-        for call in details.get("tool_calls", [])
-        if call.get("type") == "function"
-    )
+    view = call.get(MODEL_VIEW)
+    if view is None:
+        return None  # not made through the model (nothing to tell it)
+    return ToolCallRecord(call["id"], view["name"], view["arguments"], view.get("output"), kind)
+
+
+def _round(after: int, details: dict[str, Any]) -> ToolRound:
+    records = (_record(call) for call in details.get("tool_calls", []))
+    calls = tuple(record for record in records if record is not None)
     return ToolRound(after_message=after, text=None, calls=calls)
 
 
@@ -206,6 +237,7 @@ def load_turn_context(
     token_budget: int | None = None,
     last_messages: int | None = None,
     shorten_at: int | None = None,
+    with_thread: bool = False,
 ) -> TurnContext:
     """The thread's messages from before the run and earlier runs' tool rounds among them, then
     the run's own steps in their order: a message it wrote, or a tool round with the outputs
@@ -215,7 +247,8 @@ def load_turn_context(
     oldest message the prompt can use, then the content of that message and the newer ones only
     (and of the thread's opening, for `auto`). A 10,000-message thread then costs its truncated
     size, not its whole size, at every turn. Pass `last_messages` only for that strategy and
-    `shorten_at` (prompt.shorten_limit) only for `auto`.
+    `shorten_at` (prompt.shorten_limit) only for `auto`; `with_thread` when the run's tools
+    execute here (they need the thread's project and resources).
     """
     heads = list(connection.execute(_HEADS, {"_thread_id": thread_id}))
     first = _first_needed(heads, run_id, token_budget, last_messages, shorten_at)
@@ -244,6 +277,9 @@ def load_turn_context(
         ).mappings()
         earlier = _earlier_rounds(steps, positions, last_of_run)
     rounds: list[ToolRound] = []
+    calls: list[dict[str, Any]] = []
+    lead: list[dict[str, Any]] = []
+    server_rounds = 0
     prompt_used = completion_used = 0
     steps = connection.execute(_STEPS, {"_run_id": run_id}).mappings()
     for step in steps:
@@ -252,12 +288,34 @@ def load_turn_context(
             row = own.get(details["message_creation"]["message_id"])
             if row is not None:
                 messages.append(_thread_message(row))
+            lead = []  # that message took them
         else:
             rounds.append(_round(len(messages), details))
+            server = [c for c in details.get("tool_calls", []) if MODEL_VIEW in c]
+            if server:
+                server_rounds += 1
+                for call in server:
+                    lead += call[MODEL_VIEW].get("message_parts") or []
+                    calls.append({k: v for k, v in call.items() if k != MODEL_VIEW})
         if step["usage"]:
             prompt_used += step["usage"]["prompt_tokens"]
             completion_used += step["usage"]["completion_tokens"]
-    return TurnContext(messages, rounds, prompt_used, completion_used, earlier)
+    thread = None
+    if with_thread:
+        facts = connection.execute(_THREAD, {"_thread_id": thread_id}).first()
+        if facts is not None:
+            thread = ThreadFacts(facts.project, facts.tool_resources)
+    return TurnContext(
+        messages,
+        rounds,
+        prompt_used,
+        completion_used,
+        earlier,
+        calls,
+        server_rounds,
+        lead,
+        thread,
+    )
 
 
-__all__ = ["TurnContext", "load_turn_context"]
+__all__ = ["ThreadFacts", "TurnContext", "load_turn_context"]

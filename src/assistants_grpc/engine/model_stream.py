@@ -230,9 +230,14 @@ class ModelStream:
             kwargs.setdefault("messages", [])
         # A separate task, so aclose() from another task can abort a request still waiting for
         # its response headers (or sleeping between the SDK's retries).
-        opening = asyncio.ensure_future(
-            self._client.chat.completions.with_streaming_response.create(**kwargs).__aenter__()
-        )
+        # The request is made inside the task: a task cancelled before it first runs (a cancel
+        # right after the turn started) then leaves no request coroutine never awaited.
+        create = self._client.chat.completions.with_streaming_response.create
+
+        async def request() -> Any:
+            return await create(**kwargs).__aenter__()
+
+        opening = asyncio.ensure_future(request())
         self._opening = opening
         try:
             result = await opening

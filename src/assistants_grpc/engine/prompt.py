@@ -46,6 +46,7 @@ from typing import Any, Final, NamedTuple
 
 import tiktoken
 
+from assistants_grpc.engine.server_tools import ToolRegistry
 from assistants_grpc.engine.tokens import (
     REPLY_PRIMING_TOKENS,
     TOKENS_PER_MESSAGE,
@@ -135,12 +136,15 @@ class ThreadMessage:
 
 @dataclass(frozen=True, slots=True)
 class ToolCallRecord:
-    """One function call of a tool round and the output the client submitted for it."""
+    """One call of a tool round, as the model made it, and the output it got back: the output
+    the client submitted for a function, the tool message a server-side call produced.
+    ``name`` is the function the model called (``python`` for code_interpreter)."""
 
     id: str
     name: str
     arguments: str
     output: str | None
+    tool_type: str = "function"
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,15 +210,25 @@ def build_prompt(request: PromptRequest, counter: TokenCounter) -> Prompt:
     return builder.render(plan)
 
 
-def chat_tools(tools: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def chat_tools(
+    tools: Sequence[dict[str, Any]], registry: ToolRegistry | None = None
+) -> list[dict[str, Any]]:
     """The run's tools (Assistants JSON) as chat-completions tool definitions.
 
-    Only function tools survive: file_search and code_interpreter are hosted tools that a chat
-    endpoint cannot execute, so offering them would only invite calls nobody can answer.
+    Function tools are offered as they are. A built-in tool (file_search, code_interpreter) is
+    offered as the function its executor in `registry` defines (`file_search`, `python`), once;
+    one without an executor is left out: a chat endpoint cannot execute it, so offering it would
+    only invite calls nobody can answer.
     """
     converted: list[dict[str, Any]] = []
+    offered: set[str] = set()
     for tool in tools:
-        if tool.get("type") != "function":
+        kind = tool.get("type")
+        if kind != "function":
+            executor = registry.for_type(kind) if registry is not None and kind else None
+            if executor is not None and kind not in offered:
+                offered.add(kind)  # type: ignore[arg-type]
+                converted.append(executor.definition(tool))
             continue
         function = {k: v for k, v in (tool.get("function") or {}).items() if v is not None}
         if "parameters" not in function:

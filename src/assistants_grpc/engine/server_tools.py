@@ -30,6 +30,7 @@ from typing import Any, Protocol
 JSON = dict[str, Any]
 
 __all__ = [
+    "BUILTIN_FUNCTIONS",
     "JSON",
     "EmitDelta",
     "InputStream",
@@ -41,6 +42,11 @@ __all__ = [
     "ToolResult",
     "ToolRunContext",
 ]
+
+
+BUILTIN_FUNCTIONS: Mapping[str, str] = {"file_search": "file_search", "code_interpreter": "python"}
+"""The function each built-in tool is offered to the model as (DESIGN.md): a run that enables
+the tool may not define a function of that name too."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,36 +15,32 @@ from sqlalchemy import BindParameter, Connection, bindparam, insert, select, upd
 
 from assistants_grpc.contract.pb import run_pb2
 from assistants_grpc.store.repository import RUN_EVENTS, RUNS
+from assistants_grpc.store.run_states import TERMINAL, LeaseLostError, RunMoved, RunStatus
 
 RunEvent = run_pb2.RunEvent
 
-TERMINAL_RUN_EVENTS = frozenset(
-    {
-        "thread.run.completed",
-        "thread.run.incomplete",
-        "thread.run.failed",
-        "thread.run.cancelled",
-        "thread.run.expired",
-    }
-)
-
-
-class LeaseLostError(RuntimeError):
-    """The run's lease is no longer the writer's: another replica took the run over."""
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"lost the lease of run {run_id}")
-        self.run_id = run_id
+TERMINAL_RUN_EVENTS = frozenset(status.event for status in TERMINAL)
 
 
 # Built once: building a statement and its cache key costs more than executing it. The run's
 # other columns (`run_values`) are passed as execution parameters, which SQLAlchemy adds to SET.
 _RUN_ID: BindParameter[str] = bindparam("_run_id")
 _BUMP = update(RUNS).where(RUNS.c.id == _RUN_ID)
-_BUMP_OWNED = _BUMP.where(RUNS.c.lease_owner == bindparam("_owner"))
 _BUMP_VALUES = {"last_sequence": RUNS.c.last_sequence + bindparam("_count")}
-_ALLOCATE = _BUMP.values(_BUMP_VALUES).returning(RUNS.c.last_sequence)
-_ALLOCATE_OWNED = _BUMP_OWNED.values(_BUMP_VALUES).returning(RUNS.c.last_sequence)
+_OWNED = RUNS.c.lease_owner == bindparam("_owner")
+_EXPECTED = RUNS.c.status == bindparam("_expected")
+# One prebuilt statement per guard: (owner given, expected status given).
+_GUARDED = {
+    (False, False): _BUMP,
+    (True, False): _BUMP.where(_OWNED),
+    (False, True): _BUMP.where(_EXPECTED),
+    (True, True): _BUMP.where(_OWNED, _EXPECTED),
+}
+_ALLOCATE = {
+    guard: statement.values(_BUMP_VALUES).returning(RUNS.c.last_sequence)
+    for guard, statement in _GUARDED.items()
+}
+_FOUND = select(RUNS.c.status, RUNS.c.lease_owner).where(RUNS.c.id == _RUN_ID)
 _INSERT_EVENTS = insert(RUN_EVENTS)
 _READ_AFTER = (
     select(RUN_EVENTS.c.data)
@@ -65,27 +61,48 @@ def append(
     run_values: Mapping[str, Any] | None = None,
     *,
     owner: str | None = None,
+    expected: RunStatus | str | None = None,
 ) -> list[RunEvent]:
     """Number `events` (in place) after the run's last sequence and write them to the log.
 
     `run_values` are other columns of the run to set in the same statement: a state change and
-    its events are usually one write. With `owner`, the write happens only while that replica
-    still holds the run's lease (checked in the same statement); otherwise LeaseLostError.
+    its events are one write. The statement is guarded: with `owner`, it writes only while that
+    replica holds the run's lease; with `expected`, only while the run is in that status. A
+    guard that does not hold raises RunMoved (LeaseLostError when the lease is another's),
+    saying where the run was found; the caller's transaction must then roll back.
     """
+    guard = (owner is not None, expected is not None)
+    parameters: dict[str, Any] = {"_run_id": run_id, **(run_values or {})}
+    if owner is not None:
+        parameters["_owner"] = owner
+    if expected is not None:
+        parameters["_expected"] = str(expected)
     if not events:
-        if run_values:
-            connection.execute(_BUMP, {"_run_id": run_id, **run_values})
+        if run_values and connection.execute(_GUARDED[guard], parameters).rowcount == 0:
+            raise _moved(connection, run_id, owner, expected)
         return []
     count = len(events)
-    parameters = {"_run_id": run_id, "_count": count, **(run_values or {})}
-    if owner is None:
-        last = connection.execute(_ALLOCATE, parameters).scalar_one_or_none()
-    else:
-        parameters["_owner"] = owner
-        last = connection.execute(_ALLOCATE_OWNED, parameters).scalar_one_or_none()
+    parameters["_count"] = count
+    last = connection.execute(_ALLOCATE[guard], parameters).scalar_one_or_none()
     if last is None:
-        raise LeaseLostError(run_id)
+        raise _moved(connection, run_id, owner, expected)
     return _insert(connection, run_id, thread_id, events, first=last - count + 1)
+
+
+def _moved(
+    connection: Connection, run_id: str, owner: str | None, expected: RunStatus | str | None
+) -> RunMoved:
+    """Where a guarded write found the run (read in the writer's transaction, only then)."""
+    row = connection.execute(_FOUND, {"_run_id": run_id}).first()
+    found, found_owner = (None, None) if row is None else (row.status, row.lease_owner)
+    kind = LeaseLostError if owner is not None and found_owner != owner else RunMoved
+    return kind(
+        run_id,
+        expected=None if expected is None else str(expected),
+        found=found,
+        owner=owner,
+        found_owner=found_owner,
+    )
 
 
 def start(
@@ -133,6 +150,7 @@ __all__ = [
     "TERMINAL_RUN_EVENTS",
     "LeaseLostError",
     "RunEvent",
+    "RunMoved",
     "append",
     "read_after",
     "read_one",

@@ -49,6 +49,12 @@ class Listener:
     on_reconnect: Callable[[], None]
 
 
+def listener_name(sender: str) -> str:
+    """The `application_name` of a replica's listening connection: pg_stat_activity shows which
+    replica's it is (PostgreSQL keeps 63 bytes of it)."""
+    return f"assistants-listen {sender}"[:63]
+
+
 class PostgresSignals:
     def __init__(self, conninfo: str, sender: str) -> None:
         self._conninfo = conninfo
@@ -59,6 +65,7 @@ class PostgresSignals:
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
+        self.listener_name = listener_name(sender)
 
     async def start(self, listener: Listener) -> None:
         """Listen (and start sending); returns once this replica hears the others."""
@@ -142,7 +149,7 @@ class PostgresSignals:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True
+                    self._conninfo, autocommit=True, application_name=self.listener_name
                 ) as conn:
                     await conn.execute(f"LISTEN {EVENTS_CHANNEL}")
                     await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
@@ -173,4 +180,11 @@ class PostgresSignals:
             listener.on_events(run_id)
 
 
-__all__ = ["CANCEL_CHANNEL", "DELETED_CHANNEL", "EVENTS_CHANNEL", "Listener", "PostgresSignals"]
+__all__ = [
+    "CANCEL_CHANNEL",
+    "DELETED_CHANNEL",
+    "EVENTS_CHANNEL",
+    "Listener",
+    "PostgresSignals",
+    "listener_name",
+]

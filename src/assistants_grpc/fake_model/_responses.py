@@ -68,7 +68,9 @@ class ToolCallsReply:
     and then its arguments in exactly ``fragments`` pieces cut mid-token. With ``interleave``
     the calls' fragments alternate by index (all first fragments, then every call's piece 1,
     ...); otherwise each call is streamed to its end before the next. An optional ``text`` is
-    streamed as content before the calls. ``finish_reason`` is ``"tool_calls"``.
+    streamed as content before the calls, ``text_between`` word by word between the call
+    fragments (one word after each), ``text_after`` after them (models do all three).
+    ``finish_reason`` is ``"tool_calls"``.
     """
 
     calls: list[tuple[str, str]]
@@ -76,6 +78,12 @@ class ToolCallsReply:
     interleave: bool = True
     chunk_delay: float = 0.0
     text: str | None = None
+    text_between: str | None = None
+    text_after: str | None = None
+
+    def texts(self) -> str:
+        """All the content the reply writes, in order."""
+        return "".join(t for t in (self.text, self.text_between, self.text_after) if t)
 
     def __post_init__(self) -> None:
         if not self.calls:

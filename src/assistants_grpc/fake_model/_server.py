@@ -364,12 +364,23 @@ class _Responder:
                 text_fragments = split_words(reply.text)
                 await self._stream_text(text_fragments, reply.chunk_delay)
                 count += len(text_fragments)
-            for i, delta in enumerate(self._tool_deltas(reply)):
+            between = split_words(reply.text_between) if reply.text_between else []
+            deltas = self._tool_deltas(reply)
+            for i, delta in enumerate(deltas):
                 if i or count:
                     await self.conn.sleep(reply.chunk_delay)
                 if i == 0 and not self._role_sent:
                     delta = {"content": None, **delta}
                 await self._emit(delta)
+                if i < len(between):
+                    await self._emit({"content": between[i]})
+            # Words left over when there are more words than call fragments.
+            await self._stream_text(between[len(deltas) :], 0.0)
+            count += len(between)
+            if reply.text_after is not None:
+                after = split_words(reply.text_after)
+                await self._stream_text(after, reply.chunk_delay)
+                count += len(after)
             count += len(reply.calls) * reply.fragments
             await self._finish("tool_calls", count, None)
         elif isinstance(reply, HangReply):
@@ -416,9 +427,9 @@ class _Responder:
             usage = self._usage(reply.prompt_tokens, completion)
         elif isinstance(reply, ToolCallsReply):
             completion = len(reply.calls) * reply.fragments
-            if reply.text is not None:
-                message["content"] = reply.text
-                completion += len(split_words(reply.text))
+            if reply.texts():
+                message["content"] = reply.texts()
+                completion += len(split_words(reply.texts()))
             await self.conn.sleep(reply.chunk_delay * max(0, completion - 1))
             message["tool_calls"] = [
                 {

@@ -13,10 +13,10 @@ from assistants_grpc.contract.pb import assistant_pb2, common_pb2, run_pb2
 from assistants_grpc.services import validation as check
 from assistants_grpc.services.limits import Limits
 from assistants_grpc.services.messages import check_message_inputs
+from assistants_grpc.store.mapping import INCLUDE_FILE_SEARCH_CONTENT
 
 RunRequest = run_pb2.CreateRunRequest | run_pb2.CreateThreadAndRunRequest
 
-INCLUDE_FILE_SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
 DEFAULT_TRUNCATION = run_pb2.TruncationStrategy(type=run_pb2.TRUNCATION_TYPE_AUTO)
 
 

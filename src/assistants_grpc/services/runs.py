@@ -53,11 +53,12 @@ from assistants_grpc.services.threads import ThreadService
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.mapping import (
     assistant_from_row,
+    json_or_none,
     run_from_row,
     run_values,
     step_from_row,
-    step_values,
 )
+from assistants_grpc.store.run_states import RunMoved, RunStatus, can_move
 
 RunEvent = run_pb2.RunEvent
 MAX_SEQUENCE = 2**31 - 1
@@ -120,12 +121,12 @@ class RunService:
 
         def work(connection: Connection, slot: StartSlot | None) -> Queued:
             ensure_no_active_run(connection, project, request.thread_id, starting_run=True)
-            run, effort = self._new_run(
+            run, stored = self._new_run(
                 connection, project, request, run_id, request.thread_id, now
             )
             if additional:
                 insert_messages(connection, [m for m, _ in additional], [n for _, n in additional])
-            return self._insert_run(connection, run, [], slot, effort)
+            return self._insert_run(connection, run, [], slot, stored)
 
         return await self._commit_new_run(run_id, request.thread_id, work)
 
@@ -195,12 +196,12 @@ class RunService:
 
         def work(connection: Connection, slot: StartSlot | None) -> Queued:
             # The assistant first: a run of another project's assistant writes nothing at all.
-            run, effort = self._new_run(
+            run, stored = self._new_run(
                 connection, project, request, run_id, thread.id, thread.created_at
             )
             self._threads.insert(connection, project, thread, messages, counts)
             first = [tr.event("thread.created", thread=thread)]
-            return self._insert_run(connection, run, first, slot, effort)
+            return self._insert_run(connection, run, first, slot, stored)
 
         return await self._commit_new_run(run_id, thread.id, work)
 
@@ -212,9 +213,12 @@ class RunService:
         run_id: str,
         thread_id: str,
         now: int,
-    ) -> tuple[run_pb2.Run, str | None]:
-        """The queued run, and the reasoning effort its model calls carry: the request's, else
-        the assistant's (neither object shows it, CONTRACT.md §3)."""
+    ) -> tuple[run_pb2.Run, dict[str, Any]]:
+        """The queued run, and what the run stores without showing it (the Run object has no
+        such fields): the reasoning effort its model calls carry (the request's, else the
+        assistant's, CONTRACT.md §3), its tools' resources (the request's override, else the
+        assistant's, frozen like the rest of the run's configuration; the thread's are added at
+        each turn), and the request's `include[]`."""
         row = get_assistant_row(connection, project, request.assistant_id)
         run = effective_run(
             assistant_from_row(row),
@@ -224,9 +228,19 @@ class RunService:
             now=now,
             expires_in=self._expires_in,
         )
-        if request.HasField("reasoning_effort"):
-            return run, reasoning_effort(request)
-        return run, row["reasoning_effort"]
+        effort = (
+            reasoning_effort(request)
+            if request.HasField("reasoning_effort")
+            else row["reasoning_effort"]
+        )
+        resources = row["tool_resources"]
+        include: list[str] = []
+        if isinstance(request, run_pb2.CreateThreadAndRunRequest):
+            if request.HasField("tool_resources"):
+                resources = json_or_none(request, "tool_resources")
+        else:
+            include = list(request.include)
+        return run, {"reasoning_effort": effort, "tool_resources": resources, "include": include}
 
     def _insert_run(
         self,
@@ -234,7 +248,7 @@ class RunService:
         run: run_pb2.Run,
         first: list[RunEvent],
         slot: StartSlot | None,
-        reasoning_effort: str | None,
+        stored: dict[str, Any],
     ) -> Queued:
         """Write the queued run with its first events; with a worker kept for it, write it
         already started too (`in_progress` right after `queued`, CONTRACT.md §9). The caller
@@ -244,10 +258,9 @@ class RunService:
             tr.event("thread.run.created", run=run),
             tr.event("thread.run.queued", run=run),
         ]
-        # Passed to the model, never shown: the Run object has no such field (CONTRACT.md §3).
-        values = run_values(run) | {"reasoning_effort": reasoning_effort}
-        if slot is not None:
-            values |= {"status": "in_progress", "started_at": run.created_at}
+        values = run_values(run) | stored
+        if slot is not None:  # "create", then "start", in the one INSERT
+            values |= {"status": RunStatus.IN_PROGRESS.value, "started_at": run.created_at}
             values |= slot.lease_values()
             events.append(_in_progress(run, started_at=run.created_at))
         # The run is written with its log already started: no second write of the row.
@@ -337,13 +350,23 @@ class RunService:
     # --- cancel and tool outputs -------------------------------------------------------------
 
     async def cancel(self, project: str, thread_id: str, run_id: str) -> run_pb2.Run:
+        """Move the run to `cancelling`; the worker executing it (here or on another replica)
+        then ends it `cancelled`. A run that ended first (even by a hair: the guarded write
+        decides) is refused (store/run_states.py)."""
+
+        def refused(status: str) -> FailedPreconditionError:
+            return FailedPreconditionError(f"Cannot cancel run with status '{status}'.")
+
         def work(connection: Connection) -> tuple[run_pb2.Run, list[RunEvent]]:
-            row = _run_row(connection, project, thread_id, run_id, lock=True)
-            if row["status"] not in ("queued", "in_progress", "requires_action"):
-                raise FailedPreconditionError(f"Cannot cancel run with status '{row['status']}'.")
-            run = run_from_row({**row, "status": "cancelling"})
-            events = [tr.event("thread.run.cancelling", run=run)]
-            return run, log.append(connection, run_id, thread_id, events, {"status": "cancelling"})
+            row = _run_row(connection, project, thread_id, run_id)
+            if not can_move(row["status"], "cancel"):
+                raise refused(row["status"])
+            run = run_from_row({**row, "status": RunStatus.CANCELLING.value})
+            events = [tr.event(RunStatus.CANCELLING.event, run=run)]
+            try:
+                return run, tr.transition(connection, row, "cancel", events)
+            except RunMoved as moved:
+                raise refused(moved.found or "deleted") from None
 
         run: run_pb2.Run = await self._commit(run_id, work)
         self._scheduler.cancel(run_id)
@@ -365,12 +388,13 @@ class RunService:
         check.check_tool_outputs(v, "tool_outputs", request.tool_outputs, self._deps.limits)
         v.raise_if_any()
 
+        def refused(status: str) -> FailedPreconditionError:
+            return FailedPreconditionError(f'Runs in status "{status}" do not accept tool outputs.')
+
         def work(connection: Connection, slot: StartSlot | None) -> Queued:
-            row = _run_row(connection, project, request.thread_id, request.run_id, lock=True)
-            if row["status"] != "requires_action":
-                raise FailedPreconditionError(
-                    f'Runs in status "{row["status"]}" do not accept tool outputs.'
-                )
+            row = _run_row(connection, project, request.thread_id, request.run_id)
+            if not can_move(row["status"], "resume"):
+                raise refused(row["status"])
             expected = [
                 c["id"] for c in row["required_action"]["submit_tool_outputs"]["tool_calls"]
             ]
@@ -382,28 +406,33 @@ class RunService:
             outputs = {o.tool_call_id: o.output for o in request.tool_outputs}
             step_row = _waiting_tool_step(connection, request.run_id)
             now = self._deps.now()
-            step = step_from_row(step_row)
-            for call in step.step_details.tool_calls.tool_calls:
-                if call.id in outputs:
-                    call.function.output = outputs[call.id]
-            step.status = run_pb2.RUN_STEP_STATUS_COMPLETED
-            step.completed_at = now
-            if step_row["usage"] is not None:
-                step.usage.prompt_tokens = step_row["usage"]["prompt_tokens"]
-                step.usage.completion_tokens = step_row["usage"]["completion_tokens"]
-                step.usage.total_tokens = step_row["usage"]["total_tokens"]
-            repo.update_by_id(connection, repo.RUN_STEPS, step.id, step_values(step))
-            values: dict[str, Any] = {"status": "queued", "required_action": None}
-            run = run_from_row({**row, **values})
+            # The stored details are updated in place: server-side calls of the same step keep
+            # what the model gets back from them (mapping.MODEL_VIEW).
+            details = _with_outputs(step_row["step_details"], outputs)
+            done = {"status": "completed", "completed_at": now, "step_details": details}
+            repo.update_by_id(connection, repo.RUN_STEPS, step_row["id"], done)
+            step = step_from_row(
+                {**step_row, **done},
+                include_result_content=INCLUDE_FILE_SEARCH_CONTENT in (row["include"] or ()),
+            )
+            values: dict[str, Any] = {"required_action": None}
+            run = run_from_row({**row, **values, "status": RunStatus.QUEUED.value})
             events = [
                 tr.event("thread.run.step.completed", run_step=step),
-                tr.event("thread.run.queued", run=run),
+                tr.event(RunStatus.QUEUED.event, run=run),
             ]
+            moves = ["resume"]
             if slot is not None:  # a worker is free: the continuation starts right here
-                values |= {"status": "in_progress"} | slot.lease_values()
+                values |= slot.lease_values()
+                moves.append("start")
                 events.append(_in_progress(run))
-            events = log.append(connection, request.run_id, request.thread_id, events, values)
-            started = slot.load(connection, {**row, **values}) if slot is not None else None
+            try:
+                events = tr.transition(connection, row, moves, events, values)
+            except RunMoved as moved:
+                raise refused(moved.found or "deleted") from None
+            status = RunStatus.IN_PROGRESS if slot is not None else RunStatus.QUEUED
+            started_row = {**row, **values, "status": status.value}
+            started = slot.load(connection, started_row) if slot is not None else None
             return ((run, events[0].sequence - 1), started), events
 
         result: tuple[run_pb2.Run, int] = await self._queue_run(request.run_id, work)
@@ -482,6 +511,16 @@ def _run_row(
     return row
 
 
+def _with_outputs(details: dict[str, Any], outputs: Mapping[str, str]) -> dict[str, Any]:
+    """A tool_calls step's stored details with the submitted outputs of its function calls."""
+    calls = []
+    for call in details["tool_calls"]:
+        if call.get("type") == "function" and call["id"] in outputs:
+            call = {**call, "function": {**call["function"], "output": outputs[call["id"]]}}
+        calls.append(call)
+    return {**details, "tool_calls": calls}
+
+
 def _waiting_tool_step(connection: Connection, run_id: str) -> RowMapping:
     row = (
         connection.execute(
@@ -489,7 +528,7 @@ def _waiting_tool_step(connection: Connection, run_id: str) -> RowMapping:
             .where(
                 repo.RUN_STEPS.c.run_id == run_id,
                 repo.RUN_STEPS.c.type == "tool_calls",
-                repo.RUN_STEPS.c.status == "in_progress",
+                repo.RUN_STEPS.c.status == tr.STEP_IN_PROGRESS,
             )
             .order_by(repo.RUN_STEPS.c.pk.desc())
         )

@@ -14,6 +14,7 @@ from typing import Any
 from google.protobuf import struct_pb2
 
 from assistants_grpc.contract.pb import common_pb2, message_pb2
+from assistants_grpc.engine.server_tools import BUILTIN_FUNCTIONS
 from assistants_grpc.services.errors import FieldViolation, InvalidArgumentError
 from assistants_grpc.services.limits import Limits
 
@@ -129,6 +130,19 @@ def check_tools(v: Violations, field: str, tools: Sequence[common_pb2.Tool], max
             seen.add(tool.function.name)
         elif case == "file_search":
             _check_file_search(v, f"{path}.file_search", tool.file_search)
+    # A chat model sees each built-in tool as a function (file_search, python): a function of
+    # the same name beside it would be two tools the model cannot tell apart.
+    enabled = {tool.WhichOneof("tool") for tool in tools}
+    for i, tool in enumerate(tools):
+        if tool.WhichOneof("tool") != "function":
+            continue
+        for builtin, name in BUILTIN_FUNCTIONS.items():
+            if builtin in enabled and tool.function.name == name:
+                v.add(
+                    f"{field}[{i}].function.name",
+                    f"{name!r} is the name the {builtin} tool is given to the model; "
+                    "a function may not use it on a run that enables that tool.",
+                )
 
 
 def _check_function(v: Violations, path: str, fn: common_pb2.FunctionDefinition) -> None:
@@ -266,6 +280,12 @@ def check_response_format(
             )
 
 
+_BUILTIN_TYPES = {
+    common_pb2.TOOL_TYPE_FILE_SEARCH: "file_search",
+    common_pb2.TOOL_TYPE_CODE_INTERPRETER: "code_interpreter",
+}
+
+
 def check_tool_choice(
     v: Violations, field: str, choice: common_pb2.ToolChoice, tools: Sequence[common_pb2.Tool]
 ) -> None:
@@ -285,6 +305,10 @@ def check_tool_choice(
                 for t in tools
             ):
                 v.add(f"{field}.function.name", f"no function named {named.function.name!r}.")
+        elif named.type in _BUILTIN_TYPES:
+            kind = _BUILTIN_TYPES[named.type]
+            if not any(t.WhichOneof("tool") == kind for t in tools):
+                v.add(f"{field}.type", f"the run has no {kind} tool to force.")
 
 
 def check_message_input(

@@ -150,6 +150,8 @@ def message_values(message: message_pb2.Message) -> dict[str, Any]:
 
 
 __all__ = [
+    "INCLUDE_FILE_SEARCH_CONTENT",
+    "MODEL_VIEW",
     "assistant_from_row",
     "assistant_values",
     "file_from_row",
@@ -163,6 +165,7 @@ __all__ = [
     "scalar_or_none",
     "set_optional",
     "set_parsed",
+    "shown_step_details",
     "step_from_row",
     "step_values",
     "thread_from_row",
@@ -245,16 +248,31 @@ def run_values(run: run_pb2.Run) -> dict[str, Any]:
     return values
 
 
-def _without_result_content(details: dict[str, Any]) -> dict[str, Any]:
-    """Step details with the text of file_search results left out: it is stored whole (the
-    executor's ToolResult.details) and shown only when asked for (CONTRACT.md §11.15)."""
+# A server-side call (file_search, code_interpreter) is stored in its step with what the model
+# must get back in later turns, under this key of the call: `{"name": <the function the model
+# called>, "arguments": <as it wrote them>, "output": <the tool message>, "message_parts":
+# [<parts the next message starts with>]}`. Kept with the call (the step row is the one record
+# of it, and a run taken over by another replica needs it too); never shown: stripped here.
+MODEL_VIEW = "_model_view"
+# The only `include[]` value (CONTRACT.md §6): file_search results show their content only then.
+INCLUDE_FILE_SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
+
+
+def shown_step_details(
+    details: Mapping[str, Any], *, include_result_content: bool = False
+) -> dict[str, Any]:
+    """A step's stored details as the API shows them: without the model's view of its calls,
+    and without the text of file_search results unless asked for: it is stored whole (the
+    executor's ToolResult.details) and shown only then (CONTRACT.md §11.15)."""
     calls = details.get("tool_calls")
-    if not calls or not any(c.get("type") == "file_search" for c in calls):
-        return details
+    if not calls:
+        return dict(details)
     shown = []
     for call in calls:
+        if MODEL_VIEW in call:
+            call = {k: v for k, v in call.items() if k != MODEL_VIEW}
         body = call.get("file_search") if call.get("type") == "file_search" else None
-        if body and body.get("results"):
+        if not include_result_content and body and body.get("results"):
             results = [{k: v for k, v in r.items() if k != "content"} for r in body["results"]]
             call = {**call, "file_search": {**body, "results": results}}
         shown.append(call)
@@ -263,11 +281,8 @@ def _without_result_content(details: dict[str, Any]) -> dict[str, Any]:
 
 def step_from_row(row: Row, *, include_result_content: bool = False) -> run_pb2.RunStep:
     """The step of a row. `include_result_content`: the request's `include[]` has
-    "step_details.tool_calls[*].file_search.results[*].content"; without it the results'
-    `content` is left out."""
-    details = row["step_details"]
-    if not include_result_content:
-        details = _without_result_content(details)
+    INCLUDE_FILE_SEARCH_CONTENT; without it the results' `content` is left out."""
+    details = shown_step_details(row["step_details"], include_result_content=include_result_content)
     step = run_pb2.RunStep(
         id=row["id"],
         created_at=row["created_at"],

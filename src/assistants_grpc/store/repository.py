@@ -8,7 +8,7 @@ machine a prebuilt Core statement costs about a third of an ORM round trip.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -30,8 +30,8 @@ from sqlalchemy import (
 )
 
 from assistants_grpc.store.pages import UnknownCursorError, fetch_page
+from assistants_grpc.store.run_states import ACTIVE, RunStatus
 from assistants_grpc.store.tables import (
-    ACTIVE_RUN_STATUSES,
     ApiKeyRow,
     AssistantRow,
     CodeSessionRow,
@@ -141,16 +141,20 @@ def get_in_project(
 # --- threads and their lock ---------------------------------------------------------------
 
 
-def run_status_in(statuses: Sequence[str]) -> ColumnElement[bool]:
-    """`runs.status IN (...)` with the statuses written into the SQL. `in_` of a plain list
-    makes an expanding parameter, and SQLAlchemy re-renders the statement at every execution:
-    on the thread lock, taken by every run and message, that cost more than the query."""
-    return RUNS.c.status.in_([literal_column(f"'{status}'") for status in statuses])
+def run_status_in(statuses: Iterable[RunStatus]) -> ColumnElement[bool]:
+    """`runs.status IN (...)` with the statuses written into the SQL (in the table's order, so
+    the statement is the same every time). `in_` of a plain list makes an expanding parameter,
+    and SQLAlchemy re-renders the statement at every execution: on the thread lock, taken by
+    every run and message, that cost more than the query."""
+    wanted = set(statuses)
+    return RUNS.c.status.in_(
+        [literal_column(f"'{status.value}'") for status in RunStatus if status in wanted]
+    )
 
 
 _ACTIVE_RUN_OF_THREAD = (
     select(RUNS.c.id)
-    .where(RUNS.c.thread_id == THREADS.c.id, run_status_in(ACTIVE_RUN_STATUSES))
+    .where(RUNS.c.thread_id == THREADS.c.id, run_status_in(ACTIVE))
     .limit(1)
     .scalar_subquery()
 )
@@ -195,9 +199,7 @@ def lock_threads_for_write(
 
 
 def active_run_id(connection: Connection, thread_id: str) -> str | None:
-    query = select(RUNS.c.id).where(
-        RUNS.c.thread_id == thread_id, run_status_in(ACTIVE_RUN_STATUSES)
-    )
+    query = select(RUNS.c.id).where(RUNS.c.thread_id == thread_id, run_status_in(ACTIVE))
     return connection.execute(query).scalar()
 
 

@@ -17,12 +17,10 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, text
 from sqlmodel import Field, SQLModel
 
+from assistants_grpc.store.run_states import ACTIVE_SQL
+
 # Where everything lives when no API key says otherwise (auth off, or rows written before 0002).
 DEFAULT_PROJECT = "default"
-
-# The statuses during which a run holds its thread (CONTRACT.md §7, §11.8).
-ACTIVE_RUN_STATUSES = ("queued", "in_progress", "requires_action", "cancelling")
-_ACTIVE_SQL = "status IN ('queued', 'in_progress', 'requires_action', 'cancelling')"
 
 # The rows that may name a File, so deleting one finds them without reading every message and
 # thread: messages with attachments, threads with tool resources. JSON columns hold the JSON text
@@ -126,8 +124,9 @@ class RunRow(SQLModel, table=True):
             "uq_runs_one_active_per_thread",
             "thread_id",
             unique=True,
-            sqlite_where=text(_ACTIVE_SQL),
-            postgresql_where=text(_ACTIVE_SQL),
+            # Its predicate is the run state machine's active statuses (store/run_states.py).
+            sqlite_where=text(ACTIVE_SQL),
+            postgresql_where=text(ACTIVE_SQL),
         ),
         Index("ix_runs_status", "status"),
     )
@@ -161,6 +160,8 @@ class RunRow(SQLModel, table=True):
     parallel_tool_calls: bool = True
     response_format: Any = _json(nullable=True)
     reasoning_effort: str | None = None
+    # The request's `include[]` (CONTRACT.md §6): what its steps show and its tools are told.
+    include: list[str] | None = _json(nullable=True)
     # The last event sequence number written to the run's event log.
     last_sequence: int = 0
     # Execution bookkeeping: which worker holds the run and until when (a lease, renewed by a
@@ -396,7 +397,6 @@ LEXICAL_COLUMN = "tsv"
 
 
 __all__ = [
-    "ACTIVE_RUN_STATUSES",
     "DEFAULT_PROJECT",
     "LEXICAL_COLUMN",
     "LEXICAL_INDEX",

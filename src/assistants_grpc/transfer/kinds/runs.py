@@ -28,6 +28,7 @@ from assistants_grpc.contract.pb import run_pb2
 from assistants_grpc.events import log
 from assistants_grpc.services import validation as check
 from assistants_grpc.store import repository as repo
+from assistants_grpc.store import run_states
 from assistants_grpc.store.mapping import run_from_row, run_values
 from assistants_grpc.transfer.kinds._base import Context, Kind, Parent
 
@@ -35,13 +36,9 @@ R = run_pb2
 
 # CONTRACT §7: a run's deadline is created_at + 600 when it is created.
 DEADLINE_SECONDS: Final = 600
+# The run state machine's active statuses (store/run_states.py), as the proto's enum values.
 ACTIVE: Final = frozenset(
-    {
-        R.RUN_STATUS_QUEUED,
-        R.RUN_STATUS_IN_PROGRESS,
-        R.RUN_STATUS_REQUIRES_ACTION,
-        R.RUN_STATUS_CANCELLING,
-    }
+    R.RunStatus.Value("RUN_STATUS_" + status.value.upper()) for status in run_states.ACTIVE
 )
 # The log of an imported run: its terminal event and done.
 LOGGED_EVENTS: Final = 2

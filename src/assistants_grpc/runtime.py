@@ -73,6 +73,7 @@ from assistants_grpc.store.database import Database
 from assistants_grpc.tools.code_interpreter.files import StorageFiles
 from assistants_grpc.tools.code_interpreter.registry import DatabaseRegistry
 from assistants_grpc.tools.code_interpreter.setup import CodeInterpreter, code_interpreter_config
+from assistants_grpc.tools.file_search import FileSearchExecutor
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class Overrides:
     model_env: dict[str, str] | None = None
     # How often expired files are deleted (they read as NOT_FOUND from their expiry on).
     file_sweep_interval: float = SWEEP_INTERVAL
-    # The server-side tools (file_search, code_interpreter executors); None: an empty registry.
+    # The server-side tools; None: the real ones (file_search, code_interpreter).
     tool_registry: ToolRegistry | None = None
     # The wall clock leases are compared with (shared by replicas; not the expiry clock).
     lease_clock: Clock = field(default_factory=SystemClock)
@@ -261,11 +262,23 @@ class Runtime:
                 ModelConfig.load(settings.models_config, overrides.model_env),
                 max_retries=settings.model_max_retries,
             )
+            retriever = Retriever(database, deps.now, embedder=embedder)
+            code = CodeInterpreter(
+                code_interpreter_config(settings),
+                StorageFiles(storage, database),
+                overrides.clock,
+                replica=owner,
+                registry=DatabaseRegistry(database, overrides.clock),
+            )
+            # The built-in tools the server executes itself (DESIGN.md "Server-side tools").
+            tools = overrides.tool_registry or ToolRegistry(
+                [FileSearchExecutor(retriever, database), code.executor]
+            )
             executor = RunExecutor(
                 deps,
                 router,
                 bus,
-                tools=overrides.tool_registry or ToolRegistry(),
+                tools=tools,
                 lease_clock=overrides.lease_clock,
                 hooks=overrides.turn_hooks,
                 max_tool_rounds=settings.max_tool_rounds,
@@ -282,7 +295,6 @@ class Runtime:
                 send_cancel=signals.send_cancel if signals is not None else None,
                 lease_clock=overrides.lease_clock,
             )
-            retriever = Retriever(database, deps.now, embedder=embedder)
             ingestion = IngestionWorker(
                 database,
                 deps.tokens,
@@ -301,13 +313,6 @@ class Runtime:
             )
             wake.append(ingestion.wake)
             threads = ThreadService(deps, bus, scheduler)
-            code = CodeInterpreter(
-                code_interpreter_config(settings),
-                StorageFiles(storage, database),
-                overrides.clock,
-                replica=owner,
-                registry=DatabaseRegistry(database, overrides.clock),
-            )
             # DeleteThread ends the thread's kernel session.
             threads.on_deleted.append(code.end_thread)
             services = Services(

@@ -448,12 +448,25 @@ async def test_built_in_function_names_and_forced_tools(tooled: RunningServer) -
     assert "tool_choice" not in after
 
 
-async def test_a_built_in_tool_without_an_executor_is_not_offered(running: RunningServer) -> None:
+async def test_a_built_in_tool_without_an_executor_is_not_offered(
+    database_url: str, fake_model: FakeModelServer
+) -> None:
+    # A server whose registry has no executors (an embedder's choice): the built-ins are
+    # not offered, so the model cannot call what nobody would execute.
+    async with serving(database_url, fake_model, overrides={"tool_registry": ToolRegistry()}) as s:
+        assistant = await make_assistant(s.stubs, tools=[CODE, SEARCH, WEATHER])
+        events = await run_stream(s.stubs, assistant.id, "hi")
+        assert names(events)[-2:] == ["thread.run.completed", "done"]
+        assert [t["function"]["name"] for t in s.model.requests[-1]["tools"]] == ["get_weather"]
+
+
+async def test_the_built_in_tools_are_offered_by_default(running: RunningServer) -> None:
     stubs, model = running.stubs, running.model
     assistant = await make_assistant(stubs, tools=[CODE, SEARCH, WEATHER])
     events = await run_stream(stubs, assistant.id, "hi")
     assert names(events)[-2:] == ["thread.run.completed", "done"]
-    assert [t["function"]["name"] for t in model.requests[-1]["tools"]] == ["get_weather"]
+    offered = [t["function"]["name"] for t in model.requests[-1]["tools"]]
+    assert sorted(offered) == ["file_search", "get_weather", "python"]
 
 
 # --- no text is lost around tool calls ---------------------------------------------------------

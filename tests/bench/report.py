@@ -423,13 +423,14 @@ def _us(value_ms: float | None) -> float | None:
 
 
 _NAGLE_ROW = " (Nagle on)"
+_STORAGES = (("SQLite", "runs"), ("PostgreSQL", "postgres"))
 
 
 def _variants(s: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any] | None]]:
     """(row label, figures, figures of the usual variant to compare with or None), for each
     storage measured and each model server variant."""
     out: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
-    for storage, key in (("SQLite", "runs"), ("PostgreSQL", "postgres")):
+    for storage, key in _STORAGES:
         if key not in s:
             continue
         out.append((storage, s[key], None))
@@ -447,27 +448,22 @@ def _runs(s: dict[str, Any]) -> list[str]:
         "## Runs",
         "",
         "A model server that answers at once with 50 text chunks. Each caller loops "
-        "CreateThreadAndRunStream to `done` (the run `completed`). Rows marked "
-        f"*{_NAGLE_ROW.strip()}* use the same model server with Nagle's algorithm left on "
-        "(no `TCP_NODELAY`, each SSE chunk its own write, as simple servers do), reached over "
-        "the service's reused connections; *Δ first delta* is their median time to the first "
-        "`thread.message.delta` minus that of the usual row (issue 18: a client that delays "
-        "its ACKs waits ~40 ms there).",
+        "CreateThreadAndRunStream to `done` (the run `completed`).",
         "",
     ]
     rows = []
-    for label, figures, usual in _variants(s):
-        for n, c in figures["throughput"]["cells"].items():
-            base = usual["throughput"]["cells"].get(n) if usual is not None else None
+    for storage, key in _STORAGES:
+        if key not in s:
+            continue
+        for n, c in s[key]["throughput"]["cells"].items():
             rows.append(
                 [
-                    label,
+                    storage,
                     int(n),
                     c["runs_per_s"],
                     c["p50_ms"],
                     c["p99_ms"],
                     c.get("first_delta_p50_ms"),
-                    _minus(c.get("first_delta_p50_ms"), base and base.get("first_delta_p50_ms")),
                     c["server_cpu_ms"],
                     c.get("model_server_cpu_ms"),
                     c.get("bench_client_cpu_ms"),
@@ -480,7 +476,6 @@ def _runs(s: dict[str, Any]) -> list[str]:
         "run p50 ms",
         "run p99 ms",
         "first delta p50 ms",
-        "Δ first delta ms",
         "service CPU ms/run",
         "model server CPU ms/run",
         "bench client CPU ms/run",
@@ -491,23 +486,28 @@ def _runs(s: dict[str, Any]) -> list[str]:
         "sending CreateRunStream (thread already made) to its first message delta, minus the "
         "median time the model server itself takes to its first content chunk (the same "
         "request made directly with `openai.AsyncOpenAI` on the service's HTTP client, "
-        "stream=True, alternating with the runs; the two variants take turns).",
+        "stream=True, alternating with the runs). Rows marked "
+        f"*{_NAGLE_ROW.strip()}*: the same model server with Nagle's algorithm left on (no "
+        "`TCP_NODELAY`, each SSE chunk its own write, as simple servers do), reached over the "
+        "service's reused connections, taking turns with the usual one; *Δ* is their time to "
+        "the first delta minus the usual row's (issue 18: a client that delays its ACKs waits "
+        "~40 ms there, in some runs or all, so the mean shows it best).",
         "",
     ]
     rows = []
     for label, figures, usual in _variants(s):
         f = figures["first_delta"]
-        base = usual["first_delta"] if usual is not None else None
+        service, base = f["service_to_first_delta"], None
+        if usual is not None:
+            base = usual["first_delta"]["service_to_first_delta"]
         rows.append(
             [
                 label,
                 f["samples"],
-                f["service_to_first_delta"]["p50_ms"],
-                f["service_to_first_delta"]["p99_ms"],
-                _minus(
-                    f["service_to_first_delta"]["p50_ms"],
-                    base and base["service_to_first_delta"]["p50_ms"],
-                ),
+                service["p50_ms"],
+                service["p99_ms"],
+                _minus(service["p50_ms"], base and base["p50_ms"]),
+                _minus(service["mean_ms"], base and base["mean_ms"]),
                 f["model_to_first_chunk"]["p50_ms"],
                 f["model_to_first_chunk"]["p99_ms"],
                 f["added_p50_ms"],
@@ -519,7 +519,8 @@ def _runs(s: dict[str, Any]) -> list[str]:
         "runs",
         "service p50 ms",
         "service p99 ms",
-        "Δ service p50 ms",
+        "Δ p50 ms",
+        "Δ mean ms",
         "model p50 ms",
         "model p99 ms",
         "added p50 ms",
@@ -537,6 +538,7 @@ def _runs(s: dict[str, Any]) -> list[str]:
                 "service's HTTP client.",
                 "",
             ]
+    lines += _nagle_mixed(s)
     for storage, key in (("SQLite", "runs"), ("PostgreSQL", "postgres")):
         timeline = s.get(key, {}).get("first_delta", {}).get("timeline_p50_ms")
         if timeline:
@@ -558,6 +560,41 @@ def _runs(s: dict[str, Any]) -> list[str]:
             "",
         ]
     return lines
+
+
+def _nagle_mixed(s: dict[str, Any]) -> list[str]:
+    rows = []
+    concurrency = None
+    for storage, key in _STORAGES:
+        mixed = s.get(key, {}).get("nagle", {}).get("mixed")
+        if not mixed:
+            continue
+        concurrency = mixed["concurrency"]
+        halves = mixed["variants"]
+        for name, label in (("nodelay", storage), ("nagle", storage + _NAGLE_ROW)):
+            half = halves[name]
+            usual = halves["nodelay"] if name == "nagle" else None
+            rows.append(
+                [
+                    label,
+                    half["runs"],
+                    half["first_delta_p50_ms"],
+                    half["first_delta_p99_ms"],
+                    _minus(half["first_delta_p50_ms"], usual and usual["first_delta_p50_ms"]),
+                    _minus(half["first_delta_mean_ms"], usual and usual["first_delta_mean_ms"]),
+                    half["run_p50_ms"],
+                ]
+            )
+    if not rows:
+        return []
+    header = ["Model server", "runs", "first delta p50 ms", "p99 ms", "Δ p50 ms", "Δ mean ms"]
+    return [
+        f"{concurrency} callers at once, every other one on the model server with Nagle left on: "
+        "both halves share the queue and the machine, which at this load make most of the time "
+        "to the first delta.",
+        "",
+        *_table([*header, "run p50 ms"], rows),
+    ]
 
 
 def _tools(t: dict[str, Any]) -> list[str]:

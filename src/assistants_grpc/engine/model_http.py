@@ -23,11 +23,11 @@ a reused connection: 44.0 ms -> 0.2 ms; the service's runs with this module: fir
 socket out of delayed-ACK mode and sends an ACK that is pending; then Linux ACKs a small segment
 as soon as it has been read, so the held write follows one read later instead of 40 ms later.
 
-The cost is one ``setsockopt`` per read: about 0.6 microseconds on asyncio's sockets, 2 through uvloop's,
-and a streamed completion from a local server takes one or two reads (one per network segment
-from a slow one). Data is ACKed as it is read rather than every other segment, a few more small
-packets on large responses. Endpoints that set ``TCP_NODELAY`` never wait for our ACKs, so
-nothing changes for them.
+The cost is one ``setsockopt`` per read (0.6 microseconds on asyncio's sockets, 2 through
+uvloop's), and a streamed completion from a local server takes one or two reads (one per network
+segment from a slow one). Data is ACKed as it is read rather than every other segment: a few
+more small packets on large responses. Endpoints that set ``TCP_NODELAY`` never wait for our
+ACKs, so nothing changes for them.
 
 :class:`QuickAckBackend` is an ``httpcore2`` network backend (the HTTP client's pluggable socket
 layer, so nothing is patched globally) wrapping the default one; :func:`model_http_client` is

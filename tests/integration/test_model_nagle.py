@@ -25,7 +25,8 @@ from assistants_grpc.clock import ManualClock
 from assistants_grpc.config import Settings
 from assistants_grpc.contract.pb import run_pb2 as R
 from assistants_grpc.engine.model_http import QuickAckStream
-from assistants_grpc.server import AssistantsServer, Overrides
+from assistants_grpc.runtime import Overrides
+from assistants_grpc.server import AssistantsServer
 from tests.conftest import Stubs, stubs_for
 from tests.integration.helpers import text_input
 from tests.integration.runs_helpers import make_assistant, names
@@ -148,6 +149,7 @@ async def service(
             database_url=database_url,
             model_max_retries=0,
             shutdown_grace=1.0,
+            code_interpreter="off",  # this server's runs do not call it
         ),
         Overrides(
             clock=ManualClock(),

@@ -13,6 +13,7 @@ from typing import Any
 import httpcore2
 import openai
 import pytest
+from openai._base_client import AsyncHttpxClientWrapper
 
 from assistants_grpc.engine.model_http import (
     TCP_QUICKACK,
@@ -283,6 +284,7 @@ async def test_the_sdk_client_reuses_one_connection_through_the_backend() -> Non
 
 async def test_the_sdk_client_keeps_its_defaults_and_retries() -> None:
     http_client = model_http_client()
+    assert isinstance(http_client, AsyncHttpxClientWrapper)  # the SDK's own default class
     assert http_client.timeout == openai.DEFAULT_TIMEOUT
     assert http_client.follow_redirects
     pool = http_client._transport._pool  # type: ignore[attr-defined]

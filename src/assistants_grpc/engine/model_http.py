@@ -47,6 +47,7 @@ from typing import Any, Final
 import httpcore2
 import httpx2
 import openai
+from openai._base_client import AsyncHttpxClientWrapper
 
 __all__ = ["TCP_QUICKACK", "QuickAckBackend", "QuickAckStream", "model_http_client"]
 
@@ -185,10 +186,10 @@ class _Transport(httpx2.AsyncHTTPTransport):
 def model_http_client(
     network_backend: httpcore2.AsyncNetworkBackend | None = None,
 ) -> httpx2.AsyncClient:
-    """The SDK's default HTTP client (``openai.DefaultAsyncHttpxClient``: its timeout,
-    connection limits and redirects) sending through ``network_backend`` (default a new
-    :class:`QuickAckBackend`). Pass it as ``openai.AsyncOpenAI(http_client=...)``; the client
-    closes it."""
+    """The HTTP client the SDK builds for itself when given none (its timeout, connection limits
+    and redirects, closed when garbage-collected), sending through ``network_backend`` (default
+    a new :class:`QuickAckBackend`). Pass it as ``openai.AsyncOpenAI(http_client=...)``; the
+    client's ``close()`` closes it."""
     backend = network_backend if network_backend is not None else QuickAckBackend()
     transport = _Transport(backend, openai.DEFAULT_CONNECTION_LIMITS)
-    return openai.DefaultAsyncHttpxClient(transport=transport)
+    return AsyncHttpxClientWrapper(transport=transport)

@@ -86,6 +86,11 @@ def _parser() -> argparse.ArgumentParser:
     fake = commands.add_parser("fake-model", help="run a scripted OpenAI-compatible model server")
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=8089)
+    fake.add_argument(
+        "--nagle",
+        action="store_true",
+        help="leave Nagle on (no TCP_NODELAY), as simple servers do: reproduces ACK stalls",
+    )
     fake.add_argument("--log-level")
     return parser
 
@@ -206,7 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from assistants_grpc.fake_model import main as fake_main
 
         _configure_logging(args.log_level or "INFO")
-        return fake_main(["--host", args.host, "--port", str(args.port)]) or 0
+        nagle = ["--nagle"] if args.nagle else []
+        return fake_main(["--host", args.host, "--port", str(args.port), *nagle]) or 0
     try:
         settings = Settings.load(overrides)
     except (TypeError, ValueError) as error:

@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import httpcore2
+
 from assistants_grpc.auth.guard import Guard
 from assistants_grpc.auth.setup import build_guard
 from assistants_grpc.clock import Clock, SystemClock
@@ -90,6 +92,8 @@ class Overrides:
     tokens: TokenCounter = _TOKENS
     # Environment for the model routes (OPENAI_BASE_URL, OPENAI_API_KEY); None is os.environ.
     model_env: dict[str, str] | None = None
+    # The model clients' socket layer; None is engine.model_http.QuickAckBackend.
+    model_network_backend: httpcore2.AsyncNetworkBackend | None = None
     # How often expired files are deleted (they read as NOT_FOUND from their expiry on).
     file_sweep_interval: float = SWEEP_INTERVAL
     # The server-side tools; None: the real ones (file_search, code_interpreter).
@@ -261,6 +265,7 @@ class Runtime:
             router = ModelRouter(
                 ModelConfig.load(settings.models_config, overrides.model_env),
                 max_retries=settings.model_max_retries,
+                network_backend=overrides.model_network_backend,
             )
             retriever = Retriever(database, deps.now, embedder=embedder)
             code = CodeInterpreter(

@@ -39,6 +39,7 @@ from tests.bench import (
     unary,
 )
 from tests.bench.common import Plan
+from tests.bench.model_server import models_config
 from tests.bench.processes import (
     REPO_ROOT,
     Child,
@@ -131,7 +132,7 @@ class Bench:
         if any(name not in (*_POSTGRES_SECTIONS, *_STANDALONE) for name in self.sections):
             await self._sqlite(children, model, tmp)
         if any(name in _POSTGRES_SECTIONS for name in self.sections):
-            await self._postgres(children, model)
+            await self._postgres(children, model, tmp)
         if "import" in self.sections:
             await self._import(tmp)
 
@@ -157,9 +158,17 @@ class Bench:
             self.cpu["import"] = meter.stop()
         print(f"bench: import done in {time.monotonic() - began:.1f} s", flush=True)
 
+    def _models_config(self, model: Child, tmp: Path) -> list[str]:
+        """The service's flags that route `bench-fast-nagle` to the Nagle-on model server."""
+        path = tmp / "models.toml"
+        path.write_text(models_config(model.second_port))
+        return ["--models-config", str(path)]
+
     async def _sqlite(self, children: Children, model: Child, tmp: Path) -> None:
         sqlite_url = f"sqlite:///{tmp / 'bench.db'}"
-        service = children.start_service("service-sqlite", sqlite_url, model.port)
+        service = children.start_service(
+            "service-sqlite", sqlite_url, model.port, self._models_config(model, tmp)
+        )
         print(f"bench: service (SQLite) pid {service.pid} port {service.port}", flush=True)
 
         if "unary" in self.sections:
@@ -179,7 +188,14 @@ class Bench:
             await self._section(
                 "runs",
                 service,
-                lambda: runs.measure(service.port, service.pid, model.port, model.pid, self.plan),
+                lambda: runs.measure(
+                    service.port,
+                    service.pid,
+                    model.port,
+                    model.pid,
+                    self.plan,
+                    nagle_port=model.second_port,
+                ),
             )
         if "tools" in self.sections:
             await self._section(
@@ -210,7 +226,7 @@ class Bench:
             )
         children.stop(service)
 
-    async def _postgres(self, children: Children, model: Child) -> None:
+    async def _postgres(self, children: Children, model: Child, tmp: Path) -> None:
         url = self.args.postgres_url
         try:
             self.postgres_version = _reset_postgres(url)
@@ -224,14 +240,22 @@ class Bench:
             _reset_postgres(url)
         if "postgres" not in self.sections:
             return
-        service = children.start_service("service-postgres", url, model.port)
+        service = children.start_service(
+            "service-postgres", url, model.port, self._models_config(model, tmp)
+        )
         print(f"bench: service (PostgreSQL) pid {service.pid} port {service.port}", flush=True)
         try:
             await self._section(
                 "postgres",
                 service,
                 lambda: runs.measure(
-                    service.port, service.pid, model.port, model.pid, self.plan, full=False
+                    service.port,
+                    service.pid,
+                    model.port,
+                    model.pid,
+                    self.plan,
+                    nagle_port=model.second_port,
+                    full=False,
                 ),
             )
         finally:

@@ -1,5 +1,11 @@
 """The benchmark's model server: the project's `FakeModelServer` in its own process, with
-responders for the bench model names. Run as ``python -m tests.bench.model_server --port N``.
+responders for the bench model names. Run as
+``python -m tests.bench.model_server --port N [--nagle-port M]``.
+
+With ``--nagle-port`` the same responders are also served on a second port by a
+`FakeModelServer(nodelay=False)`: Nagle's algorithm left on, as simple model servers do (the
+runs section measures both; the service reaches it as :data:`MODEL_FAST_NAGLE`, see
+:func:`models_config`).
 
 * ``bench-fast``: 50 text chunks at once (the "model that answers at once" of the run figures).
 * ``bench-slow``: a long answer, one chunk every :data:`SLOW_CHUNK_DELAY` seconds, so its runs
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 from typing import Any, Final
@@ -25,6 +32,8 @@ MODEL_FAST: Final = "bench-fast"
 MODEL_SLOW: Final = "bench-slow"
 MODEL_PACED: Final = "bench-paced"
 MODEL_TOOLS: Final = "bench-tools"
+MODEL_FAST_NAGLE: Final = "bench-fast-nagle"
+"""`bench-fast` on the Nagle-on port (the service routes it there by its models config)."""
 
 FAST_CHUNKS: Final = 50
 FAST_TEXT: Final = " ".join(f"word{i}" for i in range(FAST_CHUNKS))
@@ -73,20 +82,41 @@ def tool_round(request: dict[str, Any]) -> Reply:
     return TextReply(TOOLS_ANSWER, chunks=10)
 
 
-async def serve(port: int) -> None:
-    server = FakeModelServer(HOST, port)
+def models_config(nagle_port: int) -> str:
+    """The service's ``--models-config``: :data:`MODEL_FAST_NAGLE` goes to the Nagle-on port,
+    every other model to ``OPENAI_BASE_URL`` (the usual port)."""
+    return (
+        "[[endpoints]]\n"
+        f'base_url = "http://{HOST}:{nagle_port}/v1"\n'
+        f'models = ["{MODEL_FAST_NAGLE}"]\n'
+    )
+
+
+def _server(port: int, *, nodelay: bool) -> FakeModelServer:
+    server = FakeModelServer(HOST, port, nodelay=nodelay)
     server.set_responder(MODEL_FAST, fast)
+    server.set_responder(MODEL_FAST_NAGLE, fast)
     server.set_responder(MODEL_SLOW, slow)
     server.set_responder(MODEL_PACED, paced)
     server.set_responder(MODEL_TOOLS, tool_round)
+    return server
+
+
+async def serve(port: int, nagle_port: int | None = None) -> None:
+    servers = [_server(port, nodelay=True)]
+    if nagle_port is not None:
+        servers.append(_server(nagle_port, nodelay=False))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with server:
+    async with contextlib.AsyncExitStack() as stack:
+        for server in servers:
+            await stack.enter_async_context(server)
         # The fake keeps every request body; a long benchmark would grow it without bound.
         while not stop.is_set():
-            server.requests.clear()
+            for server in servers:
+                server.requests.clear()
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)
             except TimeoutError:
@@ -96,8 +126,9 @@ async def serve(port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--nagle-port", type=int, help="also serve with Nagle on, on this port")
     args = parser.parse_args()
-    run_event_loop(serve(args.port))
+    run_event_loop(serve(args.port, args.nagle_port))
 
 
 if __name__ == "__main__":

@@ -124,6 +124,7 @@ class Child:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0
+    second_port: int = 0  # the model server's Nagle-on variant
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
 
@@ -224,10 +225,16 @@ class Children:
         return child
 
     def start_model_server(self) -> Child:
-        port = free_port()
+        """The model server, on `port` and (Nagle left on) on `second_port`."""
+        port = nagle_port = free_port()
+        while nagle_port == port:
+            nagle_port = free_port()
         argv = [sys.executable, "-m", "tests.bench.model_server", "--port", str(port)]
+        argv += ["--nagle-port", str(nagle_port)]
         child = self._start("model-server", argv, port, {})
+        child.second_port = nagle_port
         _wait_http(child, "/health")
+        _wait_http(child, "/health", nagle_port)
         return child
 
     def start_echo_server(self) -> Child:
@@ -298,11 +305,11 @@ def _wait_echo(child: Child) -> None:
             time.sleep(0.1)
 
 
-def _wait_http(child: Child, path: str) -> None:
+def _wait_http(child: Child, path: str, port: int | None = None) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         child.check_alive()
-        connection = http.client.HTTPConnection(HOST, child.port, timeout=1.0)
+        connection = http.client.HTTPConnection(HOST, port or child.port, timeout=1.0)
         try:
             connection.request("GET", path)
             if connection.getresponse().status == 200:

@@ -112,6 +112,13 @@ TARGETS = (
         lambda v: v < 25,
     ),
     Target(
+        "First delta with Nagle on the model server, median, minus without",
+        ("runs", "nagle", "vs_nodelay", "first_delta_p50_ms"),
+        "ms",
+        "< 2",
+        lambda v: v < 2,
+    ),
+    Target(
         "Complete runs/s, SQLite, 32 callers",
         ("runs", "throughput", "cells", "32", "runs_per_s"),
         "runs/s",
@@ -415,6 +422,27 @@ def _us(value_ms: float | None) -> float | None:
     return None if value_ms is None else round(value_ms * 1000)
 
 
+_NAGLE_ROW = " (Nagle on)"
+_STORAGES = (("SQLite", "runs"), ("PostgreSQL", "postgres"))
+
+
+def _variants(s: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any] | None]]:
+    """(row label, figures, figures of the usual variant to compare with or None), for each
+    storage measured and each model server variant."""
+    out: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
+    for storage, key in _STORAGES:
+        if key not in s:
+            continue
+        out.append((storage, s[key], None))
+        if "nagle" in s[key]:
+            out.append((storage + _NAGLE_ROW, s[key]["nagle"], s[key]))
+    return out
+
+
+def _minus(value: float | None, usual: float | None) -> float | None:
+    return None if value is None or usual is None else round(value - usual, 3)
+
+
 def _runs(s: dict[str, Any]) -> list[str]:
     lines = [
         "## Runs",
@@ -424,7 +452,7 @@ def _runs(s: dict[str, Any]) -> list[str]:
         "",
     ]
     rows = []
-    for storage, key in (("SQLite", "runs"), ("PostgreSQL", "postgres")):
+    for storage, key in _STORAGES:
         if key not in s:
             continue
         for n, c in s[key]["throughput"]["cells"].items():
@@ -435,6 +463,7 @@ def _runs(s: dict[str, Any]) -> list[str]:
                     c["runs_per_s"],
                     c["p50_ms"],
                     c["p99_ms"],
+                    c.get("first_delta_p50_ms"),
                     c["server_cpu_ms"],
                     c.get("model_server_cpu_ms"),
                     c.get("bench_client_cpu_ms"),
@@ -446,6 +475,7 @@ def _runs(s: dict[str, Any]) -> list[str]:
         "runs/s",
         "run p50 ms",
         "run p99 ms",
+        "first delta p50 ms",
         "service CPU ms/run",
         "model server CPU ms/run",
         "bench client CPU ms/run",
@@ -455,21 +485,29 @@ def _runs(s: dict[str, Any]) -> list[str]:
         "Added latency to the first `thread.message.delta`, one run at a time: the time from "
         "sending CreateRunStream (thread already made) to its first message delta, minus the "
         "median time the model server itself takes to its first content chunk (the same "
-        "request made directly with `openai.AsyncOpenAI`, stream=True, alternating with the "
-        "runs).",
+        "request made directly with `openai.AsyncOpenAI` on the service's HTTP client, "
+        "stream=True, alternating with the runs). Rows marked "
+        f"*{_NAGLE_ROW.strip()}*: the same model server with Nagle's algorithm left on (no "
+        "`TCP_NODELAY`, each SSE chunk its own write, as simple servers do), reached over the "
+        "service's reused connections, taking turns with the usual one; *Δ* is their time to "
+        "the first delta minus the usual row's (issue 18: a client that delays its ACKs waits "
+        "~40 ms there, in some runs or all, so the mean shows it best).",
         "",
     ]
     rows = []
-    for storage, key in (("SQLite", "runs"), ("PostgreSQL", "postgres")):
-        if key not in s:
-            continue
-        f = s[key]["first_delta"]
+    for label, figures, usual in _variants(s):
+        f = figures["first_delta"]
+        service, base = f["service_to_first_delta"], None
+        if usual is not None:
+            base = usual["first_delta"]["service_to_first_delta"]
         rows.append(
             [
-                storage,
+                label,
                 f["samples"],
-                f["service_to_first_delta"]["p50_ms"],
-                f["service_to_first_delta"]["p99_ms"],
+                service["p50_ms"],
+                service["p99_ms"],
+                _minus(service["p50_ms"], base and base["p50_ms"]),
+                _minus(service["mean_ms"], base and base["mean_ms"]),
                 f["model_to_first_chunk"]["p50_ms"],
                 f["model_to_first_chunk"]["p99_ms"],
                 f["added_p50_ms"],
@@ -481,12 +519,26 @@ def _runs(s: dict[str, Any]) -> list[str]:
         "runs",
         "service p50 ms",
         "service p99 ms",
+        "Δ p50 ms",
+        "Δ mean ms",
         "model p50 ms",
         "model p99 ms",
         "added p50 ms",
         "added p99 ms",
     ]
     lines += _table(header, rows)
+    for label, figures, usual in _variants(s):
+        plain = figures.get("plain_sdk_to_first_chunk")
+        if plain and usual is not None:
+            lines += [
+                f"{label}: a plain `openai.AsyncOpenAI` (the SDK's default HTTP client) over "
+                f"its reused connection gets the first content chunk after {plain['p50_ms']:.1f} "
+                f"ms (median of {plain['n']}; p99 {plain['p99_ms']:.1f} ms), against "
+                f"{figures['first_delta']['model_to_first_chunk']['p50_ms']:.1f} ms with the "
+                "service's HTTP client.",
+                "",
+            ]
+    lines += _nagle_mixed(s)
     for storage, key in (("SQLite", "runs"), ("PostgreSQL", "postgres")):
         timeline = s.get(key, {}).get("first_delta", {}).get("timeline_p50_ms")
         if timeline:
@@ -508,6 +560,57 @@ def _runs(s: dict[str, Any]) -> list[str]:
             "",
         ]
     return lines
+
+
+def _nagle_mixed(s: dict[str, Any]) -> list[str]:
+    rows = []
+    concurrency = None
+    for storage, key in _STORAGES:
+        mixed = s.get(key, {}).get("nagle", {}).get("mixed")
+        if not mixed:
+            continue
+        concurrency = mixed["concurrency"]
+        halves = mixed["variants"]
+        for name, label in (("nodelay", storage), ("nagle", storage + _NAGLE_ROW)):
+            half = halves[name]
+            usual = halves["nodelay"] if name == "nagle" else None
+            rows.append(
+                [
+                    label,
+                    half["runs"],
+                    half["first_delta_p50_ms"],
+                    half["first_delta_p99_ms"],
+                    _minus(half["first_delta_p50_ms"], usual and usual["first_delta_p50_ms"]),
+                    _minus(half["first_delta_mean_ms"], usual and usual["first_delta_mean_ms"]),
+                    half.get("in_progress_to_first_delta_p50_ms"),
+                    _minus(
+                        half.get("in_progress_to_first_delta_mean_ms"),
+                        usual and usual.get("in_progress_to_first_delta_mean_ms"),
+                    ),
+                    half["run_p50_ms"],
+                ]
+            )
+    if not rows:
+        return []
+    header = [
+        "Model server",
+        "runs",
+        "first delta p50 ms",
+        "p99 ms",
+        "Δ p50 ms",
+        "Δ mean ms",
+        "from in_progress p50 ms",
+        "Δ mean ms",
+        "run p50 ms",
+    ]
+    return [
+        f"{concurrency} callers at once, every other one on the model server with Nagle left on: "
+        "both halves share the queue and the machine, which at this load make most of the time "
+        "to the first delta. *From in_progress*: from the run's `thread.run.in_progress` (a "
+        "worker has it; the model call comes next) to its first delta, without the queue.",
+        "",
+        *_table(header, rows),
+    ]
 
 
 def _tools(t: dict[str, Any]) -> list[str]:

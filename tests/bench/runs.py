@@ -1,18 +1,28 @@
 """Runs against a model server that answers at once with 50 text chunks: complete runs per second
 at 1, 8 and 32 concurrent callers; the service's added latency to the first
 `thread.message.delta` (next to the model server's own time to first chunk, measured directly
-with the `openai` client in the same run); events per second on one stream."""
+with the `openai` client in the same run); events per second on one stream.
+
+The first delta again against the same model server with Nagle's algorithm left on
+(`FakeModelServer(nodelay=False)`, as simple servers do), under `nagle`: over the service's
+reused model connections it should be where it is without Nagle (issue 18;
+`engine/model_http.py`), which `vs_nodelay` reports. One run at a time, the two variants take
+turns; at 32 callers, every other caller uses each (`mixed`), so both always see the same
+machine. `plain_sdk_to_first_chunk` is the Nagle-on server called with a plain
+`openai.AsyncOpenAI`: what a client without the fix waits.
+"""
 
 from __future__ import annotations
 
 import os
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import openai
 
+from assistants_grpc.engine.model_http import model_http_client
 from tests.bench.common import (
     CALL_TIMEOUT,
     BenchError,
@@ -27,12 +37,21 @@ from tests.bench.common import (
     summary_ms,
     user_text,
 )
-from tests.bench.model_server import FAST_CHUNKS, MODEL_FAST, MODEL_PACED, PACED_CHUNK_DELAY
+from tests.bench.model_server import (
+    FAST_CHUNKS,
+    MODEL_FAST,
+    MODEL_FAST_NAGLE,
+    MODEL_PACED,
+    PACED_CHUNK_DELAY,
+)
 from tests.bench.processes import HOST
 
 CONCURRENCY: Final = (1, 8, 32)
+MIXED_CONCURRENCY: Final = 32
+PLAIN_SDK_SAMPLES: Final = 20
 PROMPT: Final = "Say fifty words."
 FIRST_DELTA: Final = "thread.message.delta"
+IN_PROGRESS: Final = "thread.run.in_progress"
 
 
 @dataclass
@@ -74,6 +93,32 @@ def check_completed(stats: StreamStats, what: str) -> None:
         raise BenchError(f"{what}: the run did not complete; events: {stats.names[-6:]}")
 
 
+@dataclass
+class Variant:
+    """One model server variant: the assistant whose model the service sends there, and a
+    direct client to it. The direct client uses the service's own HTTP client
+    (`model_http_client`), so "the model's own time" is the server's, not a client's stall."""
+
+    name: str
+    assistant_id: str
+    model: str
+    direct: openai.AsyncOpenAI
+    service: list[float] = field(default_factory=list)
+    direct_samples: list[float] = field(default_factory=list)
+    stream_rates: list[float] = field(default_factory=list)
+    arrivals: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _direct_client(port: int, *, plain: bool = False) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        base_url=f"http://{HOST}:{port}/v1",
+        api_key="x",
+        max_retries=0,
+        timeout=CALL_TIMEOUT,
+        http_client=None if plain else model_http_client(),
+    )
+
+
 async def measure(
     service_port: int,
     service_pid: int,
@@ -81,37 +126,157 @@ async def measure(
     model_pid: int,
     plan: Plan,
     *,
+    nagle_port: int | None = None,
     full: bool = True,
 ) -> dict[str, Any]:
-    """`full=False` (the PostgreSQL pass) skips the long-run events/s figure."""
+    """`full=False` (the PostgreSQL pass) skips the long-run events/s figure. With `nagle_port`
+    (the model server's Nagle-on port, reached by the service as `MODEL_FAST_NAGLE`) both
+    variants are measured."""
     stubs = Stubs.connect(service_port)
-    model = openai.AsyncOpenAI(
-        base_url=f"http://{HOST}:{model_port}/v1",
-        api_key="x",
-        max_retries=0,
-        timeout=CALL_TIMEOUT,
-    )
+    clients = [_direct_client(model_port)]
     try:
+        pids = (service_pid, model_pid, os.getpid())
         assistant = await create_assistant(stubs, MODEL_FAST)
+        variants = [Variant("nodelay", assistant.id, MODEL_FAST, clients[0])]
+        if nagle_port is not None:
+            clients.append(_direct_client(nagle_port))
+            nagle_assistant = await create_assistant(stubs, MODEL_FAST_NAGLE)
+            variants.append(Variant("nagle", nagle_assistant.id, MODEL_FAST_NAGLE, clients[1]))
         out: dict[str, Any] = {
-            "throughput": await _throughput(stubs, assistant.id, plan, service_pid, model_pid),
-            "first_delta": await _first_delta(stubs, model, assistant.id, plan),
+            "throughput": await _throughput(stubs, assistant.id, plan, pids, CONCURRENCY)
         }
+        if nagle_port is not None:
+            mixed = await _mixed(stubs, variants, plan, pids)
+        first = await _first_delta(stubs, variants, plan)
+        out["first_delta"] = first["nodelay"]
+        if nagle_port is not None:
+            plain = _direct_client(nagle_port, plain=True)
+            clients.append(plain)
+            out["nagle"] = _compare(
+                out["first_delta"],
+                first["nagle"],
+                mixed,
+                await _plain_sdk(plain, MODEL_FAST_NAGLE),
+            )
         if full:
             out["one_stream"] = await _one_stream(stubs, plan)
         return out
     finally:
-        await model.close()
+        for client in clients:
+            await client.close()
         await stubs.close()
 
 
-async def _throughput(
-    stubs: Stubs, assistant_id: str, plan: Plan, service_pid: int, model_pid: int
+def _compare(
+    first_delta: dict[str, Any],
+    nagle_first_delta: dict[str, Any],
+    mixed: dict[str, Any],
+    plain_sdk: dict[str, float],
 ) -> dict[str, Any]:
+    """The Nagle-on figures, and how far they are from the usual ones (positive: slower). The
+    mean shows a stall that hits only some runs (before issue 18's fix, about half of them
+    here) better than the median, which can sit either side of it."""
+    usual, nagle = (
+        first_delta["service_to_first_delta"],
+        nagle_first_delta["service_to_first_delta"],
+    )
+    at = mixed["variants"]
+    return {
+        "first_delta": nagle_first_delta,
+        "mixed": mixed,
+        "plain_sdk_to_first_chunk": plain_sdk,
+        "vs_nodelay": {
+            "first_delta_p50_ms": round(nagle["p50_ms"] - usual["p50_ms"], 3),
+            "first_delta_mean_ms": round(nagle["mean_ms"] - usual["mean_ms"], 3),
+            "first_delta_p99_ms": round(nagle["p99_ms"] - usual["p99_ms"], 3),
+            f"first_delta_p50_ms_at_{mixed['concurrency']}": round(
+                at["nagle"]["first_delta_p50_ms"] - at["nodelay"]["first_delta_p50_ms"], 3
+            ),
+            f"first_delta_mean_ms_at_{mixed['concurrency']}": round(
+                at["nagle"]["first_delta_mean_ms"] - at["nodelay"]["first_delta_mean_ms"], 3
+            ),
+            f"in_progress_to_first_delta_p50_ms_at_{mixed['concurrency']}": round(
+                at["nagle"]["in_progress_to_first_delta_p50_ms"]
+                - at["nodelay"]["in_progress_to_first_delta_p50_ms"],
+                3,
+            ),
+            f"in_progress_to_first_delta_mean_ms_at_{mixed['concurrency']}": round(
+                at["nagle"]["in_progress_to_first_delta_mean_ms"]
+                - at["nodelay"]["in_progress_to_first_delta_mean_ms"],
+                3,
+            ),
+        },
+    }
+
+
+async def _mixed(
+    stubs: Stubs, variants: list[Variant], plan: Plan, pids: tuple[int, int, int]
+) -> dict[str, Any]:
+    """`MIXED_CONCURRENCY` callers, every other one on each variant, so both halves share the
+    same queue and machine: at this load the time to the first delta is mostly waiting for a
+    worker (hundreds of ms, moving by tens between bench runs), and only a comparison inside
+    one measurement can show a few milliseconds."""
+    # (when the run began, its first delta, that minus its in_progress event, its end)
+    samples: dict[str, list[tuple[float, float, float, float]]] = {v.name: [] for v in variants}
+
+    async def one_run(index: int) -> None:
+        variant = variants[index % len(variants)]
+        request = R.CreateThreadAndRunRequest(
+            assistant_id=variant.assistant_id, thread=R.ThreadInput(messages=[user_text(PROMPT)])
+        )
+        began = time.perf_counter()
+        stats = await consume(
+            stubs.runs.CreateThreadAndRunStream(request, timeout=CALL_TIMEOUT), began
+        )
+        check_completed(stats, "CreateThreadAndRunStream")
+        started = stats.arrivals.get(IN_PROGRESS)
+        if stats.first_delta is not None and started is not None:
+            sample = (began, stats.first_delta, stats.first_delta - started, stats.last_event)
+            samples[variant.name].append(sample)
+
+    window = time.perf_counter() + plan.run_warmup
+    result = await closed_loop(
+        one_run, MIXED_CONCURRENCY, plan.run_seconds, plan.run_warmup, pids=pids
+    )
+    halves = {}
+    for name, runs in samples.items():
+        measured = [sample[1:] for sample in runs if sample[0] >= window]
+        deltas = [delta for delta, _, _ in measured]
+        executing = [since for _, since, _ in measured]
+        halves[name] = {
+            "runs": len(measured),
+            "first_delta_p50_ms": ms(percentile(deltas, 50)),
+            "first_delta_p99_ms": ms(percentile(deltas, 99)),
+            "first_delta_mean_ms": ms(sum(deltas) / len(deltas)) if deltas else None,
+            # From the run's `thread.run.in_progress` (a worker has it, the model call is next)
+            # to its first delta: the same without the wait in the queue, so less noisy.
+            "in_progress_to_first_delta_p50_ms": ms(percentile(executing, 50)),
+            "in_progress_to_first_delta_mean_ms": (
+                ms(sum(executing) / len(executing)) if executing else None
+            ),
+            "run_p50_ms": ms(percentile([total for _, _, total in measured], 50)),
+        }
+    return {
+        "concurrency": MIXED_CONCURRENCY,
+        "runs_per_s": round(result.rate, 1),
+        "server_cpu_ms": result.cpu_per_call_ms(pids[0]),
+        "variants": halves,
+    }
+
+
+async def _throughput(
+    stubs: Stubs,
+    assistant_id: str,
+    plan: Plan,
+    pids: tuple[int, int, int],
+    concurrencies: tuple[int, ...],
+) -> dict[str, Any]:
+    service_pid, model_pid, client_pid = pids
     request = R.CreateThreadAndRunRequest(
         assistant_id=assistant_id, thread=R.ThreadInput(messages=[user_text(PROMPT)])
     )
     events: list[int] = []
+    first_deltas: list[tuple[float, float]] = []  # (when the run began, its first delta)
 
     async def one_run(_index: int) -> None:
         began = time.perf_counter()
@@ -120,22 +285,26 @@ async def _throughput(
         )
         check_completed(stats, "CreateThreadAndRunStream")
         events.append(len(stats.names))
+        if stats.first_delta is not None:
+            first_deltas.append((began, stats.first_delta))
 
     cells = {}
-    for concurrency in CONCURRENCY:
+    for concurrency in concurrencies:
+        first_deltas.clear()
+        window = time.perf_counter() + plan.run_warmup
         result = await closed_loop(
-            one_run,
-            concurrency,
-            plan.run_seconds,
-            plan.run_warmup,
-            pids=(service_pid, model_pid, os.getpid()),
+            one_run, concurrency, plan.run_seconds, plan.run_warmup, pids=pids
         )
+        measured = [delta for began, delta in first_deltas if began >= window]
         cells[str(concurrency)] = result.as_dict("runs_per_s") | {
+            # Time to the first message delta under this load (runs begun in the window).
+            "first_delta_p50_ms": ms(percentile(measured, 50)),
+            "first_delta_p99_ms": ms(percentile(measured, 99)),
             # CPU per run: what a run costs each process, however busy the machine was. The
             # three share this machine's cores, so their sum bounds the runs per second.
             "server_cpu_ms": result.cpu_per_call_ms(service_pid),
             "model_server_cpu_ms": result.cpu_per_call_ms(model_pid),
-            "bench_client_cpu_ms": result.cpu_per_call_ms(os.getpid()),
+            "bench_client_cpu_ms": result.cpu_per_call_ms(client_pid),
         }
     return {
         "cells": cells,
@@ -145,44 +314,52 @@ async def _throughput(
 
 
 async def _first_delta(
-    stubs: Stubs, model: openai.AsyncOpenAI, assistant_id: str, plan: Plan
-) -> dict[str, Any]:
+    stubs: Stubs, variants: list[Variant], plan: Plan
+) -> dict[str, dict[str, Any]]:
     """One run at a time; each run is paired with one direct model call, in alternating order,
-    so both see the same machine."""
-    service: list[float] = []
-    direct: list[float] = []
-    stream_rates: list[float] = []
-    arrivals: dict[str, list[float]] = {}
-    # Warm both paths (connections, first-call costs) outside the samples.
+    and the variants take turns (in alternating order too), so all see the same machine."""
+    # Warm every path (connections, first-call costs) outside the samples.
     for _ in range(3):
-        await _direct_first_chunk(model)
-        await _service_first_delta(stubs, assistant_id)
+        for v in variants:
+            await _direct_first_chunk(v.direct, v.model)
+            await _service_first_delta(stubs, v.assistant_id)
     for i in range(plan.latency_samples):
-        if i % 2:
-            direct.append(await _direct_first_chunk(model))
-        stats = await _service_first_delta(stubs, assistant_id)
-        service.append(stats.first_delta or 0.0)
-        stream_rates.append(stats.events_per_second)
-        for name, seconds in stats.arrivals.items():
-            arrivals.setdefault(name, []).append(seconds)
-        if not i % 2:
-            direct.append(await _direct_first_chunk(model))
-    baseline = percentile(direct, 50)
-    added = [s - baseline for s in service]
+        for v in variants if i % 2 == 0 else variants[::-1]:
+            if i % 2:
+                v.direct_samples.append(await _direct_first_chunk(v.direct, v.model))
+            stats = await _service_first_delta(stubs, v.assistant_id)
+            v.service.append(stats.first_delta or 0.0)
+            v.stream_rates.append(stats.events_per_second)
+            for name, seconds in stats.arrivals.items():
+                v.arrivals.setdefault(name, []).append(seconds)
+            if not i % 2:
+                v.direct_samples.append(await _direct_first_chunk(v.direct, v.model))
+    return {v.name: _first_delta_figures(v) for v in variants}
+
+
+def _first_delta_figures(v: Variant) -> dict[str, Any]:
+    baseline = percentile(v.direct_samples, 50)
+    added = [s - baseline for s in v.service]
     return {
-        "samples": len(service),
-        "service_to_first_delta": summary_ms(service),
-        "model_to_first_chunk": summary_ms(direct),
+        "samples": len(v.service),
+        "service_to_first_delta": summary_ms(v.service),
+        "model_to_first_chunk": summary_ms(v.direct_samples),
         "added_p50_ms": ms(percentile(added, 50)),
         "added_p99_ms": ms(percentile(added, 99)),
-        "stream_events_per_s_p50": round(percentile(stream_rates, 50), 1),
+        "stream_events_per_s_p50": round(percentile(v.stream_rates, 50), 1),
         # When each event of the stream reaches the caller (median ms after the call): where
         # the time to the first delta goes.
         "timeline_p50_ms": {
             name: ms(percentile(times, 50))
-            for name, times in sorted(arrivals.items(), key=lambda item: percentile(item[1], 50))
+            for name, times in sorted(v.arrivals.items(), key=lambda item: percentile(item[1], 50))
         },
     }
+
+
+async def _plain_sdk(client: openai.AsyncOpenAI, model: str) -> dict[str, float]:
+    """A plain SDK client's time to the first content chunk over its reused connection."""
+    await _direct_first_chunk(client, model)  # the connection, made outside the samples
+    return summary_ms([await _direct_first_chunk(client, model) for _ in range(PLAIN_SDK_SAMPLES)])
 
 
 async def _service_first_delta(stubs: Stubs, assistant_id: str) -> StreamStats:
@@ -196,12 +373,12 @@ async def _service_first_delta(stubs: Stubs, assistant_id: str) -> StreamStats:
     return stats
 
 
-async def _direct_first_chunk(model: openai.AsyncOpenAI) -> float:
+async def _direct_first_chunk(client: openai.AsyncOpenAI, model: str) -> float:
     """The model server's own time from the request to the first content chunk."""
     began = time.perf_counter()
     first: float | None = None
-    stream = await model.chat.completions.create(
-        model=MODEL_FAST,
+    stream = await client.chat.completions.create(
+        model=model,
         messages=[{"role": "user", "content": PROMPT}],
         stream=True,
         stream_options={"include_usage": True},

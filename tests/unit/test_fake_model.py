@@ -25,7 +25,9 @@ from assistants_grpc.fake_model import (
     ToolCallsReply,
     default_responder,
 )
+from assistants_grpc.fake_model import _server as fake_server_module
 from assistants_grpc.fake_model._responses import split_even, split_words
+from tests.sockets import tcp_ends_or_skip
 
 USER_HI: list[Any] = [{"role": "user", "content": "hi"}]
 TOOLS: list[Any] = [
@@ -620,3 +622,45 @@ def test_split_even_round_trips(text: str, n: int) -> None:
     pieces = split_even(text, n)
     assert len(pieces) == n and "".join(pieces) == text
     assert max(map(len, pieces)) - min(map(len, pieces)) <= 1
+
+
+# -- Nagle left on (FakeModelServer(nodelay=False), fake-model --nagle) ---------------------------
+
+
+@pytest.mark.parametrize("nodelay", [True, False])
+async def test_nodelay_option_on_accepted_connections(nodelay: bool) -> None:
+    async with FakeModelServer(nodelay=nodelay) as fake:
+        reader, writer = await asyncio.open_connection("127.0.0.1", fake.port)
+        try:
+            writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+            assert head.startswith(b"HTTP/1.1 200 OK")
+            ends = {end.local_port: end for end in tcp_ends_or_skip(fake.port)}
+            client_port = writer.get_extra_info("sockname")[1]
+            assert ends[fake.port].peer_port == client_port
+            assert ends[fake.port].nodelay is nodelay  # the server's end
+            assert ends[client_port].nodelay  # asyncio's default on ours
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+
+async def test_nagle_server_streams_the_same_reply() -> None:
+    async with (
+        FakeModelServer(nodelay=False) as fake,
+        openai.AsyncOpenAI(base_url=fake.base_url, api_key="x", max_retries=0) as nagle_client,
+    ):
+        fake.push(TextReply("one two three"))
+        assert content_chunks(await stream_chunks(nagle_client)) == ["one ", "two ", "three"]
+
+
+def test_main_nagle_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Any] = []
+
+    async def fake_serve(host: str, port: int, *, nodelay: bool = True) -> None:
+        seen.append((host, port, nodelay))
+
+    monkeypatch.setattr(fake_server_module, "serve", fake_serve)
+    assert fake_server_module.main(["--port", "9", "--nagle"]) == 0
+    assert fake_server_module.main(["--port", "9"]) == 0
+    assert seen == [("127.0.0.1", 9, False), ("127.0.0.1", 9, True)]

@@ -4,8 +4,9 @@ It is a minimal HTTP/1.1 server (keep-alive, no third-party dependencies) that s
 ``openai`` package's chat-completions client expects:
 
 * ``POST /v1/chat/completions`` (``/chat/completions`` too). With ``"stream": true`` the reply
-  is ``text/event-stream`` over chunked transfer encoding, one ``data: {chat.completion.chunk}``
-  frame flushed at a time, then ``data: [DONE]``; with ``stream_options.include_usage`` the
+  is ``text/event-stream`` over chunked transfer encoding: the head, each
+  ``data: {chat.completion.chunk}`` frame, ``data: [DONE]`` and the end of the body are written
+  (and flushed) one at a time, as simple servers do; with ``stream_options.include_usage`` the
   last chunk before ``[DONE]`` has ``choices: []`` and ``usage``. Otherwise a
   ``chat.completion`` JSON object is returned.
 * ``POST /v1/embeddings``: deterministic vectors (a hashed bag of words and trigrams, see
@@ -37,7 +38,14 @@ least 1), ``completion_tokens`` = the number of content/argument fragments emitt
 ``FakeModelServer.disconnects`` counts responses whose client went away before the end (the
 server watches the connection for EOF even while sleeping in ``HangReply``/``chunk_delay``).
 
-Run standalone with ``assistants-grpc fake-model --port N`` (:func:`main` / :func:`serve`).
+Accepted connections get ``TCP_NODELAY`` (asyncio's default). ``FakeModelServer(nodelay=False)``
+(``assistants-grpc fake-model --nagle``) leaves Nagle's algorithm on instead, like Python's
+``http.server`` and several C++ HTTP libraries: a client that delays its ACKs on a reused
+connection then gets each response's second small write ~40 ms late (the service's model client
+does not; see ``assistants_grpc.engine.model_http``).
+
+Run standalone with ``assistants-grpc fake-model --port N [--nagle]`` (:func:`main` /
+:func:`serve`).
 """
 
 from ._responses import (

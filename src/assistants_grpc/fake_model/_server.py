@@ -10,6 +10,7 @@ import contextlib
 import inspect
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -40,6 +41,10 @@ __all__ = ["FakeModelServer", "FakeModelThread", "main", "serve"]
 _LOG = logging.getLogger("assistants_grpc.fake_model")
 
 DEFAULT_MODEL: Final = "fake-model"
+NAGLE_HELP: Final = (
+    "leave Nagle's algorithm on (no TCP_NODELAY on accepted connections), as simple servers do, "
+    "to reproduce clients waiting ~40 ms on delayed ACKs"
+)
 _MAX_HEAD: Final = 64 * 1024
 _MAX_BODY: Final = 64 * 1024 * 1024
 _READ_SIZE: Final = 64 * 1024
@@ -62,7 +67,8 @@ _REASONS: Final = {
     503: "Service Unavailable",
     504: "Gateway Timeout",
 }
-_DONE_AND_END: Final = b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"
+_DONE: Final = b"e\r\ndata: [DONE]\n\n\r\n"
+_END: Final = b"0\r\n\r\n"
 
 
 class _ClientGone(Exception):
@@ -313,10 +319,13 @@ class _Responder:
         return _frame(compact_json(chunk))
 
     async def _emit_raw(self, data: bytes) -> None:
+        # The head, each SSE chunk and the end of the body are separate writes, as in simple
+        # servers (http.server flushes its headers, then writes each chunk): with Nagle left on
+        # (FakeModelServer(nodelay=False)) that is the pattern that meets delayed ACKs.
         if self._head_pending:
             self._head_pending = False
             head = _SSE_HEAD.format("keep-alive" if self.keep_alive else "close").encode()
-            data = head + data
+            await self.conn.send(head)
         await self.conn.send(data)
 
     async def _emit(self, delta: dict[str, Any], finish_reason: str | None = None) -> None:
@@ -332,7 +341,8 @@ class _Responder:
         await self._emit({}, finish_reason)
         if self.include_usage and usage:
             await self._emit_raw(self._chunk([], self._usage(prompt, completion_tokens)))
-        await self._emit_raw(_DONE_AND_END)
+        await self._emit_raw(_DONE)
+        await self._emit_raw(_END)
 
     def _usage(self, prompt: int | None, completion: int) -> dict[str, int]:
         prompt_tokens = prompt if prompt is not None else prompt_token_estimate(self.request)
@@ -470,6 +480,17 @@ class _Responder:
             await self.conn.send_response(200, body, keep_alive=False)
 
 
+def _leave_nagle_on(writer: asyncio.StreamWriter) -> None:
+    """Unset ``TCP_NODELAY``, which asyncio (and uvloop) set on every TCP connection."""
+    sock = writer.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+    except OSError as error:
+        _LOG.debug("fake model could not leave Nagle on: %s", error)
+
+
 def _url_host(host: str) -> str:
     if host in ("", "0.0.0.0"):
         return "127.0.0.1"
@@ -489,8 +510,12 @@ class FakeModelServer:
     also run on its own thread (:meth:`start_in_thread`).
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, nodelay: bool = True) -> None:
         self.host = host
+        self.nodelay = nodelay
+        """False leaves Nagle's algorithm on for accepted connections (``TCP_NODELAY`` unset),
+        as simple servers do: a client that delays its ACKs then waits ~40 ms for a response's
+        second small write (see ``engine/model_http.py``)."""
         self._requested_port = port
         self._port: int | None = None
         self._server: asyncio.Server | None = None
@@ -543,10 +568,12 @@ class FakeModelServer:
         await self.stop()
 
     @classmethod
-    def start_in_thread(cls, host: str = "127.0.0.1", port: int = 0) -> FakeModelThread:
+    def start_in_thread(
+        cls, host: str = "127.0.0.1", port: int = 0, *, nodelay: bool = True
+    ) -> FakeModelThread:
         """Start a new server on its own event loop in a daemon thread; call ``.stop()`` on the
         returned handle (or use it as a context manager)."""
-        return FakeModelThread(cls(host, port))
+        return FakeModelThread(cls(host, port, nodelay=nodelay))
 
     @property
     def port(self) -> int:
@@ -618,6 +645,8 @@ class FakeModelServer:
             self._tasks.add(task)
         with self._lock:
             self.connections += 1
+        if not self.nodelay:
+            _leave_nagle_on(writer)
         conn = _Connection(reader, writer)
         try:
             while True:
@@ -813,31 +842,34 @@ class FakeModelThread:
         self.server.reset()
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, *, nodelay: bool = True) -> None:
     """Run a fake model server with the default responder until cancelled."""
-    async with FakeModelServer(host, port) as server:
+    async with FakeModelServer(host, port, nodelay=nodelay) as server:
         _LOG.info(
-            "fake model (OpenAI chat completions) listening on %s:%d; base_url %s",
+            "fake model (OpenAI chat completions) listening on %s:%d; base_url %s%s",
             host,
             server.port,
             server.base_url,
+            "" if nodelay else "; Nagle left on (no TCP_NODELAY)",
         )
         await asyncio.Event().wait()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``assistants-grpc fake-model [--host H] [--port N]`` (blocks until interrupted)."""
+    """``assistants-grpc fake-model [--host H] [--port N] [--nagle]`` (blocks until
+    interrupted)."""
     parser = argparse.ArgumentParser(
         prog="assistants-grpc fake-model",
         description="Serve a fake OpenAI chat-completions endpoint for tests and benchmarks.",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8089)
+    parser.add_argument("--nagle", action="store_true", help=NAGLE_HELP)
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.host, args.port))
+        asyncio.run(serve(args.host, args.port, nodelay=not args.nagle))
     return 0
 
 

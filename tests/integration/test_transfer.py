@@ -242,7 +242,7 @@ def test_bad_lines_are_reported_with_their_line(database_url: str, tmp_path: Pat
         fx.as_json(fx.user_message("orphan", "hi", fx.T, thread_id=lost)),  # 4: no such thread
         fx.as_json(fx.thread(fx.oid("thread_", "theirs"))),  # 5: another project's id
         fx.as_json(fx.user_message("q", "hi", fx.T)) | {"role": None},  # 6: missing role
-        {"id": "file-abc", "object": "file"},  # 7: a type not imported
+        {"id": "resp_abc", "object": "response"},  # 7: a type not imported
         fx.as_json(fx.user_message("nul", "a\x00b", fx.T)),  # 8: a NUL character
         fx.as_json(fx.tool_step(fx.T)),  # 9: its run is in no file
         fx.as_json(fx.user_message("bad", "hi", fx.T)) | {"content": [{"type": "text", "text": 3}]},
@@ -256,8 +256,9 @@ def test_bad_lines_are_reported_with_their_line(database_url: str, tmp_path: Pat
     assert problems == [
         f"{path}:2: not valid JSON: Expecting property name enclosed in double quotes (column 2)",
         f"{path}:6: role: required.",
-        f"{path}:7: object: 'file' is not one of 'assistant', 'thread', 'thread.message', "
-        "'thread.run', 'thread.run.step'",
+        f"{path}:7: object: 'response' is not one of 'file', 'vector_store', "
+        "'vector_store.file', 'assistant', 'thread', 'thread.message', 'thread.run', "
+        "'thread.run.step'",
         f"{path}:8: content[0].text.value: must not contain NUL characters.",
         f"{path}:10: content[0].text: expected an object",
         f"{path}:3: id: {fx.THREAD} was already read at {path}:1; the first one is imported",
@@ -265,7 +266,13 @@ def test_bad_lines_are_reported_with_their_line(database_url: str, tmp_path: Pat
         f"{path}:4: thread_id: {lost} is neither in the database nor in this import",
         f"{path}:9: run_id: {fx.DONE_RUN} is neither in the database nor in this import",
     ]
-    assert summary.counts["thread"] == {"imported": 1, "unchanged": 0, "replaced": 0, "refused": 2}
+    assert summary.counts["thread"] == {
+        "imported": 1,
+        "unchanged": 0,
+        "replaced": 0,
+        "refused": 2,
+        "skipped": 0,
+    }
     assert summary.counts["thread.message"]["refused"] == 4
     assert summary.counts["(unreadable)"]["refused"] == 2
 
@@ -394,7 +401,17 @@ def test_export_of_some_threads_brings_their_assistants(database_url: str, tmp_p
         assert export(
             database, str(tmp_path / "y.jsonl"), "other", Progress(io.StringIO())
         ).counts == dict.fromkeys(
-            ("assistant", "thread", "thread.message", "thread.run", "thread.run.step"), 0
+            (
+                "file",
+                "vector_store",
+                "vector_store.file",
+                "assistant",
+                "thread",
+                "thread.message",
+                "thread.run",
+                "thread.run.step",
+            ),
+            0,
         )
     finally:
         database.dispose()

@@ -60,9 +60,10 @@ def by_id(lines: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def empty_twin(url: str, tmp_path: Path, name: str) -> str:
-    """An empty database of the same backend (PostgreSQL: the same one, emptied)."""
+    """An empty database of the same backend (PostgreSQL: the same one, emptied). A SQLite
+    twin has a folder of its own: Files' bytes live beside the database."""
     if url.startswith("sqlite"):
-        return f"sqlite:///{tmp_path / name}"
+        return f"sqlite:///{tmp_path / Path(name).stem / name}"
     reset_postgres(url)
     return url
 

@@ -115,13 +115,16 @@ class Contents:
         if path is None:
             where = ", ".join(str(p) for p in places)
             raise Refused("bytes", f"its content is in none of {where} (a File needs its bytes)")
-        if stored is not None and stored["bytes"] == size:
-            digest = _hash(path, size)
-            if digest == stored["sha256"]:
-                self._fetched[file_id] = Fetched(digest, size, None)
-                return
-        copy = self._scratch_dir() / file_id
-        digest = _copy(path, size, copy)
+        try:
+            if stored is not None and stored["bytes"] == size:
+                digest = _hash(path, size)
+                if digest == stored["sha256"]:
+                    self._fetched[file_id] = Fetched(digest, size, None)
+                    return
+            copy = self._scratch_dir() / file_id
+            digest = _copy(path, size, copy)
+        except OSError as error:  # unreadable, or no room for the copy: this File only
+            raise Refused("bytes", f"{path}: {error.strerror or error}") from None
         self._fetched[file_id] = Fetched(digest, size, copy)
 
     def get(self, file_id: str) -> Fetched:

@@ -254,14 +254,15 @@ class Writer:
             found = repo.rows_by_ids(connection, BY_OBJECT[other].table, ids)
             rows.setdefault(other, {}).update((row["id"], row) for row in found)
         self._context.rows = rows
-        references = self._references(connection, kind, objects)
+        named = [list(kind.references(o)) for o in objects]
+        references = self._references(connection, named)
 
         outcomes: list[_Outcome] = []
         inserts: list[dict[str, Any]] = []
         inserted: list[Message] = []
-        for staged, obj in zip(batch, objects, strict=True):
+        for staged, obj, names in zip(batch, objects, named, strict=True):
             row = existing.get(kind.key(obj))
-            where = self._placement(kind, obj, row, threads, rows, references)
+            where = self._placement(kind, obj, row, threads, rows, names, references)
             if where is None and staged.seq in refused:
                 where = refused[staged.seq].field, refused[staged.seq].reason
             if where is not None:
@@ -304,12 +305,12 @@ class Writer:
         return outcomes
 
     def _references(
-        self, connection: Connection, kind: Kind, objects: Sequence[Any]
+        self, connection: Connection, named: Sequence[list[tuple[str, str, str]]]
     ) -> dict[str, dict[str, str]]:
         """{kind: {id: project}} of the stored objects the batch refers to."""
         wanted: dict[str, set[str]] = {}
-        for obj in objects:
-            for _field, other, object_id in kind.references(obj):
+        for references in named:
+            for _field, other, object_id in references:
                 wanted.setdefault(other, set()).add(object_id)
         return {
             other: {
@@ -326,6 +327,7 @@ class Writer:
         row: RowMapping | None,
         threads: dict[str, tuple[str, str | None]],
         rows: dict[str, dict[str, RowMapping]],
+        names: list[tuple[str, str, str]],
         references: dict[str, dict[str, str]],
     ) -> tuple[str, str] | None:
         """Why the object cannot go where it says (field, reason), or None if it can."""
@@ -368,7 +370,7 @@ class Writer:
                 return "thread_id", (
                     f"{obj.thread_id} has an active run {active_run} here; import once it ended"
                 )
-        for field, other, value in kind.references(obj):
+        for field, other, value in names:
             owner = references[other].get(value)
             if owner is not None and owner != project:
                 return field, f"{value} is in another project ({owner!r})"

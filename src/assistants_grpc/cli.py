@@ -197,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("keys", "import", "export"):
         # Only the settings these share with `serve`; the rest are their own arguments.
         shared = {"database_url": args.database_url, "log_level": args.log_level}
+        if args.command != "keys":
+            shared |= {name: getattr(args, name, None) for name in transfer_cli.SHARED_SETTINGS}
         try:
             key_settings = Settings.load(shared)
         except (TypeError, ValueError) as error:
@@ -205,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _configure_logging(key_settings.log_level)
         if args.command == "keys":
             return keys_cli.run(args, key_settings.database_url)
-        return transfer_cli.run(args, key_settings.database_url)
+        return transfer_cli.run(args, key_settings)
     overrides = {k: v for k, v in vars(args).items() if k != "command"}
     if args.command == "fake-model":
         from assistants_grpc.fake_model import main as fake_main

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from assistants_grpc.contract.openai_json import render
-from assistants_grpc.contract.pb import message_pb2, run_pb2
+from assistants_grpc.contract.pb import common_pb2, message_pb2, run_pb2, thread_pb2
 from assistants_grpc.fake_model import FakeModelServer, TextReply, ToolCallsReply
 from assistants_grpc.services.messages import content_tokens
 from assistants_grpc.store import migrate
@@ -26,6 +27,7 @@ from assistants_grpc.transfer import Progress, export
 from assistants_grpc.transfer.writing import CRASH_AFTER_ENV
 from tests.conftest import reset_postgres, serving
 from tests.integration import transfer_fixtures as fx
+from tests.integration.files_helpers import download, upload
 from tests.integration.runs_helpers import (
     WEATHER,
     collect,
@@ -35,22 +37,32 @@ from tests.integration.runs_helpers import (
     thread_messages,
     wait_for_status,
 )
+from tests.integration.vector_helpers import wait_ingested
 
 R = run_pb2
 
 
 def export_lines(
-    url: str, *, project: str = "default", threads: list[str] | None = None
+    url: str,
+    *,
+    project: str = "default",
+    threads: list[str] | None = None,
+    out: Path | None = None,
+    now: int | None = None,
 ) -> list[str]:
+    """The lines `export` writes (to `out`, with the Files' bytes beside it, or to a temporary
+    file removed after)."""
     database = Database(url)
-    out = io.StringIO()
-    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"export-{os.getpid()}-{id(out)}.jsonl"
+    log = io.StringIO()
+    path = out or Path(os.environ.get("TMPDIR", "/tmp")) / f"export-{os.getpid()}-{id(log)}.jsonl"
     try:
-        result = export(database, str(path), project, Progress(out, tty=False), threads)
-        assert not result.missing
+        result = export(database, str(path), project, Progress(log, tty=False), threads, now=now)
+        assert not result.missing and not result.unreadable
         return path.read_text().splitlines()
     finally:
-        path.unlink(missing_ok=True)
+        if out is None:
+            path.unlink(missing_ok=True)
+            shutil.rmtree(f"{path}.files", ignore_errors=True)
         database.dispose()
 
 
@@ -60,9 +72,10 @@ def by_id(lines: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def empty_twin(url: str, tmp_path: Path, name: str) -> str:
-    """An empty database of the same backend (PostgreSQL: the same one, emptied)."""
+    """An empty database of the same backend (PostgreSQL: the same one, emptied). A SQLite
+    twin has a folder of its own: Files' bytes live beside the database."""
     if url.startswith("sqlite"):
-        return f"sqlite:///{tmp_path / name}"
+        return f"sqlite:///{tmp_path / Path(name).stem / name}"
     reset_postgres(url)
     return url
 
@@ -242,7 +255,7 @@ def test_bad_lines_are_reported_with_their_line(database_url: str, tmp_path: Pat
         fx.as_json(fx.user_message("orphan", "hi", fx.T, thread_id=lost)),  # 4: no such thread
         fx.as_json(fx.thread(fx.oid("thread_", "theirs"))),  # 5: another project's id
         fx.as_json(fx.user_message("q", "hi", fx.T)) | {"role": None},  # 6: missing role
-        {"id": "file-abc", "object": "file"},  # 7: a type not imported
+        {"id": "resp_abc", "object": "response"},  # 7: a type not imported
         fx.as_json(fx.user_message("nul", "a\x00b", fx.T)),  # 8: a NUL character
         fx.as_json(fx.tool_step(fx.T)),  # 9: its run is in no file
         fx.as_json(fx.user_message("bad", "hi", fx.T)) | {"content": [{"type": "text", "text": 3}]},
@@ -256,8 +269,9 @@ def test_bad_lines_are_reported_with_their_line(database_url: str, tmp_path: Pat
     assert problems == [
         f"{path}:2: not valid JSON: Expecting property name enclosed in double quotes (column 2)",
         f"{path}:6: role: required.",
-        f"{path}:7: object: 'file' is not one of 'assistant', 'thread', 'thread.message', "
-        "'thread.run', 'thread.run.step'",
+        f"{path}:7: object: 'response' is not one of 'file', 'vector_store', "
+        "'vector_store.file', 'assistant', 'thread', 'thread.message', 'thread.run', "
+        "'thread.run.step'",
         f"{path}:8: content[0].text.value: must not contain NUL characters.",
         f"{path}:10: content[0].text: expected an object",
         f"{path}:3: id: {fx.THREAD} was already read at {path}:1; the first one is imported",
@@ -265,7 +279,13 @@ def test_bad_lines_are_reported_with_their_line(database_url: str, tmp_path: Pat
         f"{path}:4: thread_id: {lost} is neither in the database nor in this import",
         f"{path}:9: run_id: {fx.DONE_RUN} is neither in the database nor in this import",
     ]
-    assert summary.counts["thread"] == {"imported": 1, "unchanged": 0, "replaced": 0, "refused": 2}
+    assert summary.counts["thread"] == {
+        "imported": 1,
+        "unchanged": 0,
+        "replaced": 0,
+        "refused": 2,
+        "skipped": 0,
+    }
     assert summary.counts["thread.message"]["refused"] == 4
     assert summary.counts["(unreadable)"]["refused"] == 2
 
@@ -307,7 +327,8 @@ async def test_export_then_import_gives_back_the_same_objects(
     database_url: str, fake_model: FakeModelServer, tmp_path: Path
 ) -> None:
     """A thread made through the server with tool runs (two rounds, parallel calls), steps and
-    an annotated answer; exported, imported into an empty database, exported again."""
+    an annotated answer, a File attached to it and a vector store of it; exported, imported
+    into an empty database, exported again once its server has ingested the store."""
     async with serving(database_url, fake_model) as running:
         stubs, model = running.stubs, running.model
         model.push(
@@ -344,6 +365,26 @@ async def test_export_then_import_gives_back_the_same_objects(
             database_url, fx.write_jsonl(tmp_path / "answer.jsonl", [annotated])
         )
         assert problems == []
+        # A File attached to a message (with file_search: the thread gets a store of it).
+        notes = await upload(stubs, fx.DOC_BYTES, "handbook.md")
+        await stubs.messages.CreateMessage(
+            message_pb2.CreateMessageRequest(
+                thread_id=other.id,
+                role=message_pb2.MESSAGE_ROLE_USER,
+                content=[message_pb2.MessageContentInput(text="See the handbook.")],
+                attachments=[
+                    message_pb2.Attachment(
+                        file_id=notes.id,
+                        tools=[message_pb2.AttachmentTool(type=common_pb2.TOOL_TYPE_FILE_SEARCH)],
+                    )
+                ],
+            )
+        )
+        resources = (
+            await stubs.threads.GetThread(thread_pb2.GetThreadRequest(thread_id=other.id))
+        ).tool_resources
+        [store_id] = resources.file_search.vector_store_ids
+        await wait_ingested(running, store_id)
         before_messages = [render(m) for m in await thread_messages(stubs, thread.id)]
         steps = await stubs.runs.ListRunSteps(
             R.ListRunStepsRequest(thread_id=thread.id, run_id=run.id, limit=100)
@@ -352,23 +393,27 @@ async def test_export_then_import_gives_back_the_same_objects(
             R.RUN_STEP_TYPE_TOOL_CALLS,
             R.RUN_STEP_TYPE_MESSAGE_CREATION,
         }
+        now = int(running.clock.now())
 
-    first = export_lines(database_url)
+    dump = tmp_path / "export.jsonl"
+    first = export_lines(database_url, out=dump, now=now)
     kinds = [json.loads(line)["object"] for line in first]
     assert kinds.count("thread.run.step") == len(steps.data) and kinds.count("thread") == 2
+    assert kinds[:3] == ["file", "vector_store", "vector_store.file"]
     assert any("file_citation" in line for line in first)
+    assert (tmp_path / "export.jsonl.files" / notes.id).read_bytes() == fx.DOC_BYTES
 
     twin = empty_twin(database_url, tmp_path, "twin.db")
-    dump = tmp_path / "export.jsonl"
-    dump.write_text("\n".join(first) + "\n")
-    summary, problems = fx.run_import(twin, dump)
+    summary, problems = fx.run_import(twin, dump, now=now)
     assert problems == [] and summary.total("imported") == len(first)
-    assert export_lines(twin) == first
 
     async with serving(twin, fake_model) as running:
         after = [render(m) for m in await thread_messages(running.stubs, thread.id)]
         assert after == before_messages
         assert [render(m) for m in await thread_messages(running.stubs, other.id)]
+        await wait_ingested(running, store_id)
+        assert await download(running.stubs, notes.id) == fx.DOC_BYTES
+    assert export_lines(twin, now=now) == first
 
 
 def test_export_of_some_threads_brings_their_assistants(database_url: str, tmp_path: Path) -> None:
@@ -394,7 +439,17 @@ def test_export_of_some_threads_brings_their_assistants(database_url: str, tmp_p
         assert export(
             database, str(tmp_path / "y.jsonl"), "other", Progress(io.StringIO())
         ).counts == dict.fromkeys(
-            ("assistant", "thread", "thread.message", "thread.run", "thread.run.step"), 0
+            (
+                "file",
+                "vector_store",
+                "vector_store.file",
+                "assistant",
+                "thread",
+                "thread.message",
+                "thread.run",
+                "thread.run.step",
+            ),
+            0,
         )
     finally:
         database.dispose()

@@ -1,21 +1,28 @@
 """A dump as people kept one: objects built with the `openai` package's own types, with the field
 values the hosted API returned and ids in its 24-character form, written as `model_dump_json()`
-writes them."""
+writes them; Files' bytes saved beside it under their ids, as `client.files.content(id)` gave
+them."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from openai.types import FileObject, VectorStore
 from openai.types.beta import Assistant, Thread
 from openai.types.beta.threads import Message, Run
 from openai.types.beta.threads.runs import RunStep
+from openai.types.vector_stores import VectorStoreFile, VectorStoreFileBatch
 from pydantic import BaseModel
 
+from assistants_grpc.clock import SystemClock
 from assistants_grpc.engine.tokens import TokenCounter
+from assistants_grpc.files.storage import FileStorage
+from assistants_grpc.ids import random_id
 from assistants_grpc.store import migrate
 from assistants_grpc.store.database import Database
 from assistants_grpc.transfer import ImportOptions, Progress, Summary, import_files
@@ -376,7 +383,8 @@ def as_json(obj: BaseModel) -> dict[str, Any]:
     return json.loads(obj.model_dump_json())  # type: ignore[no-any-return]
 
 
-def write_jsonl(path: Path, objects: list[BaseModel] | list[dict[str, Any]]) -> Path:
+def write_jsonl(path: Path, objects: Sequence[BaseModel] | Sequence[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as out:
         for obj in objects:
             out.write(
@@ -385,10 +393,22 @@ def write_jsonl(path: Path, objects: list[BaseModel] | list[dict[str, Any]]) -> 
     return path
 
 
-def run_import(url: str, *paths: Path, **options: Any) -> tuple[Summary, list[str]]:
-    """The importer in this process: its summary and the problem lines it printed."""
+def run_import(
+    url: str,
+    *paths: Path,
+    now: int | None = None,
+    max_file_bytes: int | None = None,
+    max_project_file_bytes: int | None = None,
+    **options: Any,
+) -> tuple[Summary, list[str]]:
+    """The importer in this process: its summary and the problem lines it printed. The Files'
+    storage is the database's default one (beside a SQLite file, as the test servers have it),
+    with these limits."""
     database = Database(url)
     out = io.StringIO()
+    limits: dict[str, Any] = {"max_project_file_bytes": max_project_file_bytes}
+    if max_file_bytes is not None:
+        limits["max_file_bytes"] = max_file_bytes
     try:
         migrate.upgrade(database)
         summary = import_files(
@@ -397,6 +417,8 @@ def run_import(url: str, *paths: Path, **options: Any) -> tuple[Summary, list[st
             ImportOptions(**options),
             Progress(out, interval=3600, tty=False),
             counter=_COUNTER,
+            now=now,
+            storage=FileStorage.for_database(database, SystemClock(), random_id, **limits),
         )
     finally:
         database.dispose()
@@ -406,3 +428,138 @@ def run_import(url: str, *paths: Path, **options: Any) -> tuple[Summary, list[st
         if not line.startswith(("reading:", "writing:"))
     ]
     return summary, problems
+
+
+# --- Files and vector stores ----------------------------------------------------------------
+
+DOC = oid("file-", "handbook")
+DATA = oid("file-", "data")  # the assistant's code_interpreter file, attached to messages
+SCAN = oid("file-", "scan")
+STORE = oid("vs_", "docs")  # the assistant's file_search store
+BATCH = oid("vsfb_", "batch")
+
+DOC_BYTES = (
+    b"# Staff handbook\n\nGreen tea steeps at 80 degrees Celsius for two minutes; black tea "
+    b"takes boiling water and four minutes.\n\nThe office closes on the first Monday of August."
+)
+DATA_BYTES = b"x\n1\n7.4\n4.2\n"
+SCAN_BYTES = bytes(range(256)) * 4  # what OpenAI could not read (a failed file)
+BYTES = {DOC: DOC_BYTES, DATA: DATA_BYTES, SCAN: SCAN_BYTES}
+
+
+def file_object(file_id: str, filename: str, created_at: int, **fields: Any) -> FileObject:
+    return FileObject.model_validate(
+        {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(BYTES.get(file_id, b"")),
+            "created_at": created_at,
+            "filename": filename,
+            "purpose": "assistants",
+            "status": "processed",
+            "expires_at": None,
+            "status_details": None,
+        }
+        | fields
+    )
+
+
+def store(store_id: str = STORE, **fields: Any) -> VectorStore:
+    return VectorStore.model_validate(
+        {
+            "id": store_id,
+            "object": "vector_store",
+            "created_at": T + 3,
+            "name": "Handbooks",
+            "usage_bytes": 41_233,
+            "file_counts": {
+                "in_progress": 0,
+                "completed": 1,
+                "failed": 1,
+                "cancelled": 0,
+                "total": 2,
+            },
+            "status": "completed",
+            "expires_after": None,
+            "expires_at": None,
+            "last_active_at": T + 9,
+            "metadata": {"team": "people"},
+        }
+        | fields
+    )
+
+
+def store_file(file_id: str, store_id: str = STORE, **fields: Any) -> VectorStoreFile:
+    return VectorStoreFile.model_validate(
+        {
+            "id": file_id,
+            "object": "vector_store.file",
+            "created_at": T + 4,
+            "last_error": None,
+            "status": "completed",
+            "usage_bytes": 40_117,
+            "vector_store_id": store_id,
+            "attributes": {"lang": "en", "year": 2024, "public": True},
+            "chunking_strategy": {
+                "type": "static",
+                "static": {"max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400},
+            },
+        }
+        | fields
+    )
+
+
+def failed_store_file() -> VectorStoreFile:
+    return store_file(
+        SCAN,
+        status="failed",
+        usage_bytes=0,
+        attributes={},
+        last_error={"code": "unsupported_file", "message": "The file type is not supported."},
+    )
+
+
+def batch() -> VectorStoreFileBatch:
+    return VectorStoreFileBatch.model_validate(
+        {
+            "id": BATCH,
+            "object": "vector_store.files_batch",
+            "created_at": T + 4,
+            "vector_store_id": STORE,
+            "status": "completed",
+            "file_counts": {
+                "in_progress": 0,
+                "completed": 1,
+                "failed": 1,
+                "cancelled": 0,
+                "total": 2,
+            },
+        }
+    )
+
+
+def file_dump() -> list[BaseModel]:
+    """The Files (their bytes are beside the dump, see `write_bytes`), a store with a file that
+    was searchable and one that failed, and what `list()` of the store's batches gave."""
+    return [
+        file_object(DOC, "handbook.md", T + 1),
+        file_object(DATA, "data.csv", T + 2),
+        file_object(SCAN, "scan.png", T + 2, purpose="user_data"),
+        store(),
+        store_file(DOC),
+        failed_store_file(),
+        batch(),
+    ]
+
+
+def write_bytes(dump: Path) -> None:
+    """Each File's bytes in one of the places the importer looks: `DUMP.files/<id>` (what
+    export writes), `files/<id>` beside the dump, and `<id>` beside it."""
+    places = [
+        dump.with_name(dump.name + ".files") / DOC,
+        dump.parent / "files" / DATA,
+        dump.parent / SCAN,
+    ]
+    for place in places:
+        place.parent.mkdir(parents=True, exist_ok=True)
+        place.write_bytes(BYTES[place.name])

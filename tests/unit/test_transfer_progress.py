@@ -22,6 +22,9 @@ def test_public_names() -> None:
     }
     # Parents before children: the write order depends on it.
     assert [k.object for k in KINDS] == [
+        "file",
+        "vector_store",
+        "vector_store.file",
         "assistant",
         "thread",
         "thread.message",
@@ -70,4 +73,19 @@ def test_summary_table_and_outcome() -> None:
         "type            imported  unchanged  replaced  refused",
         "thread             1,204          0         0        0",
         "thread.message         0          0         0        1",
+    ]
+
+
+def test_skipped_objects_are_notes_not_problems() -> None:
+    seen: list[str] = []
+    summary = Summary(lambda p: seen.append(str(p)))
+    summary.count("file", "imported", 2)
+    summary.skip("vector_store.files_batch", Problem("d.jsonl", 4, "", "not imported: a batch"))
+    assert seen == ["d.jsonl:4: not imported: a batch"]
+    assert summary.ok and summary.problems == 0
+    # The column shows only when something was skipped.
+    assert summary.table([k.object for k in KINDS]).splitlines() == [
+        "type                      imported  unchanged  replaced  refused  skipped",
+        "file                             2          0         0        0        0",
+        "vector_store.files_batch         0          0         0        0        1",
     ]

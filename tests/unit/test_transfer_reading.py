@@ -95,8 +95,8 @@ def test_staging_keeps_input_order_and_reverses_newest_first_groups(tmp_path: Pa
             (1, "m-c2", "C", 9),
         ]
         for line, (kind, object_id, group, created_at) in enumerate(rows, 1):
-            staging.add(kind, object_id, group, created_at, 0, line, None, object_id.encode())
-        staging.add(1, "m-b1", "B", 10, 0, 99, None, b"again")
+            staging.add(kind, object_id, group, created_at, 0, line, None, 0, object_id.encode())
+        staging.add(1, "m-b1", "B", 10, 0, 99, None, 0, b"again")
         [duplicate] = staging.finish()
         assert (duplicate.id, duplicate.line, duplicate.first_line) == ("m-b1", 99, 2)
         order = [s.data.decode() for s in staging.in_order()]

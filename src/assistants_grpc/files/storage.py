@@ -22,6 +22,9 @@ the API's use of it):
 - Uploads: `async with storage.receive(project) as upload:`, `await upload.write(chunk)` for
   each chunk, then `await storage.create(upload, project=..., filename=..., purpose=...)`
   inside the block.
+- Synchronous use, inside a caller's transaction (the `import` and `export` commands: one
+  process, no event loop): `check_fits`, `add_content`, `drop_content`, `local_scratch`, and
+  the content stores' `read_sync` and `discard_unreferenced_sync`.
 
 Content is addressed by its sha256, so identical bytes are stored once (`file_contents.refs`
 counts the Files sharing them, and the bytes go with the last one). Two content stores:
@@ -47,7 +50,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -208,6 +211,8 @@ class ContentStore(Protocol):
     def remove(self, connection: Connection, sha256: str) -> AfterCommit | None: ...
     async def discard_unreferenced(self, sha256: str) -> None: ...
     def read(self, sha256: str, size: int) -> AsyncIterator[bytes]: ...
+    def read_sync(self, connection: Connection, sha256: str, size: int) -> Iterator[bytes]: ...
+    def discard_unreferenced_sync(self, connection: Connection, sha256: str) -> None: ...
 
 
 class DiskContentStore:
@@ -273,6 +278,17 @@ class DiskContentStore:
             while data := await asyncio.to_thread(source.read, PART_SIZE):
                 yield data
 
+    def read_sync(self, connection: Connection, sha256: str, size: int) -> Iterator[bytes]:
+        """`read` without an event loop (FileNotFoundError if the blob is gone)."""
+        with self.blob(sha256).open("rb") as source:
+            while data := source.read(PART_SIZE):
+                yield data
+
+    def discard_unreferenced_sync(self, connection: Connection, sha256: str) -> None:
+        """`discard_unreferenced` in the caller's transaction."""
+        if not queries.content_exists(connection, sha256):
+            self.blob(sha256).unlink(missing_ok=True)
+
 
 class DatabaseContentStore:
     """Contents in `file_parts`, PART_SIZE bytes a row (PostgreSQL: every replica reads them)."""
@@ -317,6 +333,17 @@ class DatabaseContentStore:
             if data is None:  # the File was deleted while it was being read
                 raise FileNotFoundError(sha256)
             yield data
+
+    def read_sync(self, connection: Connection, sha256: str, size: int) -> Iterator[bytes]:
+        """`read` in the caller's transaction (an export reads its own snapshot)."""
+        for seq in range(-(-size // PART_SIZE)):
+            data = queries.read_part(connection, sha256, seq)
+            if data is None:
+                raise FileNotFoundError(sha256)
+            yield data
+
+    def discard_unreferenced_sync(self, connection: Connection, sha256: str) -> None:
+        pass  # parts go with their content row, in the same transaction
 
 
 # --- the API --------------------------------------------------------------------------------
@@ -397,6 +424,63 @@ class FileStorage:
             lambda c: queries.project_usage(c, project, now=now)
         )
         return max(0, quota - used)
+
+    # --- Files made inside a caller's transaction (the import command) ---------------------
+
+    def local_scratch(self) -> Path | None:
+        """Where bytes for `add_content` are copied first when only a rename may put them in
+        place (the disk store: beside its blobs, on their filesystem; made here, without the
+        clean-up `start` does, which is the server's); None when any directory will do (the
+        database store reads them into parts)."""
+        if not isinstance(self.content, DiskContentStore):
+            return None
+        self.content.blobs.mkdir(parents=True, exist_ok=True)
+        self.content.scratch.mkdir(parents=True, exist_ok=True)
+        return self.content.scratch
+
+    def check_fits(
+        self, connection: Connection, project: str, size: int, *, now: int, pending: int = 0
+    ) -> None:
+        """FileLimitError unless a File of `size` bytes passes neither the size limit nor the
+        project's quota, counting `pending` bytes the caller's transaction adds beside it (rows
+        not written yet). Serialises the project's quota checks until the transaction ends, as
+        `create` does."""
+        if size > self.max_file_bytes:
+            raise FileLimitError(
+                f"The file is larger than the limit of {self.max_file_bytes} bytes."
+            )
+        quota = self.max_project_file_bytes
+        if quota is None:
+            return
+        queries.lock_project_files(connection, project)
+        if queries.project_usage(connection, project, now=now) + pending + size > quota:
+            raise FileLimitError(
+                f"The file does not fit in the project's file storage quota ({quota} bytes)."
+            )
+
+    def add_content(
+        self, connection: Connection, sha256: str, size: int, source: Path | None, *, now: int
+    ) -> bool:
+        """Count one more File of this content, in the transaction that writes the File's row:
+        its bytes are stored from `source` (moved or read; a file the caller made for it) when
+        they are new. False, storing nothing, when they are new and there is no `source`."""
+        if queries.content_exists(connection, sha256):
+            queries.add_content_ref(connection, sha256, size, now=now)
+            return True
+        if source is None:
+            return False
+        queries.add_content_ref(connection, sha256, size, now=now)
+        self.content.put(connection, sha256, source)
+        return True
+
+    def drop_content(self, connection: Connection, sha256: str) -> bool:
+        """Count one File fewer of this content (its File now has other bytes). True when they
+        were the last: on disk the caller then runs `content.discard_unreferenced_sync` once
+        the transaction has committed; in the database their parts are gone already."""
+        if not queries.drop_content_ref(connection, sha256):
+            return False
+        self.content.remove(connection, sha256)  # the disk store's after-commit is the caller's
+        return True
 
     @contextlib.asynccontextmanager
     async def receive(self, project: str) -> AsyncIterator[Upload]:

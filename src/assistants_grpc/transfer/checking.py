@@ -16,9 +16,9 @@ from google.protobuf.message import Message
 
 from assistants_grpc.contract.openai_json import OpenAIJSONError, parse
 from assistants_grpc.services import validation as check
-from assistants_grpc.transfer.kinds import BY_OBJECT, Kind
+from assistants_grpc.transfer.kinds import BY_OBJECT, SKIPPED, Kind
 
-__all__ = ["Checked", "Refusal", "check_value"]
+__all__ = ["Checked", "Refusal", "Skipped", "check_value"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,14 @@ class Refusal:
 
 
 @dataclass(frozen=True, slots=True)
+class Skipped:
+    """An object left out on purpose (a file batch...): a note, not an error."""
+
+    kind: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Checked:
     kind: Kind
     obj: Message
@@ -38,7 +46,7 @@ class Checked:
 _SUPPORTED = ", ".join(repr(name) for name in BY_OBJECT)
 
 
-def check_value(value: Any, *, may_hold_nul: bool = True) -> Checked | Refusal:
+def check_value(value: Any, *, may_hold_nul: bool = True) -> Checked | Refusal | Skipped:
     if not isinstance(value, dict):
         return Refusal(None, [("", f"expected an object, got {_json_type(value)}")])
     name = value.get("object")
@@ -46,7 +54,12 @@ def check_value(value: Any, *, may_hold_nul: bool = True) -> Checked | Refusal:
         return Refusal(None, [("object", "required: it says what the object is")])
     kind = BY_OBJECT.get(name) if isinstance(name, str) else None
     if kind is None:
+        if isinstance(name, str) and name in SKIPPED:
+            return Skipped(name, SKIPPED[name])
         return Refusal(None, [("object", f"{name!r} is not one of {_SUPPORTED}")])
+    skipped = kind.skip(value)
+    if skipped is not None:
+        return Skipped(kind.object, skipped)
     missing = [key for key in kind.required if value.get(key) is None]
     if missing:
         return Refusal(kind.object, [(key, "required.") for key in missing])

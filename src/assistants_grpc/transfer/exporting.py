@@ -2,8 +2,13 @@
 
 One object per line, rendered by `contract.openai_json.render` exactly as the API shows it, so
 the file is what the SDK's `model_dump_json()` would have written and `import` reads it back
-to the same objects. Order: the assistants, then the threads a page at a time, each page
-followed by its threads' messages, runs and steps, everything in insertion order.
+to the same objects. Order: the Files, the vector stores a page at a time, each page followed
+by their files, the assistants, then the threads a page at a time, each page followed by its
+threads' messages, runs and steps, everything in insertion order.
+
+The bytes of each File go to `OUT.files/<id>` (or `--files-dir DIR`), where `import OUT` looks
+for them, each streamed in parts of 1 MiB through a temporary file renamed into place. Written
+to stdout (`-`), the bytes go nowhere unless `--files-dir` says where (the result says so).
 
 It streams: rows are fetched a thousand at a time and written as they come, so a project larger
 than memory exports. It reads one state of the database: rows written after the export began
@@ -11,9 +16,11 @@ than memory exports. It reads one state of the database: rows written after the 
 cannot produce a step whose run is not in the file; on PostgreSQL the whole export is also one
 REPEATABLE READ snapshot.
 
-With `--thread`, only those threads (with their messages, runs and steps) and the assistants
-their runs and messages name: the file then imports on its own into an empty database, and the
-threads can be continued there with the same assistants.
+With `--thread`, only those threads (with their messages, runs and steps), the assistants
+their runs and messages name, and the vector stores (with their files) and Files these threads
+and assistants name (tool resources, attachments, image parts, annotations, tool outputs): the
+file then imports on its own into an empty database, and the threads can be continued there
+with the same assistants, stores and Files.
 """
 
 from __future__ import annotations
@@ -25,31 +32,46 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
-from sqlalchemy import ColumnElement, Connection, func, select, union
+from sqlalchemy import ColumnElement, Connection, Table, func, select, union
 
+from assistants_grpc.clock import SystemClock
 from assistants_grpc.contract.openai_json import render
+from assistants_grpc.files.storage import FileStorage
+from assistants_grpc.ids import random_id
+from assistants_grpc.store import files as file_queries
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.database import Database
-from assistants_grpc.transfer.kinds import KINDS, Kind
+from assistants_grpc.transfer.contents import FILES_SUFFIX, write_content
+from assistants_grpc.transfer.kinds import BY_OBJECT, KINDS, Kind
 from assistants_grpc.transfer.progress import Progress
 
 __all__ = ["ExportResult", "export"]
 
 _PAGE: Final = 200
 _CHILDREN: Final[tuple[Kind, ...]] = tuple(k for k in KINDS if k.under_thread)
-_ASSISTANT: Final = next(k for k in KINDS if k.object == "assistant")
-_THREAD: Final = next(k for k in KINDS if k.object == "thread")
+_ASSISTANT: Final = BY_OBJECT["assistant"]
+_THREAD: Final = BY_OBJECT["thread"]
+_FILE: Final = BY_OBJECT["file"]
+_STORE: Final = BY_OBJECT["vector_store"]
+_STORE_FILE: Final = BY_OBJECT["vector_store.file"]
+# JSON keys whose values name Files or vector stores, wherever they are in an object.
+_NAMING_FILES: Final = frozenset({"file_id", "file_ids"})
+_NAMING_STORES: Final = frozenset({"vector_store_ids"})
 
 
 @dataclass
 class ExportResult:
     counts: dict[str, int] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)  # --thread ids not in the project
+    # Where the Files' bytes were written; None when they were not (OUT is stdout).
+    files_dir: Path | None = None
+    unreadable: list[str] = field(default_factory=list)  # Files whose bytes could not be read
 
 
 def export(
@@ -58,14 +80,35 @@ def export(
     project: str,
     progress: Progress,
     thread_ids: Sequence[str] | None = None,
+    *,
+    storage: FileStorage | None = None,
+    files_dir: Path | None = None,
+    now: int | None = None,
 ) -> ExportResult:
-    result = ExportResult({kind.object: 0 for kind in KINDS})
+    """Export the project (or `thread_ids` and what they name) to `out`; Files' bytes to
+    `files_dir` (default `OUT.files`). `storage` is where they are read from (default: the
+    database's, as a server with default settings has it); Files expired at `now` are left out,
+    as the API shows them no more."""
+    if storage is None:
+        storage = FileStorage.for_database(database, SystemClock(), random_id)
+    if files_dir is None and out != "-":
+        files_dir = Path(out).with_name(Path(out).name + FILES_SUFFIX)
+    result = ExportResult({kind.object: 0 for kind in KINDS}, files_dir=files_dir)
     with _output(out) as stream, database.engine.connect() as connection:
         if database.is_postgresql:
             connection = connection.execution_options(isolation_level="REPEATABLE READ")
         with connection.begin():
             marks = {kind.object: repo.max_pk(connection, kind.table) for kind in KINDS}
-            _Export(connection, stream, project, marks, result, progress).run(thread_ids)
+            _Export(
+                connection,
+                stream,
+                project,
+                marks,
+                result,
+                progress,
+                storage,
+                int(time.time()) if now is None else now,
+            ).run(thread_ids)
     progress.end_phase()
     return result
 
@@ -79,6 +122,8 @@ class _Export:
         marks: dict[str, int],
         result: ExportResult,
         progress: Progress,
+        storage: FileStorage,
+        now: int,
     ) -> None:
         self._c = connection
         self._stream = stream
@@ -86,8 +131,12 @@ class _Export:
         self._marks = marks
         self._result = result
         self._progress = progress
+        self._storage = storage
+        self._now = now
         self._done = 0
         self._assistant_ids: set[str] = set()
+        # With --thread: the Files and stores the exported objects name (None: all of them).
+        self._named: tuple[set[str], set[str]] | None = None
 
     def _seen(self, kind: Kind) -> ColumnElement[bool]:
         return kind.table.c.pk <= self._marks[kind.object]
@@ -98,10 +147,13 @@ class _Export:
             in_project = [threads.c.project == self._project, self._seen(_THREAD)]
             assistants = [_ASSISTANT.table.c.project == self._project, self._seen(_ASSISTANT)]
             self._progress.phase("exporting", self._count_all(in_project), "objects")
+            self._write_files([])
+            self._write_stores([])
             self._write(_ASSISTANT, repo.stream_rows(self._c, _ASSISTANT.table, assistants))
-            for page in self._thread_pages(in_project):
+            for page in self._pages(threads, in_project):
                 self._write_threads(page)
             return
+        self._named = (set(), set())
         wanted = list(dict.fromkeys(thread_ids))
         found: set[str] = set()
         for start in range(0, len(wanted), _PAGE):
@@ -124,15 +176,31 @@ class _Export:
                 for row in repo.stream_rows(self._c, threads, [threads.c.id.in_(chunk)])
             }
             self._write_threads([by_id[t] for t in chunk])
+        file_ids, store_ids = self._named
+        # The stores first: their files name more Files.
+        self._write_stores(self._in_order(_STORE.table, store_ids))
+        self._write_files(self._in_order(_FILE.table, file_ids))
 
-    def _thread_pages(self, conditions: list[ColumnElement[bool]]) -> Iterator[list[Any]]:
-        threads = _THREAD.table
+    def _in_order(self, table: Table, ids: set[str]) -> list[str]:
+        """These ids in the order their rows were written (an import keeps that order)."""
+        wanted = sorted(ids)
+        found: list[tuple[int, str]] = []
+        for start in range(0, len(wanted), _PAGE):
+            query = select(table.c.pk, table.c.id).where(
+                table.c.id.in_(wanted[start : start + _PAGE])
+            )
+            found += [(row[0], row[1]) for row in self._c.execute(query)]
+        return [object_id for _pk, object_id in sorted(found)]
+
+    def _pages(self, table: Table, conditions: list[ColumnElement[bool]]) -> Iterator[list[Any]]:
+        """The rows a page at a time, in insertion order: lists, so that other queries can run
+        on the connection between pages (PostgreSQL streams from a server-side cursor)."""
         last = 0
         while True:
             query = (
-                select(threads)
-                .where(*conditions, threads.c.pk > last)
-                .order_by(threads.c.pk)
+                select(table)
+                .where(*conditions, table.c.pk > last)
+                .order_by(table.c.pk)
                 .limit(_PAGE)
             )
             page = list(self._c.execute(query).mappings())
@@ -140,6 +208,56 @@ class _Export:
                 return
             yield page
             last = page[-1]["pk"]
+
+    def _in(self, table: Table, ids: list[str]) -> Iterator[list[ColumnElement[bool]]]:
+        """Conditions for `ids` a page at a time, or one for all rows when `ids` is empty
+        and the export is of everything."""
+        if self._named is None:
+            yield []
+            return
+        for start in range(0, len(ids), _PAGE):
+            yield [table.c.id.in_(ids[start : start + _PAGE])]
+
+    def _write_stores(self, ids: list[str]) -> None:
+        """The project's vector stores (all, or these), each page followed by their files;
+        the Files those name join the Files to export."""
+        table = _STORE.table
+        for selected in self._in(table, ids):
+            conditions = [*selected, table.c.project == self._project, self._seen(_STORE)]
+            for page in self._pages(table, conditions):
+                self._write_rendered(_STORE, _STORE.render_rows(self._c, page))
+                files = _STORE_FILE.table
+                in_stores = [files.c.vector_store_id.in_([row["id"] for row in page])]
+                rows = list(repo.stream_rows(self._c, files, [*in_stores, self._seen(_STORE_FILE)]))
+                if self._named is not None:
+                    self._named[0].update(row["id"] for row in rows)
+                self._write(_STORE_FILE, rows)
+
+    def _write_files(self, ids: list[str]) -> None:
+        """The project's live Files (all, or these), each with its bytes."""
+        table = _FILE.table
+        for selected in self._in(table, ids):
+            conditions = [
+                *selected,
+                table.c.project == self._project,
+                file_queries.live(self._now),
+                self._seen(_FILE),
+            ]
+            for page in self._pages(table, conditions):
+                self._write(_FILE, page)
+                for row in page:
+                    self._write_bytes(row)
+
+    def _write_bytes(self, row: Any) -> None:
+        directory = self._result.files_dir
+        if directory is None:
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        parts = self._storage.content.read_sync(self._c, row["sha256"], row["bytes"])
+        try:
+            write_content(directory / row["id"], parts)
+        except FileNotFoundError:
+            self._result.unreadable.append(row["id"])
 
     def _write_threads(self, page: Sequence[Any]) -> None:
         self._write(_THREAD, page)
@@ -171,10 +289,16 @@ class _Export:
                 self._write(_ASSISTANT, repo.stream_rows(self._c, table, conditions))
 
     def _write(self, kind: Kind, rows: Iterator[Any] | Sequence[Any]) -> None:
+        self._write_rendered(kind, (render(kind.from_row(row)) for row in rows))
+
+    def _write_rendered(self, kind: Kind, objects: Iterator[dict[str, Any]]) -> None:
         write = self._stream.write
+        named = self._named
         n = 0
-        for row in rows:
-            write(json.dumps(render(kind.from_row(row)), ensure_ascii=False, separators=(",", ":")))
+        for obj in objects:
+            if named is not None:
+                _gather(obj, named[0], named[1])
+            write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
             write("\n")
             n += 1
             if n % 500 == 0:
@@ -192,6 +316,13 @@ class _Export:
     def _count_all(self, in_project: list[ColumnElement[bool]]) -> int:
         threads = select(_THREAD.table.c.id).where(*in_project)
         total = self._count(_ASSISTANT, [_ASSISTANT.table.c.project == self._project])
+        files = _FILE.table
+        total += self._count(
+            _FILE, [files.c.project == self._project, file_queries.live(self._now)]
+        )
+        stores = select(_STORE.table.c.id).where(_STORE.table.c.project == self._project)
+        total += self._count(_STORE, [_STORE.table.c.project == self._project])
+        total += self._count(_STORE_FILE, [_STORE_FILE.table.c.vector_store_id.in_(stores)])
         total += self._count(_THREAD, in_project)
         for kind in _CHILDREN:
             total += self._count(kind, [kind.table.c.thread_id.in_(threads)])
@@ -204,6 +335,24 @@ class _Export:
         for kind in _CHILDREN:
             total += self._count(kind, [kind.table.c.thread_id.in_(ids)])
         return total
+
+
+def _gather(value: Any, file_ids: set[str], store_ids: set[str]) -> None:
+    """Add the ids of Files and vector stores an object's JSON names, at any depth."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in _NAMING_FILES or key in _NAMING_STORES:
+                ids = file_ids if key in _NAMING_FILES else store_ids
+                if isinstance(item, str):
+                    ids.add(item)
+                elif isinstance(item, list):
+                    ids.update(i for i in item if isinstance(i, str))
+            elif isinstance(item, dict | list):
+                _gather(item, file_ids, store_ids)
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict | list):
+                _gather(item, file_ids, store_ids)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
-"""The outcome of an import: counts per type and the problems, each where it was read."""
+"""The outcome of an import: counts per type and the problems, each where it was read (and the
+notes of what was left out on purpose, which are not problems)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Final
 
 __all__ = ["OUTCOMES", "UNREADABLE", "Problem", "Summary"]
 
-OUTCOMES: Final = ("imported", "unchanged", "replaced", "refused")
+OUTCOMES: Final = ("imported", "unchanged", "replaced", "refused", "skipped")
+# Shown in the summary only when some object had it.
+_SHOWN_IF_ANY: Final = frozenset({"skipped"})
 # The row of the summary for what could not even be told apart (not JSON, no `object`).
 UNREADABLE: Final = "(unreadable)"
 
@@ -50,6 +53,11 @@ class Summary:
         self.problems += 1
         self.on_problem(problem)
 
+    def skip(self, kind: str, note: Problem) -> None:
+        """An object left out on purpose: counted and told, but not a problem."""
+        self.count(kind, "skipped")
+        self.on_problem(note)
+
     @property
     def ok(self) -> bool:
         return self.problems == 0 and self.stopped is None
@@ -60,8 +68,9 @@ class Summary:
     def table(self, kinds: list[str]) -> str:
         """The summary as aligned columns: one row per type seen (in `kinds` order)."""
         names = [k for k in kinds if k in self.counts] + [k for k in self.counts if k not in kinds]
-        rows = [["type", *OUTCOMES]]
-        rows += [[name, *(f"{self.counts[name][o]:,}" for o in OUTCOMES)] for name in names]
+        shown = [o for o in OUTCOMES if o not in _SHOWN_IF_ANY or self.total(o)]
+        rows = [["type", *shown]]
+        rows += [[name, *(f"{self.counts[name][o]:,}" for o in shown)] for name in names]
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         lines = []
         for row in rows:

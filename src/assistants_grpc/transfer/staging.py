@@ -33,18 +33,19 @@ _SCHEMA: Final = """
 CREATE TABLE staged (
     seq INTEGER PRIMARY KEY,      -- input order
     kind INTEGER NOT NULL,        -- registry position: parents first
-    id TEXT NOT NULL,
+    id TEXT NOT NULL,             -- the kind's key: its id, unless only unique under a parent
     grp TEXT NOT NULL,            -- ordering group (the thread of a message...)
     created_at INTEGER NOT NULL,
     source INTEGER NOT NULL,      -- index of the input file
     line INTEGER NOT NULL,
     ends_at INTEGER,              -- a run active in the dump: when it is taken as ended
+    weight INTEGER NOT NULL,      -- bytes it brings beside its JSON (a File's content)
     data BLOB NOT NULL            -- the parsed object, serialized
 );
 """
 _INSERT: Final = (
-    "INSERT INTO staged (kind, id, grp, created_at, source, line, ends_at, data) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO staged (kind, id, grp, created_at, source, line, ends_at, weight, data) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # After loading (an index built once is cheaper than one kept up to date row by row).
 _INDEX: Final = "CREATE INDEX staged_kind_id ON staged (kind, id, seq)"
@@ -72,7 +73,7 @@ FROM staged AS s LEFT JOIN reversed AS r ON r.kind = s.kind AND r.grp = s.grp
 ORDER BY s.kind, CASE WHEN r.lo IS NULL THEN s.seq ELSE r.lo + r.hi - s.seq END, s.seq
 """
 _IN_ORDER: Final = """
-SELECT s.seq, s.kind, s.source, s.line, s.data
+SELECT s.seq, s.kind, s.source, s.line, s.weight, s.data
 FROM write_order AS w JOIN staged AS s ON s.seq = w.seq
 ORDER BY w.rowid
 """
@@ -87,6 +88,7 @@ class Staged:
     kind: int
     source: int
     line: int
+    weight: int  # bytes beside its JSON (a File's content): they count in a batch's size
     data: bytes
 
 
@@ -110,7 +112,7 @@ class Staging:
             self._db.execute(f"PRAGMA {pragma}")
         self._db.executescript(_SCHEMA)
         self._db.execute("BEGIN")
-        self._pending: list[tuple[int, str, str, int, int, int, int | None, bytes]] = []
+        self._pending: list[tuple[int, str, str, int, int, int, int | None, int, bytes]] = []
         self.count = 0
 
     def add(
@@ -122,9 +124,12 @@ class Staging:
         source: int,
         line: int,
         ends_at: int | None,
+        weight: int,
         data: bytes,
     ) -> None:
-        self._pending.append((kind, object_id, group, created_at, source, line, ends_at, data))
+        self._pending.append(
+            (kind, object_id, group, created_at, source, line, ends_at, weight, data)
+        )
         self.count += 1
         if len(self._pending) >= 1000:
             self._flush()
@@ -169,6 +174,11 @@ class Staging:
             if hit is not None:
                 found[object_id] = hit
         return found
+
+    @property
+    def directory(self) -> Path:
+        """The staging file's private temporary directory (removed on close)."""
+        return Path(self._dir.name)
 
     def close(self) -> None:
         self._db.close()

@@ -1,8 +1,9 @@
-"""`thread.message`: under its thread, with its token count made as the API makes it."""
+"""`thread.message`: under its thread, with its token count made as the API makes it. Its
+assistant and the Files of its attachments may be absent, never another project's."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import Connection
@@ -32,6 +33,11 @@ class MessageKind(Kind):
         super().check(obj, v)
         if obj.role == M.MESSAGE_ROLE_UNSPECIFIED:
             v.add("role", "required.")
+
+    def references(self, obj: M.Message) -> Iterator[tuple[str, str, str]]:
+        yield from super().references(obj)
+        for i, attachment in enumerate(obj.attachments):
+            yield f"attachments[{i}].file_id", "file", attachment.file_id
 
     def prepare(self, obj: M.Message, connection: Connection, context: Context) -> M.Message:
         status = obj.status

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, RowMapping
 
 from assistants_grpc.contract.openai_json import enum_name
 from assistants_grpc.contract.pb import run_pb2
@@ -93,8 +93,10 @@ class RunKind(Kind):
     def from_row(self, row: Mapping[str, Any]) -> R.Run:
         return run_from_row(row)
 
-    def written(self, connection: Connection, obj: R.Run, *, replaced: bool) -> None:
-        if replaced:
+    def written(
+        self, connection: Connection, obj: R.Run, context: Context, *, previous: RowMapping | None
+    ) -> None:
+        if previous is not None:
             repo.delete_run_events(connection, obj.id)
         status = enum_name(R.RunStatus, obj.status)
         events = [R.RunEvent(event=f"thread.run.{status}", run=obj), R.RunEvent(event="done")]

@@ -31,6 +31,9 @@ from assistants_grpc.server import AssistantsServer, Overrides
 from assistants_grpc.store.database import normalize_url
 
 POSTGRES_URL = os.environ.get("ASSISTANTS_TEST_DATABASE_URL")
+# `serve` processes the tests start (and Settings.load) serve no HTTP face unless a test asks:
+# the default port 8080 would be shared by every test process on the machine.
+os.environ.setdefault("ASSISTANTS_HTTP_PORT", "0")
 
 
 def reset_postgres(url: str) -> None:
@@ -101,14 +104,17 @@ async def start_server(
     model: FakeModelServer,
     *,
     overrides: Mapping[str, Any] | None = None,
+    http: bool = False,
     **settings: object,
 ) -> AssistantsServer:
     """A started server; `overrides` are more Overrides fields (tool_registry, lease_clock,
     turn_hooks)."""
     # The python tool off: these servers' runs do not call it, and each server would start a
     # kernel to check its sandbox (tests/sandbox/ exercises it, and the server test below).
+    # http_port 0: no HTTP listener unless a test asks for one (`serving(..., http=True)`).
     defaults: dict[str, object] = {
         "port": 0,
+        "http_port": 0,
         "model_max_retries": 1,
         "shutdown_grace": 1.0,
         "code_interpreter": "off",
@@ -122,6 +128,7 @@ async def start_server(
             model_env={"OPENAI_BASE_URL": model.base_url, "OPENAI_API_KEY": "test-key"},
             **(overrides or {}),
         ),
+        http=http or None,
     )
     await server.start()
     return server
@@ -134,13 +141,17 @@ async def serving(
     *,
     overrides: Mapping[str, Any] | None = None,
     reset_model: bool = True,
+    http: bool = False,
     **settings: object,
 ) -> AsyncIterator[RunningServer]:
-    """A server with `settings` over the database, its stubs, and a reset fake model."""
+    """A server with `settings` over the database, its stubs, and a reset fake model; with
+    `http`, its HTTP face too, on a free port (`server.http_port`)."""
     if reset_model:
         fake_model.reset()
     clock = ManualClock()
-    server = await start_server(database_url, clock, fake_model, overrides=overrides, **settings)
+    server = await start_server(
+        database_url, clock, fake_model, overrides=overrides, http=http, **settings
+    )
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
         yield RunningServer(server, stubs_for(channel), clock, database_url, fake_model)

@@ -25,9 +25,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="assistants-grpc", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the gRPC server")
+    serve = commands.add_parser("serve", help="serve the gRPC and HTTP faces")
     serve.add_argument("--host", help="address to bind (ASSISTANTS_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (ASSISTANTS_PORT, default 50051)")
+    serve.add_argument(
+        "--http-port",
+        type=int,
+        help="port of the OpenAI-compatible HTTP face (ASSISTANTS_HTTP_PORT, default 8080; 0: off)",
+    )
+    serve.add_argument(
+        "--http-host", help="address of the HTTP face (ASSISTANTS_HTTP_HOST, default --host)"
+    )
     serve.add_argument("--database-url", help="SQLAlchemy URL (ASSISTANTS_DATABASE_URL)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING... (ASSISTANTS_LOG_LEVEL)")
     serve.add_argument(

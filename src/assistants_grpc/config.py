@@ -30,6 +30,10 @@ def _default_max_concurrent_runs() -> int:
 class Settings:
     host: str = "127.0.0.1"
     port: int = 50051
+    # The OpenAI-compatible HTTP/JSON face (README "From the openai SDK"): its port (0 turns it
+    # off) and address (None: the same as `host`).
+    http_port: int = 8080
+    http_host: str | None = None
     database_url: str = DEFAULT_DATABASE_URL
     log_level: str = "INFO"
     # How long in-flight calls may take to finish after SIGTERM before they are cancelled.
@@ -108,6 +112,11 @@ class Settings:
     code_interpreter_venv: str | None = None
     code_interpreter_uid_base: int = 990000
 
+    @property
+    def http_bind_host(self) -> str:
+        """The address the HTTP face binds: `--http-host`, else `--host`."""
+        return self.http_host if self.http_host is not None else self.host
+
     def __post_init__(self) -> None:
         for name, (rule, meaning) in _RULES.items():
             value = getattr(self, name)
@@ -148,6 +157,7 @@ def _positive(value: float) -> bool:
 # The values the server cannot run with, and what a good one is.
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "port": (lambda value: 0 <= value <= 65535, "a port between 0 and 65535 (0: any free one)"),
+    "http_port": (lambda value: 0 <= value <= 65535, "a port between 0 and 65535 (0: no HTTP)"),
     "shutdown_grace": (_at_least(0), "at least 0 seconds"),
     "max_concurrent_runs": (_at_least(1), "at least 1"),
     "run_expiry_seconds": (_at_least(1), "at least 1 second"),

@@ -1,9 +1,13 @@
-"""The gRPC server: the gRPC face (`api.face.GrpcFace`) served on a runtime.
+"""The server: the gRPC face (`api.face.GrpcFace`) and the OpenAI-compatible HTTP face
+(`http.face.HttpFace`, on `--http-port` unless that is 0) served on a runtime.
 
 `AssistantsServer(settings, overrides)` builds its own runtime, which is what `serve` and most
 tests want; `AssistantsServer(settings, runtime=runtime)` serves one that another face may be
 serving too. Either way `stop` is the runtime's one shutdown (runtime.py has the order), every
 face included.
+
+`http=True` serves the HTTP face even with `http_port` 0, which then binds any free port (read
+it back from `http_port`): tests use it, as `http_port` 0 otherwise turns the face off.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from assistants_grpc.config import Settings
 from assistants_grpc.engine.scheduler import RunScheduler
 from assistants_grpc.files.ingest import IngestionWorker
 from assistants_grpc.files.retrieval import Retriever
+from assistants_grpc.http.face import HttpFace, TlsFiles
 from assistants_grpc.runtime import Overrides, Runtime
 from assistants_grpc.services.files import FileService
 from assistants_grpc.store.database import Database
@@ -31,15 +36,27 @@ class AssistantsServer:
         overrides: Overrides | None = None,
         *,
         runtime: Runtime | None = None,
+        http: bool | None = None,
     ) -> None:
         self.settings = settings
         self.runtime = runtime if runtime is not None else Runtime(settings, overrides)
         self._face: GrpcFace | None = None
+        self._serve_http = bool(settings.http_port) if http is None else http
+        self._http: HttpFace | None = None
 
     @property
     def port(self) -> int:
         """The bound port (the chosen one for port 0); 0 until started."""
         return self._face.port if self._face is not None else 0
+
+    @property
+    def http_port(self) -> int:
+        """The HTTP face's bound port; 0 when it is off or not started."""
+        return self._http.port if self._http is not None else 0
+
+    @property
+    def http_face(self) -> HttpFace | None:
+        return self._http
 
     @property
     def database(self) -> Database | None:
@@ -87,13 +104,15 @@ class AssistantsServer:
             max_request_bytes=settings.max_request_bytes,
             credentials=credentials,
         )
+        http_face = self._http_face() if self._serve_http else None
         try:
-            await self.runtime.serve(face)
+            await self.runtime.serve(face, *([http_face] if http_face is not None else []))
         except BaseException:
             if owns_runtime:
                 await self.runtime.stop(0)
             raise
         self._face = face
+        self._http = http_face
         database = self.runtime.database
         assert database is not None  # started above
         log.info(
@@ -104,10 +123,27 @@ class AssistantsServer:
         )
         return face.port
 
+    def _http_face(self) -> HttpFace:
+        settings = self.settings
+        tls = (
+            TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+            if settings.tls_cert is not None and settings.tls_key is not None
+            else None
+        )
+        return HttpFace(
+            self.runtime.services,
+            self.runtime.guard,
+            host=settings.http_bind_host,
+            port=settings.http_port,
+            max_request_bytes=settings.max_request_bytes,
+            tls=tls,
+        )
+
     async def stop(self, grace: float | None = None) -> None:
         """The runtime's shutdown: every face it serves, then the engine and the database."""
         await self.runtime.stop(grace)
         self._face = None
+        self._http = None
 
     async def wait_for_termination(self) -> None:
         if self._face is not None:

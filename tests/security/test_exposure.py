@@ -76,7 +76,9 @@ async def test_bad_tls_settings_are_refused(tmp_path: Path) -> None:
         ({"tls_client_ca": missing}, "--tls-client-ca needs --tls-cert and --tls-key"),
         ({"tls_cert": missing, "tls_key": missing}, "cannot read"),
     ):
-        server = AssistantsServer(Settings(host="127.0.0.1", port=0, database_url=url, **settings))
+        server = AssistantsServer(
+            Settings(host="127.0.0.1", port=0, http_port=0, database_url=url, **settings)
+        )
         with pytest.raises(SecurityConfigError, match=message):
             await server.start()
         assert server.database is None  # nothing left open
@@ -87,7 +89,9 @@ async def test_without_keys_the_log_says_loopback_only(
 ) -> None:
     caplog.set_level(logging.INFO, logger="assistants_grpc")
     server = AssistantsServer(
-        Settings(host="127.0.0.1", port=0, database_url=f"sqlite:///{tmp_path / 'x.db'}")
+        Settings(
+            host="127.0.0.1", port=0, http_port=0, database_url=f"sqlite:///{tmp_path / 'x.db'}"
+        )
     )
     await server.start()
     await server.stop(0)

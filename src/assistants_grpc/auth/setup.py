@@ -22,9 +22,14 @@ async def build_guard(settings: Settings, database: Database, clock: Clock) -> G
     """The Guard to serve with; SecurityConfigError if the settings would expose the data."""
     configured = parse_mode(settings.auth)
     keys_exist = await database.transaction(api_keys.any_active)
-    mode = effective_mode(
-        configured, settings.host, keys_exist=keys_exist, allow_insecure=settings.allow_insecure
-    )
+    # Every address a face binds counts: one face on loopback does not excuse the other.
+    modes = {
+        effective_mode(
+            configured, host, keys_exist=keys_exist, allow_insecure=settings.allow_insecure
+        )
+        for host in bound_hosts(settings)
+    }
+    mode = AuthMode.REQUIRED if AuthMode.REQUIRED in modes else configured
     _log_posture(settings, mode, keys_exist=keys_exist)
     rate = (
         RateLimiter(clock, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst)
@@ -41,9 +46,18 @@ async def build_guard(settings: Settings, database: Database, clock: Clock) -> G
     )
 
 
+def bound_hosts(settings: Settings) -> list[str]:
+    """The addresses the faces bind: gRPC's, and the HTTP face's when it is on."""
+    hosts = [settings.host]
+    if settings.http_port and settings.http_bind_host != settings.host:
+        hosts.append(settings.http_bind_host)
+    return hosts
+
+
 def _log_posture(settings: Settings, mode: AuthMode, *, keys_exist: bool) -> None:
-    host = settings.host
-    loopback = is_loopback(host)
+    exposed = [h for h in bound_hosts(settings) if not is_loopback(h)]
+    host = ", ".join(exposed) if exposed else ", ".join(bound_hosts(settings))
+    loopback = not exposed
     keyless = mode is AuthMode.DISABLED or (mode is AuthMode.AUTO and not keys_exist)
     if mode is AuthMode.REQUIRED:
         log.info("authentication required: every call needs an API key")
@@ -70,4 +84,4 @@ def _log_posture(settings: Settings, mode: AuthMode, *, keys_exist: bool) -> Non
         log.info("TLS on")
 
 
-__all__ = ["build_guard"]
+__all__ = ["bound_hosts", "build_guard"]

@@ -1,0 +1,84 @@
+"""The ASGI app of the HTTP face: the route table under `/v1`, OpenAI's 404 for anything else,
+and `GET /health` for load balancers (the runtime's one health state, no key needed, like
+gRPC's health service).
+
+It is Starlette's Router, without the `Starlette` application's middleware: every handler
+answers its own errors (`call.Face.handle`), so the extra layers would only cost each call and
+each streamed frame. Each path is one Starlette route whose methods are dispatched here, so a
+method a path does not have is OpenAI's 404 "Invalid URL", not a 405.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route, Router
+from starlette.types import Receive, Scope, Send
+
+from assistants_grpc.http.call import Face, Handler, new_request_id
+from assistants_grpc.http.errors import error_response, unknown_route
+from assistants_grpc.http.routes import ROUTES
+from assistants_grpc.http.routes import Route as TableRoute
+
+PREFIX = "/v1"
+
+
+class _Path:
+    """The methods of one path."""
+
+    def __init__(self, face: Face, handlers: Mapping[str, Handler]) -> None:
+        self._face = face
+        self._handlers = dict(handlers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        handler = self._handlers.get(request.method)
+        if handler is None:
+            response = _not_found(request)
+        else:
+            response = await self._face.handle(request, handler)
+        await response(scope, receive, send)
+
+
+def _not_found(request: Request) -> Response:
+    return error_response(
+        unknown_route(request.method, request.url.path),
+        request.method,
+        {"x-request-id": new_request_id()},
+    )
+
+
+async def _unknown(scope: Scope, receive: Receive, send: Send) -> None:
+    await _not_found(Request(scope, receive))(scope, receive, send)
+
+
+def _health(face: Face) -> Route:
+    async def health(_request: Request) -> Response:
+        status = "SERVING" if face.serving else "NOT_SERVING"
+        body = json.dumps({"status": status}).encode()
+        return Response(
+            body, status_code=200 if face.serving else 503, media_type="application/json"
+        )
+
+    return Route("/health", health, methods=["GET"])
+
+
+def build_app(face: Face, routes: Iterable[TableRoute] = ROUTES) -> Router:
+    """The app serving `routes` (in order: the first path that matches wins)."""
+    paths: dict[str, dict[str, Handler]] = {}
+    for route in routes:
+        methods = paths.setdefault(route.path, {})
+        if route.method in methods:
+            raise ValueError(f"{route.method} {route.path} is routed twice")
+        methods[route.method] = route.handler
+    table: list[BaseRoute] = [
+        Route(PREFIX + path, _Path(face, handlers)) for path, handlers in paths.items()
+    ]
+    table.append(_health(face))
+    return Router(table, redirect_slashes=False, default=_unknown)
+
+
+__all__ = ["PREFIX", "build_app"]

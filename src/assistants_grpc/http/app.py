@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, Router
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from assistants_grpc.http.call import Face, Handler, new_request_id
 from assistants_grpc.http.errors import error_response, unknown_route
@@ -34,12 +34,12 @@ class _Path:
         self._handlers = dict(handlers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._face.requests += 1
         request = Request(scope, receive)
         handler = self._handlers.get(request.method)
-        if handler is None:
-            response = _not_found(request)
-        else:
-            response = await self._face.handle(request, handler)
+        response: ASGIApp = (
+            _not_found(request) if handler is None else await self._face.handle(request, handler)
+        )
         await response(scope, receive, send)
 
 
@@ -49,10 +49,6 @@ def _not_found(request: Request) -> Response:
         request.method,
         {"x-request-id": new_request_id()},
     )
-
-
-async def _unknown(scope: Scope, receive: Receive, send: Send) -> None:
-    await _not_found(Request(scope, receive))(scope, receive, send)
 
 
 def _health(face: Face) -> Route:
@@ -78,7 +74,12 @@ def build_app(face: Face, routes: Iterable[TableRoute] = ROUTES) -> Router:
         Route(PREFIX + path, _Path(face, handlers)) for path, handlers in paths.items()
     ]
     table.append(_health(face))
-    return Router(table, redirect_slashes=False, default=_unknown)
+
+    async def unknown(scope: Scope, receive: Receive, send: Send) -> None:
+        face.requests += 1
+        await _not_found(Request(scope, receive))(scope, receive, send)
+
+    return Router(table, redirect_slashes=False, default=unknown)
 
 
 __all__ = ["PREFIX", "build_app"]

@@ -82,9 +82,7 @@ class Call:
         if not query and self.request.query_params:
             name = next(iter(self.request.query_params))
             raise HttpError(400, f"Unrecognized query parameter: {name}", param=name)
-        return requests.build(
-            message_type, body, self.path, values, frozenset(self.path) | query
-        )
+        return requests.build(message_type, body, self.path, values, frozenset(self.path) | query)
 
     def respond(self, message: Message) -> Response:
         """The object as OpenAI's JSON."""
@@ -108,6 +106,9 @@ class Face:
         self.streams = streams
         self.max_request_bytes = max_request_bytes
         self.serving = False
+        # Requests received under /v1 (routed or not): what tests count, e.g. that a conflict
+        # is answered once and not retried by the SDK.
+        self.requests = 0
 
     async def handle(self, request: Request, handler: Handler) -> ASGIApp:
         method = request.method

@@ -79,6 +79,11 @@ class HttpFace:
     def open_streams(self) -> int:
         return len(self._streams)
 
+    @property
+    def requests(self) -> int:
+        """Requests received so far (health checks aside)."""
+        return self._face.requests
+
     async def start(self) -> None:
         tls = self._tls
         config = uvicorn.Config(

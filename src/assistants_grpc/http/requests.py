@@ -81,7 +81,9 @@ async def read_json(request: Request, limit: int) -> Any:
         raise HttpError(400, BAD_JSON) from None
 
 
-def query_values(request: Request, message_type: type[Message], allowed: frozenset[str]) -> dict[str, Any]:
+def query_values(
+    request: Request, message_type: type[Message], allowed: frozenset[str]
+) -> dict[str, Any]:
     """The query string as JSON values of `message_type`'s fields: `include[]=a&include[]=b`
     (the SDK's bracket form) or `include=a` for a repeated field, integers as integers."""
     fields = message_type.DESCRIPTOR.fields_by_name

@@ -41,16 +41,14 @@ class HttpServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.running.server.http_port}/v1"
 
-    def sync_client(self, api_key: str = "sk-none", **options: object) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.base_url, api_key=api_key, max_retries=2, **options)  # type: ignore[arg-type]
+    def sync_client(self, api_key: str = "sk-none", *, max_retries: int = 2) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.base_url, api_key=api_key, max_retries=max_retries)
 
-    def async_client(self, api_key: str = "sk-none", **options: object) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(
-            base_url=self.base_url,
-            api_key=api_key,
-            max_retries=2,
-            **options,  # type: ignore[arg-type]
-        )
+    def async_client(
+        self, api_key: str = "sk-none", *, max_retries: int = 2
+    ) -> openai.AsyncOpenAI:
+        """The SDK's client with its default retries: what is retried shows."""
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=api_key, max_retries=max_retries)
 
     def raw(self) -> httpx2.AsyncClient:
         """A plain HTTP client on the face, for what the SDK never sends."""

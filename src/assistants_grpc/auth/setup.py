@@ -47,9 +47,11 @@ async def build_guard(settings: Settings, database: Database, clock: Clock) -> G
 
 
 def bound_hosts(settings: Settings) -> list[str]:
-    """The addresses the faces bind: gRPC's, and the HTTP face's when it is on."""
+    """The addresses the faces bind: gRPC's, and the HTTP face's when it is on or named (an
+    `--http-host` given is judged even when that face is off: it says where data may go)."""
     hosts = [settings.host]
-    if settings.http_port and settings.http_bind_host != settings.host:
+    http_named = settings.http_port != 0 or settings.http_host is not None
+    if http_named and settings.http_bind_host != settings.host:
         hosts.append(settings.http_bind_host)
     return hosts
 

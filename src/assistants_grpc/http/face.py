@@ -80,6 +80,15 @@ class HttpFace:
         return len(self._streams)
 
     @property
+    def keepalive(self) -> float:
+        """Seconds of silence before an open stream sends a keep-alive comment."""
+        return self._streams.keepalive
+
+    @keepalive.setter
+    def keepalive(self, seconds: float) -> None:
+        self._streams.keepalive = seconds
+
+    @property
     def requests(self) -> int:
         """Requests received so far (health checks aside)."""
         return self._face.requests

@@ -44,9 +44,7 @@ class HttpServer:
     def sync_client(self, api_key: str = "sk-none", *, max_retries: int = 2) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.base_url, api_key=api_key, max_retries=max_retries)
 
-    def async_client(
-        self, api_key: str = "sk-none", *, max_retries: int = 2
-    ) -> openai.AsyncOpenAI:
+    def async_client(self, api_key: str = "sk-none", *, max_retries: int = 2) -> openai.AsyncOpenAI:
         """The SDK's client with its default retries: what is retried shows."""
         return openai.AsyncOpenAI(base_url=self.base_url, api_key=api_key, max_retries=max_retries)
 

@@ -66,7 +66,9 @@ async def test_assistants_every_method_async(client: openai.AsyncOpenAI) -> None
 
 
 async def test_lists_page_automatically_in_both_orders(client: openai.AsyncOpenAI) -> None:
-    made = [(await client.beta.assistants.create(model="gpt-4o", name=f"a{i}")).id for i in range(7)]
+    made = [
+        (await client.beta.assistants.create(model="gpt-4o", name=f"a{i}")).id for i in range(7)
+    ]
     newest_first = [a.id async for a in client.beta.assistants.list(limit=3)]
     assert newest_first == made[::-1]
     oldest_first = [a.id async for a in client.beta.assistants.list(limit=2, order="asc")]
@@ -146,9 +148,7 @@ async def test_every_resource_method_sync(http_server: HttpServer) -> None:
             assert assistant.id in [a.id for a in client.beta.assistants.list(limit=1)]
             thread = client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
             assert client.beta.threads.retrieve(thread.id).id == thread.id
-            assert client.beta.threads.update(thread.id, metadata={"a": "b"}).metadata == {
-                "a": "b"
-            }
+            assert client.beta.threads.update(thread.id, metadata={"a": "b"}).metadata == {"a": "b"}
             made = client.beta.threads.messages.create(thread.id, role="user", content="again")
             assert client.beta.threads.messages.retrieve(made.id, thread_id=thread.id) == made
             client.beta.threads.messages.update(made.id, thread_id=thread.id, metadata={})

@@ -100,7 +100,9 @@ async def test_create_and_poll_the_seed_example(client: openai.AsyncOpenAI) -> N
     assert listed == [run.id]
     polled = await client.beta.threads.runs.poll(run.id, thread_id=thread.id)
     assert polled == await client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
-    updated = await client.beta.threads.runs.update(run.id, thread_id=thread.id, metadata={"a": "b"})
+    updated = await client.beta.threads.runs.update(
+        run.id, thread_id=thread.id, metadata={"a": "b"}
+    )
     assert updated.metadata == {"a": "b"}
 
 
@@ -115,7 +117,9 @@ async def test_stream_with_an_event_handler(client: openai.AsyncOpenAI) -> None:
         run = stream.current_run
     assert run is not None and run.status == "completed"
     assert handler.text == "You said: Hello there"
-    assert handler.events[0] == "thread.run.created" and handler.events[-1] == "thread.run.completed"
+    assert (
+        handler.events[0] == "thread.run.created" and handler.events[-1] == "thread.run.completed"
+    )
     assert len(handler.done_messages) == 1 and len(handler.done_steps) == 1
     await _check_accumulated(client, thread.id, run.id, handler)
     # `create_and_stream`, the older name of the same helper.
@@ -141,7 +145,9 @@ async def test_tool_run_polled_then_answered(client: openai.AsyncOpenAI) -> None
     assert call.function.name == "get_weather"
     assert json.loads(call.function.arguments) == {"city": "Paris"}
     done = await client.beta.threads.runs.submit_tool_outputs_and_poll(
-        run_id=run.id, thread_id=thread.id, tool_outputs=[{"tool_call_id": call.id, "output": "22C"}]
+        run_id=run.id,
+        thread_id=thread.id,
+        tool_outputs=[{"tool_call_id": call.id, "output": "22C"}],
     )
     assert done.status == "completed"
     messages = await client.beta.threads.messages.list(thread.id, run_id=run.id)
@@ -193,7 +199,9 @@ async def test_tool_run_streamed_then_answered_by_stream(client: openai.AsyncOpe
     )
     call = paused.required_action.submit_tool_outputs.tool_calls[0]  # type: ignore[union-attr]
     queued = await client.beta.threads.runs.submit_tool_outputs(
-        run_id=paused.id, thread_id=thread.id, tool_outputs=[{"tool_call_id": call.id, "output": "9C"}]
+        run_id=paused.id,
+        thread_id=thread.id,
+        tool_outputs=[{"tool_call_id": call.id, "output": "9C"}],
     )
     assert queued.status in ("queued", "in_progress")
     final = await client.beta.threads.runs.poll(paused.id, thread_id=thread.id)

@@ -69,7 +69,9 @@ async def test_keys_and_projects(keyed: tuple[HttpServer, Keys]) -> None:
         assert twice.status_code == 401
 
 
-@pytest.mark.parametrize("keyed", [{"rate_limit_per_second": 0.01, "rate_limit_burst": 3}], indirect=True)
+@pytest.mark.parametrize(
+    "keyed", [{"rate_limit_per_second": 0.01, "rate_limit_burst": 3}], indirect=True
+)
 async def test_one_rate_limit_for_both_faces(keyed: tuple[HttpServer, Keys]) -> None:
     server, keys = keyed
     grpc_stubs = stubs(server.running.target, keys.alpha)
@@ -151,7 +153,7 @@ async def test_an_exposed_http_address_needs_keys(tmp_path: Path) -> None:
     )
     server = AssistantsServer(settings, http=True)
     try:
-        with pytest.raises(SecurityConfigError, match="refusing to listen on 0.0.0.0"):
+        with pytest.raises(SecurityConfigError, match=r"refusing to listen on 0\.0\.0\.0"):
             await server.start()
         assert not server.runtime.started
     finally:

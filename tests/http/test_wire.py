@@ -146,9 +146,7 @@ async def test_query_parameters(http_server: HttpServer) -> None:
         assert bogus.status_code == 400 and _error(bogus)["param"] == "include[0]"
 
 
-async def test_a_body_over_the_limit_is_413(
-    database_url: str, fake_model: FakeModelServer
-) -> None:
+async def test_a_body_over_the_limit_is_413(database_url: str, fake_model: FakeModelServer) -> None:
     async with serving(
         database_url, fake_model, http=True, auth="disabled", max_request_bytes=2000
     ) as running:
@@ -185,8 +183,12 @@ async def test_a_stream_is_sse_frames_ending_with_done(http_server: HttpServer) 
         frames = _frames(answer.text)
         assert frames[0][0] == "thread.run.created" and frames[-2][0] == "thread.run.completed"
         for name, data in frames[:-1]:
-            assert json.loads(data)["object"] in ("thread.run", "thread.run.step", "thread.message",
-                                                  "thread.message.delta"), name
+            assert json.loads(data)["object"] in (
+                "thread.run",
+                "thread.run.step",
+                "thread.message",
+                "thread.message.delta",
+            ), name
         deltas = [json.loads(d) for n, d in frames if n == "thread.message.delta"]
         text = "".join(p["text"]["value"] for d in deltas for p in d["delta"]["content"])
         assert text == "You said: Stream this"

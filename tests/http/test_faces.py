@@ -93,7 +93,7 @@ async def test_a_run_created_over_grpc_is_continued_over_http(
     grpc_run = await stubs.runs.GetRun(R.GetRunRequest(thread_id=thread.id, run_id=run.id))
     assert render(grpc_run) == (
         await client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
-    ).model_dump(mode="json")  # noqa: E501
+    ).model_dump(mode="json")
 
 
 def _strict(model: type[BaseModel], data: Any) -> None:

@@ -29,6 +29,7 @@ from typing import Any, Final
 from tests.bench import (
     code,
     files,
+    http,
     prompt,
     replicas,
     report,
@@ -45,13 +46,14 @@ from tests.bench.processes import (
     Child,
     Children,
     CpuMeter,
+    free_port,
     machine_busy_pct,
     run_event_loop,
 )
 
 SECTIONS: Final = (
-    "unary", "runs", "tools", "streams", "prompt", "code", "files", "postgres", "replicas",
-    "import",
+    "unary", "runs", "http", "tools", "streams", "prompt", "code", "files", "postgres",
+    "replicas", "import",
 )  # fmt: skip
 _POSTGRES_SECTIONS: Final = ("postgres", "replicas")
 # Sections that start their own processes and need no service.
@@ -166,8 +168,12 @@ class Bench:
 
     async def _sqlite(self, children: Children, model: Child, tmp: Path) -> None:
         sqlite_url = f"sqlite:///{tmp / 'bench.db'}"
+        http_port = free_port()
         service = children.start_service(
-            "service-sqlite", sqlite_url, model.port, self._models_config(model, tmp)
+            "service-sqlite",
+            sqlite_url,
+            model.port,
+            [*self._models_config(model, tmp), "--http-port", str(http_port)],
         )
         print(f"bench: service (SQLite) pid {service.pid} port {service.port}", flush=True)
 
@@ -196,6 +202,12 @@ class Bench:
                     self.plan,
                     nagle_port=model.second_port,
                 ),
+            )
+        if "http" in self.sections:
+            await self._section(
+                "http",
+                service,
+                lambda: http.measure(service.port, http_port, service.pid, self.plan),
             )
         if "tools" in self.sections:
             await self._section(

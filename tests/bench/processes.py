@@ -259,6 +259,9 @@ class Children:
             "WARNING",
             "--shutdown-grace",
             "2",
+            # No HTTP face unless a section asks (`extra` wins: the last flag counts).
+            "--http-port",
+            "0",
             *extra,
         ]
         env = {

@@ -96,6 +96,20 @@ def _ratio(method: str, share: float) -> Target:
 
 TARGETS = (
     _ratio("GetAssistant", 0.40),
+    Target(
+        "HTTP GetAssistant at 16 in flight, share of gRPC calls/s",
+        ("http", "get_assistant", "ratio_to_grpc"),
+        "x",
+        "≥ 0.70",
+        lambda v: v >= 0.70,
+    ),
+    Target(
+        "Added latency to first delta over SSE vs gRPC, median",
+        ("http", "first_delta", "added_p50_ms"),
+        "ms",
+        "≤ 1",
+        lambda v: v <= 1,
+    ),
     _ratio("CreateMessage", 0.25),
     Target(
         "Added latency to first delta, median",
@@ -277,6 +291,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += _unary(s["unary"])
     if "runs" in s or "postgres" in s:
         lines += _runs(s)
+    if "http" in s:
+        lines += _http(s["http"])
     if "tools" in s:
         lines += _tools(s["tools"])
     if "streams" in s:
@@ -311,6 +327,44 @@ def _files(f: dict[str, Any]) -> list[str]:
          f["search_hybrid"]["p50_ms"], f["search_hybrid"]["p99_ms"]],
     ]  # fmt: skip
     return lines + _table(["", "n / value", "p50 ms", "p99 ms"], rows)
+
+
+def _http(h: dict[str, Any]) -> list[str]:
+    g, d, b = h["get_assistant"], h["first_delta"], h["grpc_beside_busy_http"]
+    lines = [
+        "## The HTTP face beside gRPC",
+        "",
+        "The same service process serves both faces. GetAssistant at "
+        f"{g['in_flight']} in flight over HTTP (a keep-alive connection per caller) and over "
+        "gRPC, in alternating slices; the first `thread.message.delta` of a run streamed over "
+        "SSE and over CreateRunStream, one run of each in turn; gRPC latency (1 in flight) "
+        f"alone and while {b['http_callers']} HTTP callers keep the HTTP face busy.",
+        "",
+    ]
+    rows = [
+        ["GetAssistant over HTTP", g["http"]["calls_per_s"], g["http"]["p50_ms"],
+         g["http"]["p99_ms"], g["http"]["server_cpu_ms"]],
+        ["GetAssistant over gRPC", g["grpc"]["calls_per_s"], g["grpc"]["p50_ms"],
+         g["grpc"]["p99_ms"], g["grpc"]["server_cpu_ms"]],
+    ]  # fmt: skip
+    lines += _table(["Calls", "calls/s", "p50 ms", "p99 ms", "server CPU ms/call"], rows)
+    lines += [
+        f"HTTP/gRPC: {_fmt(g['ratio_to_grpc'])} by calls/s, "
+        f"{_fmt(g.get('cpu_ratio_to_grpc'))} by the service's CPU per call.",
+        "",
+    ]
+    rows = [
+        ["First delta over SSE", d["http_sse"]["p50_ms"], d["http_sse"]["p99_ms"]],
+        ["First delta over gRPC", d["grpc"]["p50_ms"], d["grpc"]["p99_ms"]],
+        ["gRPC GetAssistant alone", b["grpc_alone"]["p50_ms"], b["grpc_alone"]["p99_ms"]],
+        [
+            f"gRPC GetAssistant beside {b['http_calls_per_s']:.0f} HTTP calls/s",
+            b["grpc_beside_busy_http"]["p50_ms"],
+            b["grpc_beside_busy_http"]["p99_ms"],
+        ],
+    ]
+    lines += _table(["Latency", "p50 ms", "p99 ms"], rows)
+    return lines
 
 
 def _replicas(r: dict[str, Any]) -> list[str]:

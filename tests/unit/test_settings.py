@@ -35,6 +35,7 @@ def _serve(argv: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path) 
         (["--max-message-chars", "0"], "--max-message-chars"),
         (["--model-max-retries", "-1"], "--model-max-retries"),
         (["--port", "70000"], "a port between 0 and 65535"),
+        (["--http-port", "-1"], "--http-port / ASSISTANTS_HTTP_PORT: must be a port"),
         (["--log-level", "LOUD"], "not a log level: 'LOUD'"),
     ],
 )
@@ -55,6 +56,7 @@ def test_a_bad_flag_is_named_and_exits_2(
         ("ASSISTANTS_ALLOW_INSECURE", "maybe", "ASSISTANTS_ALLOW_INSECURE: not a boolean"),
         ("ASSISTANTS_MIGRATE_ON_START", "enabled", "ASSISTANTS_MIGRATE_ON_START: not a boolean"),
         ("ASSISTANTS_PORT", "http", "ASSISTANTS_PORT: not a valid int: 'http'"),
+        ("ASSISTANTS_HTTP_PORT", "80a", "ASSISTANTS_HTTP_PORT: not a valid int: '80a'"),
     ],
 )
 def test_a_bad_variable_is_named_and_exits_2(
@@ -110,3 +112,10 @@ def test_the_process_exits_2(tmp_path: Path) -> None:
         result.stderr
     )
     assert "Traceback" not in result.stderr
+
+
+def test_the_http_face_binds_the_grpc_host_unless_told() -> None:
+    assert Settings.load(env={}).http_port == 8080
+    assert Settings.load(env={"ASSISTANTS_HOST": "::1"}).http_bind_host == "::1"
+    told = Settings.load({"http_host": "127.0.0.2"}, env={"ASSISTANTS_HTTP_PORT": "0"})
+    assert (told.http_bind_host, told.http_port) == ("127.0.0.2", 0)

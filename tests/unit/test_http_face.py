@@ -51,7 +51,9 @@ def test_a_request_is_the_body_the_query_and_the_path() -> None:
     assert request.thread_id == "thread_t" and request.assistant_id == "asst_a"
     assert request.additional_messages[0].content[0].text == "hi"
     assert list(request.include) == ["step_details.tool_calls[*].file_search.results[*].content"]
-    empty = build(run_pb2.CancelRunRequest, None, {"thread_id": "t", "run_id": "r"}, {}, frozenset())
+    empty = build(
+        run_pb2.CancelRunRequest, None, {"thread_id": "t", "run_id": "r"}, {}, frozenset()
+    )
     assert (empty.thread_id, empty.run_id) == ("t", "r")
 
 

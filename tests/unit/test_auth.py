@@ -14,6 +14,7 @@ from assistants_grpc.auth.authenticator import (
     INVALID,
     MALFORMED,
     MISSING,
+    NO_KEYS_YET,
     Authenticator,
     AuthMode,
     bearer_token,
@@ -125,7 +126,8 @@ async def test_authenticator_caches_lookups_for_the_cache_time(database: Databas
     clock.advance(2)
     with pytest.raises(UnauthenticatedError) as caught:
         await authenticator.authenticate(header)
-    assert caught.value.message == INVALID
+    # The only key is revoked: none is active, so the refusal says how to get on.
+    assert caught.value.message == INVALID + NO_KEYS_YET
 
 
 async def test_authenticator_modes(database: Database) -> None:
@@ -138,8 +140,18 @@ async def test_authenticator_modes(database: Database) -> None:
     assert await disabled.authenticate({"authorization": "junk"}) == ANONYMOUS
     # auto: a key that is sent is checked, even while none exists.
     auto = Authenticator(database, clock, AuthMode.AUTO, cache_seconds=2)
-    with pytest.raises(UnauthenticatedError):
+    with pytest.raises(UnauthenticatedError) as caught:
         await auto.authenticate({"authorization": f"Bearer {KEY}"})
+    # ... and the refusal says how to get on while no key exists (what an SDK user meets first).
+    assert caught.value.message == INVALID + NO_KEYS_YET
+    with pytest.raises(UnauthenticatedError) as caught:
+        await auto.authenticate({"authorization": "Bearer not-needed"})
+    assert caught.value.message == MALFORMED + NO_KEYS_YET
+    admin.create_key(database, "p", 0)
+    clock.advance(2)
+    with pytest.raises(UnauthenticatedError) as caught:
+        await auto.authenticate({"authorization": f"Bearer {KEY}"})
+    assert caught.value.message == INVALID
 
 
 def test_rate_limiter_is_a_token_bucket_per_key() -> None:

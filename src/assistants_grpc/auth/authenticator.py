@@ -41,6 +41,13 @@ MISSING = "Missing API key: send 'authorization: Bearer <key>' metadata."
 MALFORMED = "Malformed authorization metadata: expected 'Bearer sk-...'."
 # One message for unknown and revoked keys: the answer must not tell which keys once existed.
 INVALID = "Invalid API key."
+# Added to a refused key while `auto` has no active key to check it against (calls without a key
+# are served then, so it tells nothing): the openai SDK always sends one, so this is what a first
+# local try over HTTP meets.
+NO_KEYS_YET = (
+    " This server has no active API key: create one with `assistants-grpc keys create --project"
+    " NAME` and send it, or serve with `--auth disabled` (loopback only) to not check keys."
+)
 
 TOUCH_INTERVAL = 60.0
 # The cache holds unknown keys too (so a client retrying a bad key does not hit the database on
@@ -88,7 +95,10 @@ class Authenticator:
     async def authenticate(self, headers: Headers) -> Caller:
         if self.mode is AuthMode.DISABLED:
             return ANONYMOUS
-        token = bearer_token(headers)
+        try:
+            token = bearer_token(headers)
+        except UnauthenticatedError as refused:
+            raise await self._explained(refused.message) from None
         if token is None:
             if self.mode is AuthMode.REQUIRED or await self.keys_exist():
                 raise UnauthenticatedError(MISSING)
@@ -97,9 +107,15 @@ class Authenticator:
         if key is None or key.revoked:
             # DEBUG: a client hammering a bad key must not be able to flood the log.
             log.debug("refused a call with an %s API key", "unknown" if key is None else "revoked")
-            raise UnauthenticatedError(INVALID)
+            raise await self._explained(INVALID)
         await self._touch(key.id)
         return Caller(project=key.project, key_id=key.id)
+
+    async def _explained(self, message: str) -> UnauthenticatedError:
+        """The refusal of a key that was sent; with the way out while `auto` has no keys."""
+        if self.mode is AuthMode.AUTO and not await self.keys_exist():
+            message += NO_KEYS_YET
+        return UnauthenticatedError(message)
 
     async def keys_exist(self) -> bool:
         """Whether an active key exists (cached): what `auto` mode asks."""
@@ -153,6 +169,7 @@ __all__ = [
     "INVALID",
     "MALFORMED",
     "MISSING",
+    "NO_KEYS_YET",
     "AuthMode",
     "Authenticator",
     "Headers",

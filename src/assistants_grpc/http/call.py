@@ -110,22 +110,28 @@ class Face:
         # is answered once and not retried by the SDK.
         self.requests = 0
 
-    async def handle(self, request: Request, handler: Handler) -> ASGIApp:
+    async def handle(
+        self, request: Request, handler: Handler, *, own_body: bool = False
+    ) -> ASGIApp:
+        """Answer one call; with `own_body` the handler reads the body (an upload, within its
+        own limits), otherwise it is read here as JSON within --max-request-bytes."""
         method = request.method
         headers = {"x-request-id": new_request_id()}
+        reads_json = method in _BODY_METHODS and not own_body
         try:
             raw = request.scope["headers"]
             call_headers = requests.request_headers(raw)
             length = call_headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) > self.max_request_bytes:
+            if (
+                reads_json
+                and length is not None
+                and length.isdigit()
+                and int(length) > self.max_request_bytes
+            ):
                 raise too_large(self.max_request_bytes)
             caller = await self.guard.admit(call_headers)
             requests.check_beta(call_headers)
-            body = (
-                await requests.read_json(request, self.max_request_bytes)
-                if method in _BODY_METHODS
-                else None
-            )
+            body = await requests.read_json(request, self.max_request_bytes) if reads_json else None
             return await handler(Call(self, request, caller, body, headers))
         except HttpError as error:
             return error_response(error, method, headers)

@@ -10,12 +10,12 @@ the schema test uses to choose the operations the face serves.
 
 from __future__ import annotations
 
-from assistants_grpc.http.routes import assistants, messages, runs, threads
+from assistants_grpc.http.routes import assistants, files, messages, runs, threads, vector_stores
 from assistants_grpc.http.routes.table import Route
 
 # Order matters where paths overlap: `/threads/runs` (create thread and run) must come before
 # `/threads/{thread_id}`, which it would otherwise match with the id "runs".
-FAMILIES = (assistants, runs, threads, messages)
+FAMILIES = (assistants, runs, threads, messages, files, vector_stores)
 
 ROUTES: tuple[Route, ...] = tuple(route for family in FAMILIES for route in family.ROUTES)
 

@@ -1,12 +1,13 @@
 """One HTTP call on its way through the face: admitted, parsed, answered.
 
 `Face.handle` is to the HTTP face what `api/errors.py`'s wrappers are to gRPC, the one place
-every call passes: a body over the size limit is refused unread (413, as gRPC refuses a message
-over its limit before anyone sees it), then the Guard admits the caller (401 without a valid
-key, 429 past the key's rate: an anonymous caller learns nothing more), then the `OpenAI-Beta`
-header is checked, and the route's handler gets a `Call`: the caller, the path ids, the parsed
-request, and the ways to answer (a rendered object, or a stream). Every error becomes OpenAI's
-envelope there, with the request id every answer carries (`x-request-id`).
+every call passes: a JSON body over the size limit is refused unread (413, as gRPC refuses a
+message over its limit before anyone sees it; a file upload has the FileService's limits),
+then the Guard admits the caller (401 without a valid key, 429 past the key's rate: an
+anonymous caller learns nothing more), then the `OpenAI-Beta` header is checked, and the
+route's handler gets a `Call`: the caller, the path ids, the parsed request, and the ways to
+answer (a rendered object, or a stream). Every error becomes OpenAI's envelope there, with the
+request id every answer carries (`x-request-id`).
 """
 
 from __future__ import annotations

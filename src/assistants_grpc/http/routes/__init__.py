@@ -1,11 +1,11 @@
 """The route table of the HTTP face: one module per family of OpenAI endpoints, each a
 `ROUTES` tuple of `Route(method, path, operation, handler)`.
 
-A new family (`/v1/files`, `/v1/vector_stores`) is one more module with its `ROUTES`, listed in
-`FAMILIES`: its handlers parse the request protos and render the answers through
-`contract/openai_json.py` like these, and the app, the errors, the admission and the schema
-test pick it up from here. `operation` is the operationId of OpenAI's OpenAPI document, which
-the schema test uses to choose the operations the face serves.
+Each family's handlers parse the request protos and render the answers through
+`contract/openai_json.py`, and the app, the errors, the admission and the schema test pick it
+up from here (a route with `own_body` reads its body itself: the multipart file upload).
+`operation` is the operationId of OpenAI's OpenAPI document, which the schema test uses to
+choose the operations the face serves.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ import pytest
 from openai.types import FileObject, VectorStore
 from openai.types.vector_stores import VectorStoreFile, VectorStoreFileBatch
 
+from assistants_grpc.contract.pb import file_pb2, vector_store_pb2_grpc
+from assistants_grpc.contract.pb import vector_store_pb2 as V
 from assistants_grpc.fake_model import FakeModelServer
 from tests.conftest import serving
 from tests.http.conftest import HttpServer
@@ -239,15 +241,9 @@ async def test_an_interrupted_upload_stores_nothing(
     writer.close()
     await writer.wait_closed()
     await asyncio.wait_for(ended.wait(), 30)
-    assert (await files.list("default", _list_request())).data == []
+    assert (await files.list("default", file_pb2.ListFilesRequest())).data == []
     assert _leftovers(http_server) == []
     del reader
-
-
-def _list_request() -> object:
-    from assistants_grpc.contract.pb import file_pb2
-
-    return file_pb2.ListFilesRequest()
 
 
 async def test_vector_stores_every_method_async(
@@ -387,3 +383,64 @@ async def test_vector_stores_sync_client_and_paging(http_server: HttpServer) -> 
             assert item.status == "cancelled"
 
     await asyncio.to_thread(cancel, made[1])
+
+
+async def test_a_body_surely_past_the_limit_is_refused_unread(
+    database_url: str, fake_model: FakeModelServer
+) -> None:
+    async with serving(
+        database_url, fake_model, http=True, auth="disabled", max_file_bytes=MIB
+    ) as running:
+        port = running.server.http_port
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            (
+                "POST /v1/files HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+                f"content-type: multipart/form-data; boundary={BOUNDARY}\r\n"
+                f"content-length: {100 * MIB}\r\n\r\n"
+            ).encode()
+        )
+        await writer.drain()
+        # No byte of the body is sent: the answer comes all the same.
+        status = await asyncio.wait_for(reader.readline(), 30)
+        assert status.startswith(b"HTTP/1.1 413"), status
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_a_file_is_one_file_on_both_faces(http_server: HttpServer) -> None:
+    stubs = http_server.running.stubs
+    over_grpc = await stubs.files.UploadFile(
+        iter(
+            [
+                file_pb2.UploadFileRequest(
+                    metadata=file_pb2.UploadFileMetadata(
+                        filename="grpc.md", purpose=file_pb2.FILE_PURPOSE_ASSISTANTS
+                    )
+                ),
+                file_pb2.UploadFileRequest(chunk=ALPHA),
+            ]
+        )
+    )
+    async with http_server.async_client() as client, http_server.raw() as raw:
+        assert (await client.files.retrieve(over_grpc.id)).filename == "grpc.md"
+        downloaded = await raw.get(f"/files/{over_grpc.id}/content")
+        assert downloaded.content == ALPHA
+        assert downloaded.headers["x-request-id"].startswith("req_")
+
+        over_http = await client.files.create(file=("http.md", BETA), purpose="assistants")
+        chunks = stubs.files.GetFileContent(file_pb2.GetFileContentRequest(file_id=over_http.id))
+        assert b"".join([c.data async for c in chunks]) == BETA
+
+        store = await client.vector_stores.create(file_ids=[over_grpc.id, over_http.id])
+        polled = await raw.get(f"/vector_stores/{store.id}/files/{over_http.id}")
+        assert polled.headers["openai-poll-after-ms"] == "100"
+        # Deleting the File over HTTP takes it out of the store, as over gRPC.
+        await client.files.delete(over_http.id)
+        with pytest.raises(openai.NotFoundError):
+            await client.vector_stores.files.retrieve(over_http.id, vector_store_id=store.id)
+        grpc_stores = vector_store_pb2_grpc.VectorStoreServiceStub(stubs.channel)
+        listed = await grpc_stores.ListVectorStoreFiles(
+            V.ListVectorStoreFilesRequest(vector_store_id=store.id)
+        )
+        assert [f.id for f in listed.data] == [over_grpc.id]

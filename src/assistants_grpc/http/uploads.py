@@ -33,6 +33,9 @@ FILE_FIELD: Final = "file"
 # a purpose and a number, never large.
 MAX_FIELD_BYTES: Final = 64 * 1024
 MAX_PARTS: Final = 16
+# More than a form around a file adds (its fields, each part's headers, the boundaries): a body
+# whose Content-Length passes the size limit by more than this is refused unread.
+FORM_OVERHEAD: Final = 2 * MAX_PARTS * MAX_FIELD_BYTES
 # A spooled file (sent before its fields) stays in memory up to this, then moves to disk.
 SPOOL_MEMORY: Final = 1024 * 1024
 # What is handed to storage at once: parser output is joined up to this many bytes.
@@ -53,6 +56,7 @@ class _Part:
     disposition: bytes = b""
     header_name: bytes = b""
     header_value: bytes = b""
+    header_bytes: int = 0
     data: bytearray = field(default_factory=bytearray)
 
 
@@ -94,12 +98,16 @@ class _Form:
 
     def _header_field(self, data: bytes, start: int, end: int) -> None:
         self._part.header_name += data[start:end]
+        self._count_header(end - start)
 
     def _header_value(self, data: bytes, start: int, end: int) -> None:
-        part = self._part
-        part.header_value += data[start:end]
-        if len(part.header_value) > MAX_FIELD_BYTES:
-            raise HttpError(400, "A multipart header is too long.")
+        self._part.header_value += data[start:end]
+        self._count_header(end - start)
+
+    def _count_header(self, size: int) -> None:
+        self._part.header_bytes += size
+        if self._part.header_bytes > MAX_FIELD_BYTES:
+            raise HttpError(400, "The headers of a multipart part are too long.")
 
     def _header_end(self) -> None:
         part = self._part
@@ -260,4 +268,4 @@ async def upload_requests(
             spool.close()
 
 
-__all__ = ["FILE_FIELD", "metadata", "upload_requests"]
+__all__ = ["FILE_FIELD", "FORM_OVERHEAD", "metadata", "upload_requests"]

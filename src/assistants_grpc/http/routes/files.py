@@ -15,10 +15,12 @@ from starlette.responses import StreamingResponse
 from starlette.types import ASGIApp
 
 from assistants_grpc.contract.pb import file_pb2 as F
+from assistants_grpc.files.storage import FileLimitError
 from assistants_grpc.http.call import Call
 from assistants_grpc.http.errors import HttpError
 from assistants_grpc.http.routes.table import Route
-from assistants_grpc.http.uploads import upload_requests
+from assistants_grpc.http.uploads import FORM_OVERHEAD, upload_requests
+from assistants_grpc.services.files import limit_error
 
 LIST_QUERY: Final = frozenset({"purpose", "limit", "order", "after"})
 CONTENT_TYPE: Final = "application/octet-stream"
@@ -29,7 +31,13 @@ async def create(call: Call) -> ASGIApp:
         name = next(iter(call.request.query_params))
         raise HttpError(400, f"Unrecognized query parameter: {name}", param=name)
     files = call.services.files
-    requests = upload_requests(call.request, max_file_bytes=files.storage.max_file_bytes)
+    limit = files.storage.max_file_bytes
+    length = call.request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit + FORM_OVERHEAD:
+        # Surely past the size limit whatever the form around it: refused unread.
+        error = FileLimitError(f"The file is larger than the limit of {limit} bytes.")
+        raise limit_error(error)
+    requests = upload_requests(call.request, max_file_bytes=limit)
     try:
         return call.respond(await files.upload(call.project, requests))
     finally:

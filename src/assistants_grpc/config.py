@@ -97,7 +97,8 @@ class Settings:
     max_project_file_bytes: int = 0
     # code_interpreter (README "Code interpreter"): auto | off | required; the sandbox's
     # limits per call and per session; the bubblewrap binary, the sandbox venv (None: the
-    # checkout's .sandbox/venv) and the first uid of the slots' range.
+    # checkout's .sandbox/venv) and the first uid of the slots' range; `warm` kernels started
+    # ahead for new threads' first calls (0: none), counted among the `sessions`.
     code_interpreter: str = "auto"
     code_interpreter_idle: float = 20 * 60
     code_interpreter_max_age: float = 60 * 60
@@ -111,6 +112,7 @@ class Settings:
     code_interpreter_bwrap: str = "bwrap"
     code_interpreter_venv: str | None = None
     code_interpreter_uid_base: int = 990000
+    code_interpreter_warm: int = 1
 
     @property
     def http_bind_host(self) -> str:
@@ -174,6 +176,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "max_streams_per_key": (_at_least(0), "at least 0 (0: no limit)"),
     "rate_limit_per_second": (_at_least(0), "at least 0 (0: no limit)"),
     "rate_limit_burst": (_at_least(1), "at least 1"),
+    "code_interpreter_warm": (_at_least(0), "at least 0 (0: no warm kernels)"),
 }
 
 # The words a boolean variable may be, either way (case does not matter).

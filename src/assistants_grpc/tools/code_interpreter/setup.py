@@ -71,6 +71,7 @@ def code_interpreter_config(settings: Any) -> CodeInterpreterConfig:
             idle_seconds=settings.code_interpreter_idle,
             max_age_seconds=settings.code_interpreter_max_age,
             max_sessions=settings.code_interpreter_sessions,
+            warm=settings.code_interpreter_warm,
         ),
         execution=ExecutionLimits(
             wall_seconds=settings.code_interpreter_timeout,
@@ -152,6 +153,7 @@ class CodeInterpreter:
                     f"--code-interpreter required, but the sandbox does not work here: {error}"
                 ) from None
             self._log_ready()
+            self.sessions.refill()
         else:
             checked: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
             self.executor.available_after(checked)
@@ -172,9 +174,13 @@ class CodeInterpreter:
             raise
         self._log_ready()
         checked.set_result(None)
+        assert self.sessions is not None
+        self.sessions.refill()
 
     def _log_ready(self) -> None:
-        notes = getattr(self.sandbox, "notes", [])
+        notes = list(getattr(self.sandbox, "notes", []))
+        assert self.sessions is not None
+        notes.append(f"{self.sessions.settings.warm} warm kernel(s)")
         log.info("code_interpreter: sandbox ready (%s)", "; ".join(notes))
 
     async def _sweep_forever(self) -> None:

@@ -45,19 +45,24 @@ class Slot:
 
 
 def _uid_processes(uid: int) -> list[int]:
-    """Pids of the processes whose real uid is `uid` (from /proc)."""
+    """Pids of the live processes whose real uid is `uid` (from /proc). A process that has
+    exited and not been reaped yet (a zombie: a killed sandbox's for a few milliseconds) holds
+    nothing and is not counted."""
     pids: list[int] = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             with open(f"/proc/{entry.name}/status", "rb") as status:
+                dead = False
                 for line in status:
-                    if line.startswith(b"Uid:"):
-                        if int(line.split()[1]) == uid:
+                    if line.startswith(b"State:"):
+                        dead = line.split()[1] in (b"Z", b"X")
+                    elif line.startswith(b"Uid:"):
+                        if int(line.split()[1]) == uid and not dead:
                             pids.append(int(entry.name))
                         break
-        except (OSError, ValueError):
+        except (OSError, ValueError, IndexError):
             continue
     return pids
 

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from assistants_grpc.clock import ManualClock
 from assistants_grpc.config import Settings
+from assistants_grpc.engine.server_tools import ToolCallRequest, ToolRunContext
+from assistants_grpc.server import AssistantsServer, Overrides
 from assistants_grpc.tools.code_interpreter.sessions import SessionSettings
 from assistants_grpc.tools.code_interpreter.setup import code_interpreter_config
 from tests.sandbox.conftest import Harness, make_harness, new_thread
@@ -223,3 +226,43 @@ def test_pool_kernels_die_with_the_server(tmp_path: Path) -> None:
         process.wait(10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+async def test_a_server_fills_its_pool_after_the_check_and_empties_it_at_stop(
+    tmp_path: Path,
+) -> None:
+    server = AssistantsServer(
+        Settings(
+            port=0,
+            http_port=0,
+            database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+            code_interpreter="required",
+            code_interpreter_warm=1,
+            code_interpreter_sessions=3,
+            code_interpreter_uid_base=991060,
+        ),
+        Overrides(clock=ManualClock()),
+    )
+    await server.start()
+    try:
+        assert server.code_interpreter is not None
+        sessions = server.code_interpreter.sessions
+        assert sessions is not None
+        await sessions.wait_warm()
+        assert sessions.warm == 1
+        context = ToolRunContext("default", "run_x", "thread_x", "asst_x", "m", {}, {})
+
+        async def emit(delta: object) -> None:
+            pass
+
+        result = await server.code_interpreter.executor.execute(
+            ToolCallRequest("call_x", 0, '{"code": "6 * 7"}'), context, emit
+        )
+        assert result.details["outputs"] == [{"type": "logs", "logs": "42"}]
+        assert sessions.handed_out == 1
+    finally:
+        await server.stop(0)
+    deadline = time.monotonic() + 10
+    while _uids_running(991060, 3) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _uids_running(991060, 3)

@@ -87,7 +87,11 @@ _DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 #   process of the pid namespace and exits, which ends the namespace;
 # - matplotlib's font cache, built by `make sandbox`, is copied where matplotlib looks;
 # - one byte on the ready pipe says the sandbox is set up (the server may now open
-#   /proc/<init>/root: before this it could still be the host's root).
+#   /proc/<init>/root: before this it could still be the host's root);
+# - debugpy is made unimportable: ipykernel then runs without its debugger (no frontend here
+#   could use it; it has no network to listen on) and the kernel starts about 150 ms sooner
+#   (measured: importing debugpy's pydevd is most of ipykernel's own start-up) with less
+#   memory.
 LAUNCHER = r"""
 import os, shutil, signal, sys, threading
 watch, ready = int(sys.argv[1]), int(sys.argv[2])
@@ -107,6 +111,7 @@ for name in os.listdir("/opt/python/share/matplotlib"):
 os.write(ready, b"r")
 os.close(ready)
 sys.argv = ["ipykernel", "-f", "/run/kernel.json"] + sys.argv[3:]
+sys.modules["debugpy"] = None
 from ipykernel import kernelapp
 kernelapp.launch_new_instance()
 """

@@ -302,6 +302,11 @@ class BwrapSandbox:
     def capacity(self) -> int:
         return self._slots_count
 
+    @property
+    def memory_cgroup(self) -> str | None:
+        """ "v1" or "v2" when each session has a memory cgroup (after `check`); None: rlimits."""
+        return None if self._pool is None else self._pool.memory_cgroup
+
     def check(self) -> None:
         """Everything a start needs is there (a quick look; `start` is the real test)."""
         bwrap = shutil.which(self._bwrap_name)

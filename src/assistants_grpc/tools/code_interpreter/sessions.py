@@ -177,6 +177,10 @@ class SessionManager:
         """Sessions that got a pool kernel (the rest started one on demand)."""
 
     @property
+    def sandbox(self) -> Sandbox:
+        return self._sandbox
+
+    @property
     def live(self) -> int:
         return len(self._sessions)
 

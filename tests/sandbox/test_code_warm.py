@@ -20,7 +20,10 @@ from assistants_grpc.clock import ManualClock
 from assistants_grpc.config import Settings
 from assistants_grpc.engine.server_tools import ToolCallRequest, ToolRunContext
 from assistants_grpc.server import AssistantsServer, Overrides
-from assistants_grpc.tools.code_interpreter.sessions import SessionSettings
+from assistants_grpc.tools.code_interpreter.bwrap import BwrapSandbox, preload_arguments
+from assistants_grpc.tools.code_interpreter.executor import CodeInterpreterExecutor
+from assistants_grpc.tools.code_interpreter.files import MemoryFiles
+from assistants_grpc.tools.code_interpreter.sessions import SessionManager, SessionSettings
 from assistants_grpc.tools.code_interpreter.setup import code_interpreter_config
 from tests.sandbox.conftest import Harness, make_harness, new_thread
 
@@ -266,3 +269,47 @@ async def test_a_server_fills_its_pool_after_the_check_and_empties_it_at_stop(
     while _uids_running(991060, 3) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _uids_running(991060, 3)
+
+
+PRELOAD_LOOK = (
+    "import sys\nprint(sorted(k for k in globals() if not k.startswith('_') and k not in "
+    "('In', 'Out', 'get_ipython', 'exit', 'quit', 'open', 'sys')), "
+    "'colorsys' in sys.modules, 'matplotlib.pyplot' in sys.modules)"
+)
+
+
+def _harness_with(preload: tuple[str, ...], uid_base: int) -> Harness:
+    sandbox = BwrapSandbox(slots=2, uid_base=uid_base, preload=preload)
+    sandbox.check()
+    clock = ManualClock()
+    sessions = SessionManager(sandbox, clock, replica="test", settings=SessionSettings(warm=1))
+    files = MemoryFiles()
+    return Harness(CodeInterpreterExecutor(sessions, files), sessions, files, clock)
+
+
+async def test_preloaded_modules_are_imported_not_named_and_pyplot_still_shows() -> None:
+    h = _harness_with(("colorsys", "matplotlib.pyplot"), 991070)
+    try:
+        h.sessions.refill()
+        await h.sessions.wait_warm()
+        thread = new_thread()
+        assert h.logs(await h.run(thread, PRELOAD_LOOK)) == "[] True True"
+        assert h.sessions.handed_out == 1
+        shown = await h.run(thread, "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()")
+        assert [o["type"] for o in shown.details["outputs"]] == ["image"]
+    finally:
+        await h.sessions.close()
+    plain = _harness_with((), 991080)
+    try:
+        assert plain.logs(await plain.run(new_thread(), PRELOAD_LOOK)) == "[] False False"
+    finally:
+        await plain.sessions.close()
+
+
+def test_preload_names_are_checked() -> None:
+    with pytest.raises(ValueError, match="not a Python module name"):
+        preload_arguments(["os; import shutil"])
+    with pytest.raises(ValueError, match="--code-interpreter-preload"):
+        Settings(code_interpreter_preload="numpy,os)")
+    config = code_interpreter_config(Settings(code_interpreter_preload=" numpy, pandas ,"))
+    assert config.preload == ("numpy", "pandas")

@@ -48,6 +48,7 @@ import json
 import logging
 import os
 import platform
+import re
 import resource
 import secrets
 import shutil
@@ -55,7 +56,7 @@ import signal
 import stat
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,27 @@ KERNEL_ARGUMENTS = (
     "--IPKernelApp.quiet=True",
     "--Application.log_level=WARN",
 )
+
+
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def preload_arguments(modules: Sequence[str]) -> list[str]:
+    """The kernel's options that import `modules` while it starts (after its shell exists, so
+    `matplotlib.pyplot` still gets the inline backend's hooks), into `sys.modules` only: the
+    user's namespace stays empty (the loop variable is deleted). A module that fails to import
+    is reported on the kernel's own stderr and the kernel starts anyway. ValueError for a name
+    that is not a dotted Python identifier (they become code)."""
+    for name in modules:
+        if not _MODULE.fullmatch(name):
+            raise ValueError(f"not a Python module name: {name!r}")
+    if not modules:
+        return []
+    names = ", ".join(repr(name) for name in modules)
+    return [
+        f"--IPKernelApp.exec_lines=for _preload in ({names},): __import__(_preload)",
+        "--IPKernelApp.exec_lines=del _preload",
+    ]
 
 
 def default_venv() -> Path:
@@ -284,8 +306,12 @@ class BwrapSandbox:
         start_timeout: float = 30.0,
         lock_dir: Path | None = None,
         environ: Mapping[str, str] | None = None,
+        preload: Sequence[str] = (),
     ) -> None:
         self.limits = limits or SandboxLimits()
+        self._preload = preload_arguments(preload)
+        """Every kernel imports these while it starts (`--code-interpreter-preload`): pool and
+        on-demand kernels alike, so a pool kernel is still the same as a fresh one."""
         self._bwrap_name = bwrap
         self.venv = venv or default_venv()
         self._slots_count = slots
@@ -417,6 +443,7 @@ class BwrapSandbox:
             str(fds["watch"]),
             str(fds["ready"]),
             *KERNEL_ARGUMENTS,
+            *self._preload,
         ]
         return args
 
@@ -612,4 +639,5 @@ __all__ = [
     "BwrapKernel",
     "BwrapSandbox",
     "default_venv",
+    "preload_arguments",
 ]

@@ -186,15 +186,18 @@ class KernelClient:
 
     async def wait_ready(self, timeout: float) -> None:
         """Until the kernel answers on shell and its iopub reaches us (a SUB socket misses
-        what is published before its subscription is made, so a request is sent again every
-        `_READY_RETRY` seconds until one's status arrives on iopub; the answers to any of them
-        count, and the late answers to the others are dropped as answers to no request)."""
+        what is published before its subscription is made, so a request is sent again after
+        `_READY_RETRY` seconds, then twice as long each time up to a second, until one's status
+        arrives on iopub; the answers to any of them count, and the late answers to the others
+        are dropped as answers to no request)."""
         deadline = time.monotonic() + timeout
         sent: set[str] = set()
         replied = published = False
+        retry = _READY_RETRY
         while time.monotonic() < deadline:
             sent.add(await self._request("kernel_info_request", {}))
-            attempt_end = min(deadline, time.monotonic() + _READY_RETRY)
+            attempt_end = min(deadline, time.monotonic() + retry)
+            retry = min(1.0, retry * 2)
             while not (replied and published) and time.monotonic() < attempt_end:
                 events = dict(await self._poller.poll(20))
                 for sock in events:

@@ -54,6 +54,7 @@ class CodeInterpreterConfig:
     bwrap: str = "bwrap"
     venv: str | None = None
     uid_base: int = 990000
+    preload: tuple[str, ...] = ()
 
 
 def code_interpreter_config(settings: Any) -> CodeInterpreterConfig:
@@ -80,6 +81,7 @@ def code_interpreter_config(settings: Any) -> CodeInterpreterConfig:
         bwrap=settings.code_interpreter_bwrap,
         venv=settings.code_interpreter_venv,
         uid_base=settings.code_interpreter_uid_base,
+        preload=tuple(n.strip() for n in settings.code_interpreter_preload.split(",") if n.strip()),
     )
 
 
@@ -126,6 +128,7 @@ class CodeInterpreter:
                 venv=Path(config.venv) if config.venv else None,
                 slots=config.sessions.max_sessions,
                 uid_base=config.uid_base,
+                preload=config.preload,
             )
         )
         self.sessions: SessionManager | None = None

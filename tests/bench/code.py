@@ -14,6 +14,9 @@
   libraries are shared by all of them) and USS (pages only this session has: what one more
   session costs), medians over the idle sessions left by the first-call loop; the same for a
   session that imported numpy, pandas and matplotlib;
+- a typical first call, `import numpy, pandas, matplotlib.pyplot` then `print(1)`, with the
+  pool, without and with `--code-interpreter-preload numpy,pandas,matplotlib.pyplot` (the
+  imports then happen while the pool kernel starts), and an idle preloaded session's memory;
 - how many sessions this machine holds by memory: (MemTotal - 4 GiB kept for the system, the
   server and the database) / PSS of an idle session, / PSS of one with those imports, and /
   the per-session memory limit (every session at its cap). Idle sessions cost no CPU; the two
@@ -29,10 +32,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from assistants_grpc.clock import ManualClock
 from assistants_grpc.tools.code_interpreter.bwrap import BwrapSandbox
+from assistants_grpc.tools.code_interpreter.executor import CodeInterpreterExecutor
+from assistants_grpc.tools.code_interpreter.files import MemoryFiles
 from assistants_grpc.tools.code_interpreter.kernel import KernelClient
 from assistants_grpc.tools.code_interpreter.sandbox import GiB, SandboxLimits
-from assistants_grpc.tools.code_interpreter.sessions import SessionSettings
+from assistants_grpc.tools.code_interpreter.sessions import SessionManager, SessionSettings
 from tests.bench.common import Plan
 from tests.sandbox.conftest import Harness, make_harness, new_thread
 
@@ -80,11 +86,25 @@ def _mib(values: list[int]) -> float:
     return round(statistics.median(values) / MiB_F, 1)
 
 
+TYPICAL = "import numpy as np, pandas as pd, matplotlib.pyplot as plt\nprint(1)"
+PRELOAD = ("numpy", "pandas", "matplotlib.pyplot")
+
+
+def _preloading_harness(slots: int, uid_base: int) -> Harness:
+    sandbox = BwrapSandbox(slots=slots, uid_base=uid_base, preload=PRELOAD)
+    sandbox.check()
+    clock = ManualClock()
+    sessions = SessionManager(sandbox, clock, replica="bench", settings=SessionSettings(warm=1))
+    files = MemoryFiles()
+    return Harness(CodeInterpreterExecutor(sessions, files), sessions, files, clock)
+
+
 async def _first_calls(
-    harness: Harness, starts: int, *, pooled: bool
+    harness: Harness, starts: int, *, pooled: bool, code: str = "print(1)"
 ) -> tuple[list[float], list[str]]:
     times: list[float] = []
     threads: list[str] = []
+    before = harness.sessions.handed_out
     for _ in range(starts):
         if pooled:
             # A thread arriving after the pool refilled (new threads less often than one per
@@ -94,12 +114,12 @@ async def _first_calls(
             assert harness.sessions.warm >= 1
         thread = new_thread()
         began = time.perf_counter()
-        result = await harness.run(thread, "print(1)")
+        result = await harness.run(thread, code)
         times.append(time.perf_counter() - began)
         assert harness.logs(result) == "1", result.output
         threads.append(thread)
     expected = starts if pooled else 0
-    assert harness.sessions.handed_out == expected, harness.sessions.handed_out
+    assert harness.sessions.handed_out - before == expected, harness.sessions.handed_out
     return times, threads
 
 
@@ -136,6 +156,7 @@ def _mem_total() -> int:
 
 async def measure(plan: Plan) -> dict[str, Any]:
     starts = 4 if plan.quick else 12
+    typical_starts = 3 if plan.quick else 6
     calls = 50 if plan.quick else 300
     results: dict[str, Any] = {}
 
@@ -147,7 +168,9 @@ async def measure(plan: Plan) -> dict[str, Any]:
         await cold.sessions.close()
     results["kernel_start"] = await _breakdown(3 if plan.quick else 6)
 
-    harness = make_harness(settings=SessionSettings(warm=1), slots=starts + 3, uid_base=990640)
+    harness = make_harness(
+        settings=SessionSettings(warm=1), slots=starts + typical_starts + 2, uid_base=990640
+    )
     try:
         times, threads = await _first_calls(harness, starts, pooled=True)
         results["first_call"] = _ms(times)
@@ -179,6 +202,8 @@ async def measure(plan: Plan) -> dict[str, Any]:
             "pss": round(used["pss"] / MiB_F, 1),
             "uss": round(used["uss"] / MiB_F, 1),
         }
+        typical, _ = await _first_calls(harness, typical_starts, pooled=True, code=TYPICAL)
+        results["first_call_with_imports"] = _ms(typical)
         results["sessions_this_machine_holds"] = {
             "machine_memory_gib": round(_mem_total() / GiB, 1),
             "kept_for_the_rest_gib": RESERVED // GiB,
@@ -189,4 +214,22 @@ async def measure(plan: Plan) -> dict[str, Any]:
         }
     finally:
         await harness.sessions.close()
+
+    preloading = _preloading_harness(typical_starts + 3, 990670)
+    try:
+        typical, threads = await _first_calls(preloading, typical_starts, pooled=True, code=TYPICAL)
+        results["first_call_with_imports_preloaded"] = _ms(typical)
+        idle = [_memory_of_uid(_uid(preloading, thread)) for thread in threads]
+        results["memory_per_idle_preloaded_session_mib"] = {
+            "rss": _mib([m["rss"] for m in idle]),
+            "pss": _mib([m["pss"] for m in idle]),
+            "uss": _mib([m["uss"] for m in idle]),
+            "sessions_measured": len(idle),
+        }
+        preloaded_pss = statistics.median(m["pss"] for m in idle)
+        room = max(0, _mem_total() - RESERVED)
+        holds = results["sessions_this_machine_holds"]
+        holds["idle_preloaded"] = int(room // preloaded_pss) if preloaded_pss else 0
+    finally:
+        await preloading.sessions.close()
     return results

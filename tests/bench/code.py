@@ -109,7 +109,7 @@ async def _first_calls(
         if pooled:
             # A thread arriving after the pool refilled (new threads less often than one per
             # kernel start): the steady state of --code-interpreter-warm.
-            harness.sessions.refill()
+            harness.sessions.start_pool()
             await harness.sessions.wait_warm()
             assert harness.sessions.warm >= 1
         thread = new_thread()

@@ -68,7 +68,7 @@ def _look(h: Harness, result: object) -> dict[str, object]:
 async def test_a_handed_out_kernel_is_clean_and_the_pool_refills() -> None:
     h = make_harness(settings=SessionSettings(warm=1), slots=3, uid_base=991000)
     try:
-        h.sessions.refill()
+        h.sessions.start_pool()
         await h.sessions.wait_warm()
         assert h.sessions.warm == 1
         # A fresh kernel started on demand, for comparison: what a clean first call sees.
@@ -121,7 +121,7 @@ async def test_a_handed_out_kernel_is_clean_and_the_pool_refills() -> None:
 async def test_the_pool_counts_toward_the_cap_and_never_evicts() -> None:
     h = make_harness(settings=SessionSettings(max_sessions=2, warm=1), slots=2, uid_base=991020)
     try:
-        h.sessions.refill()
+        h.sessions.start_pool()
         await h.sessions.wait_warm()
         one, two, three = new_thread(), new_thread(), new_thread()
         await h.run(one, "a = 1")
@@ -147,7 +147,7 @@ async def test_the_pool_counts_toward_the_cap_and_never_evicts() -> None:
 async def test_a_pool_kernel_that_died_is_not_handed_out_and_is_replaced() -> None:
     h = make_harness(settings=SessionSettings(warm=1), slots=3, uid_base=991030)
     try:
-        h.sessions.refill()
+        h.sessions.start_pool()
         await h.sessions.wait_warm()
         (dead,) = h.sessions.warm_kernels()
         await dead.kill()  # as if it crashed
@@ -170,13 +170,29 @@ async def test_a_pool_kernel_that_died_is_not_handed_out_and_is_replaced() -> No
 async def test_warm_0_starts_nothing_ahead() -> None:
     h = make_harness(settings=SessionSettings(warm=0), slots=2, uid_base=991040)
     try:
-        h.sessions.refill()
+        h.sessions.start_pool()
         assert h.sessions.warm == 0 and not _uids_running(991040, 2)
         thread = new_thread()
         assert h.logs(await h.run(thread, "x = 5\nx")) == "5"
         await h.sessions.wait_warm()
         assert (h.sessions.handed_out, h.sessions.warm, h.sessions.live) == (0, 0, 1)
         assert len({os.stat(f"/proc/{p}").st_uid for p in _uids_running(991040, 2)}) == 1
+    finally:
+        await h.sessions.close()
+
+
+async def test_no_pool_until_it_is_started() -> None:
+    """Before the server's sandbox check passed (or when it failed) hand-outs, ends and sweeps
+    start no pool kernel."""
+    h = make_harness(settings=SessionSettings(warm=1), slots=2, uid_base=991090)
+    try:
+        thread = new_thread()
+        assert h.logs(await h.run(thread, "print(1)")) == "1"
+        await h.sessions.end_thread(thread)
+        await h.sessions.sweep()
+        await h.sessions.wait_warm()
+        assert (h.sessions.warm, h.sessions.handed_out) == (0, 0)
+        assert not _uids_running(991090, 2)
     finally:
         await h.sessions.close()
 
@@ -202,7 +218,7 @@ def test_pool_kernels_die_with_the_server(tmp_path: Path) -> None:
                 sessions = SessionManager(
                     BwrapSandbox(slots=2, uid_base=991050), ManualClock(), replica="r",
                     settings=SessionSettings(warm=2))
-                sessions.refill()
+                sessions.start_pool()
                 await sessions.wait_warm()
                 print("warm", sessions.warm, flush=True)
                 await asyncio.sleep(600)
@@ -290,7 +306,7 @@ def _harness_with(preload: tuple[str, ...], uid_base: int) -> Harness:
 async def test_preloaded_modules_are_imported_not_named_and_pyplot_still_shows() -> None:
     h = _harness_with(("colorsys", "matplotlib.pyplot"), 991070)
     try:
-        h.sessions.refill()
+        h.sessions.start_pool()
         await h.sessions.wait_warm()
         thread = new_thread()
         assert h.logs(await h.run(thread, PRELOAD_LOOK)) == "[] True True"

@@ -173,6 +173,7 @@ class SessionManager:
         self._closed = False
         self._pool: list[WarmKernel] = []
         self._fills: set[asyncio.Task[None]] = set()
+        self._pool_on = False
         self.handed_out = 0
         """Sessions that got a pool kernel (the rest started one on demand)."""
 
@@ -279,7 +280,7 @@ class SessionManager:
             last_used=now,
         )
         self._sessions[thread_id] = session
-        self.refill()  # counted as a session now: the pool fills only into free room
+        self._refill()  # counted as a session now: the pool fills only into free room
         try:
             previous = await self.registry.begin(thread_id, self.replica, session.session_id)
         except BaseException:
@@ -326,10 +327,16 @@ class SessionManager:
                 return None
             await asyncio.wait(set(self._fills), return_when=asyncio.FIRST_COMPLETED)
 
-    def refill(self) -> None:
+    def start_pool(self) -> None:
+        """Keep `warm` kernels started ahead from now on (the server calls it once the sandbox
+        is known to work: before, or when it does not, no kernel is started for the pool)."""
+        self._pool_on = True
+        self._refill()
+
+    def _refill(self) -> None:
         """Start pool kernels in the background until `warm` are ready or starting, within the
         cap on kernels (never by evicting a session)."""
-        if self._closed:
+        if self._closed or not self._pool_on:
             return
         wanted = self.settings.warm
         while len(self._pool) + len(self._fills) < wanted and self._kernels() < self._cap:
@@ -402,7 +409,7 @@ class SessionManager:
         with contextlib.suppress(Exception):
             await self.registry.end(session.thread_id, session.session_id, reason)
         if refill:
-            self.refill()
+            self._refill()
 
     async def end_thread(self, thread_id: str) -> None:
         """DeleteThread: the thread's kernel stops (here) and its record goes (everywhere:
@@ -415,7 +422,7 @@ class SessionManager:
             await session.kernel.kill()
         self._thread_locks.pop(thread_id, None)
         await self.registry.forget(thread_id)
-        self.refill()
+        self._refill()
 
     async def kill_session(self, session: CodeSession, reason: str) -> None:
         """Stop a session now (a call's code would not stop); the next call starts afresh."""
@@ -445,7 +452,7 @@ class SessionManager:
             log.warning("a warm code kernel stopped before it was used; replacing it")
             self._pool.remove(warm)
             await self._discard(warm)
-        self.refill()
+        self._refill()
         return ended
 
     async def close(self) -> None:

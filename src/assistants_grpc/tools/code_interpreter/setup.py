@@ -156,7 +156,7 @@ class CodeInterpreter:
                     f"--code-interpreter required, but the sandbox does not work here: {error}"
                 ) from None
             self._log_ready()
-            self.sessions.refill()
+            self.sessions.start_pool()
         else:
             checked: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
             self.executor.available_after(checked)
@@ -178,7 +178,7 @@ class CodeInterpreter:
         self._log_ready()
         checked.set_result(None)
         assert self.sessions is not None
-        self.sessions.refill()
+        self.sessions.start_pool()
 
     def _log_ready(self) -> None:
         notes = list(getattr(self.sandbox, "notes", []))

@@ -5,6 +5,7 @@ with the manager and die with the server."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -142,6 +143,30 @@ async def test_the_pool_counts_toward_the_cap_and_never_evicts() -> None:
         assert (h.sessions.live, h.sessions.warm) == (1, 1), "the freed room refills the pool"
     finally:
         await h.sessions.close()
+
+
+async def test_a_burst_of_new_threads_gets_kernels_side_by_side() -> None:
+    h = make_harness(settings=SessionSettings(warm=1), slots=5, uid_base=991100)
+    try:
+        h.sessions.start_pool()
+        await h.sessions.wait_warm()
+        threads = [new_thread() for _ in range(3)]
+        results = await asyncio.gather(*(h.run(t, f"n = {i}\nn") for i, t in enumerate(threads)))
+        assert [h.logs(r) for r in results] == ["0", "1", "2"]
+        assert 1 <= h.sessions.handed_out <= 3 and h.sessions.live == 3
+        uids = {_session_uid(h, t) for t in threads}
+        assert len(uids) == 3, "each session in its own uid slot"
+        await h.sessions.wait_warm()
+        assert h.sessions.warm == 1
+        assert [h.logs(await h.run(t, "n")) for t in threads] == ["0", "1", "2"]
+    finally:
+        await h.sessions.close()
+
+
+def _session_uid(h: Harness, thread: str) -> int:
+    session = h.sessions.session_of(thread)
+    assert session is not None
+    return int(session.kernel.description.split()[1].rstrip(","))
 
 
 async def test_a_pool_kernel_that_died_is_not_handed_out_and_is_replaced() -> None:

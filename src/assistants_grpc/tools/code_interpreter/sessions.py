@@ -174,6 +174,8 @@ class SessionManager:
         self._pool: list[WarmKernel] = []
         self._fills: set[asyncio.Task[None]] = set()
         self._pool_on = False
+        self._waiting = 0
+        """New sessions waiting for a pool kernel being started."""
         self.handed_out = 0
         """Sessions that got a pool kernel (the rest started one on demand)."""
 
@@ -315,17 +317,23 @@ class SessionManager:
     # --- the warm pool ----------------------------------------------------------------------
 
     async def _take_warm(self) -> WarmKernel | None:
-        """A ready pool kernel; when none is ready but one is starting, that one (it is further
-        along than a kernel started now would be). None: start one on demand."""
+        """A ready pool kernel; when none is ready but one is starting that no other new
+        session waits for already, that one (it is further along than a kernel started now
+        would be). None: start one on demand (a burst of new threads starts its kernels side
+        by side rather than one after another)."""
         while True:
             while self._pool:
                 warm = self._pool.pop(0)
                 if not warm.kernel.exited.done():
                     return warm
                 await self._discard(warm)
-            if not self._fills:
+            if len(self._fills) <= self._waiting:
                 return None
-            await asyncio.wait(set(self._fills), return_when=asyncio.FIRST_COMPLETED)
+            self._waiting += 1
+            try:
+                await asyncio.wait(set(self._fills), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                self._waiting -= 1
 
     def start_pool(self) -> None:
         """Keep `warm` kernels started ahead from now on (the server calls it once the sandbox

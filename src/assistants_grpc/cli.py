@@ -16,6 +16,7 @@ from typing import Any
 
 from assistants_grpc.auth import keys_cli
 from assistants_grpc.config import Settings
+from assistants_grpc.observability import logs
 from assistants_grpc.transfer import cli as transfer_cli
 
 log = logging.getLogger("assistants_grpc")
@@ -38,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--database-url", help="SQLAlchemy URL (ASSISTANTS_DATABASE_URL)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING... (ASSISTANTS_LOG_LEVEL)")
+    serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="text (default) or json lines (ASSISTANTS_LOG_FORMAT)",
+    )
     serve.add_argument(
         "--shutdown-grace", type=float, help="seconds for in-flight calls at shutdown"
     )
@@ -159,10 +165,8 @@ def _add_code_interpreter_flags(serve: argparse.ArgumentParser) -> None:
         group.add_argument(flag, type=kind, help=meaning)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _configure_logging(level: str, log_format: str = "text") -> None:
+    logs.configure(level, log_format)
 
 
 async def _serve(settings: Settings) -> int:
@@ -212,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (TypeError, ValueError) as error:
             print(f"assistants-grpc: {error}", file=sys.stderr)
             return 2
-        _configure_logging(key_settings.log_level)
+        _configure_logging(key_settings.log_level, key_settings.log_format)
         if args.command == "keys":
             return keys_cli.run(args, key_settings.database_url)
         return transfer_cli.run(args, key_settings)
@@ -228,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TypeError, ValueError) as error:
         print(f"assistants-grpc: {error}", file=sys.stderr)
         return 2
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     if args.command == "migrate":
         from assistants_grpc.store import migrate
         from assistants_grpc.store.database import Database

@@ -27,6 +27,7 @@ from grpc_status import rpc_status
 from assistants_grpc.api.registration import Undecodable
 from assistants_grpc.auth.caller import Caller
 from assistants_grpc.auth.guard import Guard
+from assistants_grpc.observability import logs
 from assistants_grpc.services.errors import (
     ErrorCode,
     ErrorDescription,
@@ -149,8 +150,15 @@ async def _admit(
     servicer: Guarded, request: object, context: grpc.aio.ServicerContext[Any, Any]
 ) -> Caller:
     """Authenticate first (an anonymous caller learns nothing, not even that the request was
-    malformed), then refuse a request that did not parse."""
+    malformed), then refuse a request that did not parse. The call's log fields are bound for
+    its task (observability.logs): the RPC, then the project and the ids the request names."""
+    logs.bind(rpc=_method(context))
     caller = await servicer.guard.admit(metadata_headers(context.invocation_metadata()))
+    logs.bind(
+        project=caller.project,
+        thread_id=getattr(request, "thread_id", None) or None,
+        run_id=getattr(request, "run_id", None) or None,
+    )
     if isinstance(request, Undecodable):
         raise InvalidArgumentError.single("request", f"cannot be parsed: {request.reason}")
     return caller
@@ -214,7 +222,9 @@ def client_streaming(
         self: S, requests: AsyncIterator[Req], context: grpc.aio.ServicerContext[Req, Resp]
     ) -> Resp:
         try:
+            logs.bind(rpc=_method(context))
             caller = await self.guard.admit(metadata_headers(context.invocation_metadata()))
+            logs.bind(project=caller.project)
             with self.guard.stream_slot(caller):
                 return await handler(self, _parsed(requests), caller)
         except (grpc.aio.AbortError, grpc.aio.UsageError):

@@ -1,4 +1,4 @@
-"""`assistants-grpc serve | migrate | keys | import | export | fake-model`.
+"""`assistants-grpc serve | migrate | keys | runs | import | export | fake-model`.
 
 Flags override `ASSISTANTS_*` environment variables, which override the defaults.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from assistants_grpc.auth import keys_cli
 from assistants_grpc.config import Settings
-from assistants_grpc.observability import logs
+from assistants_grpc.observability import logs, runs_cli
 from assistants_grpc.transfer import cli as transfer_cli
 
 log = logging.getLogger("assistants_grpc")
@@ -95,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--log-level")
 
     keys_cli.add_parser(commands)
+    runs_cli.add_parser(commands)
     transfer_cli.add_parsers(commands)
 
     fake = commands.add_parser("fake-model", help="run a scripted OpenAI-compatible model server")
@@ -206,10 +207,10 @@ def _run(main: Coroutine[Any, Any, int]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("keys", "import", "export"):
+    if args.command in ("keys", "runs", "import", "export"):
         # Only the settings these share with `serve`; the rest are their own arguments.
         shared = {"database_url": args.database_url, "log_level": args.log_level}
-        if args.command != "keys":
+        if args.command not in ("keys", "runs"):
             shared |= {name: getattr(args, name, None) for name in transfer_cli.SHARED_SETTINGS}
         try:
             key_settings = Settings.load(shared)
@@ -219,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _configure_logging(key_settings.log_level, key_settings.log_format)
         if args.command == "keys":
             return keys_cli.run(args, key_settings.database_url)
+        if args.command == "runs":
+            return runs_cli.run(args, key_settings.database_url)
         return transfer_cli.run(args, key_settings)
     overrides = {k: v for k, v in vars(args).items() if k != "command"}
     if args.command == "fake-model":

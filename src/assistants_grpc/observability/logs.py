@@ -137,12 +137,20 @@ def handler(log_format: str, stream: Any = None) -> logging.Handler:
 
 
 def configure(level: str, log_format: str = "text", stream: Any = None) -> None:
-    """The process's logging: one handler on the root logger (replacing any there)."""
+    """The process's logging: a `log_format` handler on the root logger at `level`. Like
+    `logging.basicConfig`, it leaves a root logger that something else configured alone (an
+    embedding application, pytest), but for its level; a handler of an earlier call is
+    replaced."""
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler(log_format, stream))
     root.setLevel(level.upper())
+    ours = [h for h in root.handlers if getattr(h, "_assistants_logs", False)]
+    if len(ours) < len(root.handlers):
+        return
+    for old in ours:
+        root.removeHandler(old)
+    new = handler(log_format, stream)
+    new._assistants_logs = True  # type: ignore[attr-defined]
+    root.addHandler(new)
 
 
 # --- the lines of a run -----------------------------------------------------------------------

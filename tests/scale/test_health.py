@@ -1,0 +1,147 @@
+"""Health follows the database (README "Health"): NOT_SERVING while PostgreSQL does not answer,
+SERVING again once it does, on the gRPC health service and the HTTP face's /health alike.
+
+The shared PostgreSQL server is not stopped (other tests use it): this server reaches it through
+a TCP proxy the test points at a closed port and back, which to the server is the database going
+away and coming back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeVar
+
+import grpc
+import httpx2
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy.engine import make_url
+
+from assistants_grpc.clock import ManualClock
+from assistants_grpc.fake_model import FakeModelServer
+from tests.client.proxy import TcpProxy
+from tests.conftest import POSTGRES_URL, reset_postgres, start_server
+
+T = TypeVar("T")
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+pytestmark = pytest.mark.skipif(
+    not POSTGRES_URL,
+    reason="the database outage test needs PostgreSQL: set ASSISTANTS_TEST_DATABASE_URL",
+)
+
+
+@contextlib.contextmanager
+def closed_port() -> Iterator[int]:
+    """A port bound but not listening: connecting to it is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+class ThreadedProxy:
+    """A TcpProxy on its own event loop thread: the server's start-up connects to the database
+    synchronously (migrations), which would block a proxy sharing the server's loop."""
+
+    def __init__(self, backend_port: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.proxy = self._call(TcpProxy(backend_port).start())
+
+    def _call(self, work: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout=30)
+
+    @property
+    def port(self) -> int:
+        return int(self.proxy.target.rsplit(":", 1)[1])
+
+    def cut(self, to_port: int) -> None:
+        """New connections go to `to_port`; the open ones are reset."""
+
+        async def cut() -> None:
+            self.proxy.retarget(to_port)
+            self.proxy.drop()
+
+        self._call(cut())
+
+    def restore(self, to_port: int) -> None:
+        async def restore() -> None:
+            self.proxy.retarget(to_port)
+
+        self._call(restore())
+
+    def close(self) -> None:
+        self._call(self.proxy.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+@contextlib.contextmanager
+def proxied_database() -> Iterator[tuple[ThreadedProxy, str]]:
+    assert POSTGRES_URL
+    reset_postgres(POSTGRES_URL)
+    url = make_url(POSTGRES_URL)
+    proxy = ThreadedProxy(url.port or 5432)
+    try:
+        yield (
+            proxy,
+            url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False),
+        )
+    finally:
+        proxy.close()
+
+
+async def _statuses(watch: grpc.aio.UnaryStreamCall) -> AsyncIterator[int]:  # type: ignore[type-arg]
+    async for reply in watch:
+        yield int(reply.status)
+
+
+async def _until(statuses: AsyncIterator[int], wanted: int) -> None:
+    async with asyncio.timeout(30):
+        async for status in statuses:
+            if status == wanted:
+                return
+    raise AssertionError("the health watch ended")
+
+
+async def test_health_follows_the_database(fake_model: FakeModelServer) -> None:
+    with proxied_database() as (proxy, url):
+        server = await start_server(
+            url,
+            ManualClock(),
+            fake_model,
+            overrides={"health_probe_interval": 0.05},
+            http=True,
+        )
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+        try:
+            health = health_pb2_grpc.HealthStub(channel)
+            watch = health.Watch(health_pb2.HealthCheckRequest(service="assistants.v1.RunService"))
+            statuses = _statuses(watch)
+            await _until(statuses, SERVING)
+            base = f"http://127.0.0.1:{server.http_port}"
+            async with httpx2.AsyncClient(base_url=base) as http:
+                assert (await http.get("/health")).status_code == 200
+                with closed_port() as dead:
+                    # The open connections go too, as when the database server stops.
+                    proxy.cut(dead)
+                    await _until(statuses, NOT_SERVING)
+                    assert server.runtime.state == "database unreachable"
+                    answer = await http.get("/health")
+                    assert (answer.status_code, answer.json()["status"]) == (503, "NOT_SERVING")
+                    overall = await health.Check(health_pb2.HealthCheckRequest(service=""))
+                    assert overall.status == NOT_SERVING
+                proxy.restore(make_url(POSTGRES_URL).port or 5432)
+                await _until(statuses, SERVING)
+                assert server.runtime.state == "serving"
+                assert (await http.get("/health")).status_code == 200
+            watch.cancel()
+        finally:
+            await channel.close()
+            await server.stop(0)

@@ -227,7 +227,9 @@ class Runtime:
         try:
             if settings.migrate_on_start:
                 self._set_state("migrating")
-                migrate.upgrade(database)
+                # On a thread: the loop answers health meanwhile (NOT_SERVING, starting), which
+                # may be long while another replica holds the migration lock.
+                await asyncio.to_thread(_migrate, settings.database_url)
                 self._set_state("starting")
             # Security before anything starts: a refused configuration starts nothing.
             guard = await build_guard(settings, database, overrides.clock)
@@ -478,6 +480,15 @@ class Runtime:
         self._database_up = True
         self.state = "stopped"
         log.info("stopped")
+
+
+def _migrate(url: str) -> None:
+    """Apply pending migrations with an engine of their own (this runs on another thread)."""
+    database = Database(url)
+    try:
+        migrate.upgrade(database)
+    finally:
+        database.dispose()
 
 
 async def _answers(database: Database, *, timeout: float) -> bool:

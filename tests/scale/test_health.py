@@ -1,5 +1,6 @@
 """Health follows the database (README "Health"): NOT_SERVING while PostgreSQL does not answer,
-SERVING again once it does, on the gRPC health service and the HTTP face's /health alike.
+SERVING again once it does, on the gRPC health service and the HTTP face's /health alike; and
+while migrations run at start-up, the port answers NOT_SERVING (starting), not refused.
 
 The shared PostgreSQL server is not stopped (other tests use it): this server reaches it through
 a TCP proxy the test points at a closed port and back, which to the server is the database going
@@ -18,10 +19,15 @@ import grpc
 import httpx2
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from assistants_grpc.clock import ManualClock
+from assistants_grpc.config import Settings
 from assistants_grpc.fake_model import FakeModelServer
+from assistants_grpc.server import AssistantsServer, Overrides
+from assistants_grpc.store.database import normalize_url
+from assistants_grpc.store.migrate import _MIGRATION_LOCK
 from tests.client.proxy import TcpProxy
 from tests.conftest import POSTGRES_URL, reset_postgres, start_server
 
@@ -145,3 +151,52 @@ async def test_health_follows_the_database(fake_model: FakeModelServer) -> None:
         finally:
             await channel.close()
             await server.stop(0)
+
+
+async def test_starting_is_not_serving_while_migrations_wait(fake_model: FakeModelServer) -> None:
+    """Another replica migrating (it holds the migration lock): this one's port answers health,
+    NOT_SERVING, until its own migrations ran; then SERVING on the same port."""
+    assert POSTGRES_URL
+    reset_postgres(POSTGRES_URL)
+    engine = create_engine(normalize_url(POSTGRES_URL))
+    holder = engine.connect()
+    holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
+    server = AssistantsServer(
+        Settings(
+            host="127.0.0.1",
+            port=0,
+            http_port=0,
+            database_url=POSTGRES_URL,
+            code_interpreter="off",
+        ),
+        Overrides(model_env={"OPENAI_BASE_URL": fake_model.base_url}),
+    )
+    start = asyncio.create_task(server.start())
+    channel: grpc.aio.Channel | None = None
+    try:
+        async with asyncio.timeout(30):
+            while server.runtime.state != "migrating" or server.port == 0:
+                await asyncio.sleep(0.01)
+        port = server.port
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "assistants.v1.RunService"):
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
+            assert reply.status == NOT_SERVING
+        assert not start.done()
+        holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
+        holder.commit()
+        assert await asyncio.wait_for(start, 60) == port
+        assert server.runtime.state == "serving"
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
+        assert reply.status == SERVING
+    finally:
+        holder.close()
+        engine.dispose()
+        if not start.done():
+            start.cancel()
+        with contextlib.suppress(BaseException):
+            await start
+        if channel is not None:
+            await channel.close()
+        await server.stop(0)

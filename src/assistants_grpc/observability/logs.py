@@ -39,7 +39,8 @@ _VARS: dict[str, contextvars.ContextVar[str | None]] = {
     name: contextvars.ContextVar(f"assistants_log_{name}", default=None) for name in FIELDS
 }
 # Anything shaped like a key: `sk-` and 16 or more key characters, or a bearer token.
-_SECRET = re.compile(r"(sk-)[A-Za-z0-9_\-]{16,}|(Bearer\s+)\S+", re.IGNORECASE)
+# (A bearer token's characters are RFC 6750's b64token.)
+_SECRET = re.compile(r"(sk-)[A-Za-z0-9_\-]{16,}|(Bearer\s+)[A-Za-z0-9._~+/=\-]+", re.IGNORECASE)
 # Record attributes that are not extra fields (those of every LogRecord, and ours).
 _STANDARD = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
@@ -123,7 +124,12 @@ class JsonFormatter(logging.Formatter):
             body["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             body["stack"] = self.formatStack(record.stack_info)
-        return mask_secrets(json.dumps(body, default=str, ensure_ascii=False))
+        # Masked value by value: masking the serialized line could cut through its quoting.
+        for name, value in body.items():
+            if not isinstance(value, str | int | float | bool | None):
+                value = str(value)
+            body[name] = mask_secrets(value) if isinstance(value, str) else value
+        return json.dumps(body, ensure_ascii=False)
 
 
 def handler(log_format: str, stream: Any = None) -> logging.Handler:
@@ -136,13 +142,14 @@ def handler(log_format: str, stream: Any = None) -> logging.Handler:
     return out
 
 
+_CHATTY = ("httpx", "httpx2")
+
+
 def configure(level: str, log_format: str = "text", stream: Any = None) -> None:
-    """The process's logging: a `log_format` handler on the root logger at `level`. Like
-    `logging.basicConfig`, it leaves a root logger that something else configured alone (an
-    embedding application, pytest), but for its level; a handler of an earlier call is
-    replaced."""
+    """The process's logging: a `log_format` handler on the root logger, at `level`. Like
+    `logging.basicConfig`, it leaves a root logger that something else configured (an embedding
+    application, pytest) as it is; the handler of an earlier call is replaced."""
     root = logging.getLogger()
-    root.setLevel(level.upper())
     ours = [h for h in root.handlers if getattr(h, "_assistants_logs", False)]
     if len(ours) < len(root.handlers):
         return
@@ -151,6 +158,14 @@ def configure(level: str, log_format: str = "text", stream: Any = None) -> None:
     new = handler(log_format, stream)
     new._assistants_logs = True  # type: ignore[attr-defined]
     root.addHandler(new)
+    asked = logging.getLevelNamesMapping()[level.upper()]
+    root.setLevel(asked)
+    # The HTTP client's INFO line per request (every model call) is noise beside "run ended",
+    # and its URL is the client's to render; its errors are our WARNING lines (engine.model_http).
+    # At DEBUG, everything.
+    quiet = asked if asked <= logging.DEBUG else max(asked, logging.WARNING)
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(quiet)
 
 
 # --- the lines of a run -----------------------------------------------------------------------

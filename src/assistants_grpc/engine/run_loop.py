@@ -126,7 +126,7 @@ class RunLoop:
     async def run(self, run_row: RunRow, context: TurnContext, control: RunControl) -> None:
         """Turns of the run, from `context`, until it ends or waits for the caller."""
         thread = context.thread
-        project = thread.project if thread is not None else logs.current().get("project")
+        project = thread.project if thread is not None else control.project
         with logs.bound(thread_id=run_row["thread_id"], project=project):
             while await Turn(self, run_row, context, control).run():
                 context = await self.load_context(run_row)

@@ -121,6 +121,7 @@ async def test_a_failing_model_endpoint_logs_warnings_with_the_endpoint(
     failed = [line for line in lines if line["message"] == "model request failed: server_error"]
     assert len(failed) == 1 and failed[0]["endpoint"] == fake_model.base_url.rstrip("/")
     assert failed[0]["run_id"] == run_id and failed[0]["thread_id"] == thread.id
+    assert failed[0]["reason"] == "model endpoint returned HTTP 500"
     ended = [line for line in lines if line["message"] == "run ended"]
     assert len(ended) == 1 and ended[0]["level"] == "WARNING"
     assert (ended[0]["status"], ended[0]["error_code"]) == ("failed", "server_error")

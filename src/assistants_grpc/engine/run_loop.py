@@ -244,11 +244,17 @@ class Turn:
                         # the first text waits to be sent: what callers feel is the time to it.
                         await self.first_out.wait()
         except ModelError as error:
-            # The endpoint and the code, never the prompt or the key (observability.logs).
+            # The endpoint, the code and what went wrong ("model endpoint unreachable", "…
+            # returned HTTP 500"), without the endpoint's own words after it: they may quote the
+            # prompt. Never the key (observability.logs).
             logger.warning(
                 "model request failed: %s",
                 error.code,
-                extra={"endpoint": error.endpoint, "model": self.run_row["model"]},
+                extra={
+                    "endpoint": error.endpoint,
+                    "model": self.run_row["model"],
+                    "reason": error.message.split(":", 1)[0],
+                },
             )
             inbox.put_nowait(_StreamEnd(error))
             return

@@ -16,6 +16,11 @@ signals start listening (what this replica does when another one signals is wire
 and scheduler exist) and the scheduler starts, claiming what a previous process left active, and
 expired files start being swept.
 
+`state` says where the runtime is: `starting` (`migrating` while migrations run: on PostgreSQL on
+a thread, so the loop answers health meanwhile), `serving`, `database unreachable` (a probe of
+`serve` runs `SELECT 1` every `Overrides.health_probe_interval`; the faces report NOT_SERVING
+until it answers again), `stopping`, `stopped`; each change is an INFO line.
+
 A face is anything with `start`, `set_serving` and `stop(grace)` (the gRPC face is
 `api.face.GrpcFace`; an HTTP face serves the same `services` and `guard`). `serve` starts the
 faces and then marks them all serving: there is one health state, whichever face is asked.
@@ -227,9 +232,12 @@ class Runtime:
         try:
             if settings.migrate_on_start:
                 self._set_state("migrating")
-                # On a thread: the loop answers health meanwhile (NOT_SERVING, starting), which
-                # may be long while another replica holds the migration lock.
-                await asyncio.to_thread(_migrate, settings.database_url)
+                if database.is_postgresql:
+                    # On a thread: the loop answers health meanwhile (NOT_SERVING), which may
+                    # be long while another replica holds the migration lock.
+                    await asyncio.to_thread(migrate.upgrade, database)
+                else:
+                    migrate.upgrade(database)  # one process, its own file (or memory)
                 self._set_state("starting")
             # Security before anything starts: a refused configuration starts nothing.
             guard = await build_guard(settings, database, overrides.clock)
@@ -413,13 +421,10 @@ class Runtime:
     async def _report(self) -> None:
         serving = self._lifecycle_serving and self._database_up
         if self._started is not None and self.state not in ("stopping", "stopped"):
-            self._set_state(
-                "serving"
-                if serving
-                else "database unreachable"
-                if self._lifecycle_serving
-                else "starting"
-            )
+            if serving:
+                self._set_state("serving")
+            elif self._lifecycle_serving:
+                self._set_state("database unreachable")
         self.serving = serving
         for face in self._faces:
             await face.set_serving(serving)
@@ -480,15 +485,6 @@ class Runtime:
         self._database_up = True
         self.state = "stopped"
         log.info("stopped")
-
-
-def _migrate(url: str) -> None:
-    """Apply pending migrations with an engine of their own (this runs on another thread)."""
-    database = Database(url)
-    try:
-        migrate.upgrade(database)
-    finally:
-        database.dispose()
 
 
 async def _answers(database: Database, *, timeout: float) -> bool:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import grpc
+import httpx2
 
 from assistants_grpc.clock import ManualClock
 from assistants_grpc.contract.pb import run_pb2, thread_pb2
@@ -51,7 +52,7 @@ async def test_json_lines_carry_the_ids_and_never_the_text_or_the_key(
 ) -> None:
     keys = make_keys(database_url, int(ManualClock().now()))
     with captured() as out:
-        async with serving(database_url, fake_model, auth="required") as running:
+        async with serving(database_url, fake_model, auth="required", http=True) as running:
             fake_model.push(TextReply("the answer, which is no secret either"))
             s = stubs(running.target, keys.alpha)
             assistant = await make_assistant(s)
@@ -64,6 +65,19 @@ async def test_json_lines_carry_the_ids_and_never_the_text_or_the_key(
             assert names(events)[-2:] == ["thread.run.completed", "done"]
             run = events[-2].run
             # A refused call logs (at DEBUG) inside its RPC: the line names the RPC.
+            # The HTTP face too: a message with the secret text, the key as a bearer token.
+            base = f"http://127.0.0.1:{running.server.http_port}/v1"
+            async with httpx2.AsyncClient(base_url=base) as http:
+                answer = await http.post(
+                    f"/threads/{thread.id}/messages",
+                    json={"role": "user", "content": SECRET_TEXT},
+                    headers={"authorization": f"Bearer {keys.alpha}"},
+                )
+                assert answer.status_code == 200, answer.text
+                refused = await http.get(
+                    f"/threads/{thread.id}", headers={"authorization": f"Bearer {keys.revoked}"}
+                )
+                assert refused.status_code == 401
             refused_stubs = stubs(running.target, keys.revoked)
             await expect_code(
                 refused_stubs.threads.CreateThread(thread_pb2.CreateThreadRequest()),
@@ -90,8 +104,8 @@ async def test_json_lines_carry_the_ids_and_never_the_text_or_the_key(
     # the caller's project.
     assert started[0]["rpc"] == "/assistants.v1.RunService/CreateRunStream"
     assert started[0]["project"] == "alpha"
-    refused = [line for line in lines if "refused a call" in line["message"]]
-    assert refused and refused[0]["rpc"] == "/assistants.v1.ThreadService/CreateThread"
+    refused = [line["rpc"] for line in lines if "refused a call" in line["message"]]
+    assert refused == ["GET /v1/threads/{thread_id}", "/assistants.v1.ThreadService/CreateThread"]
 
 
 async def test_a_failing_model_endpoint_logs_warnings_with_the_endpoint(

@@ -4,6 +4,7 @@ the model endpoints it will call."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 _SERVING = re.compile(r"serving on [\d.]+:(\d+)")
+_CORE_LINE = re.compile(r"[IWEF]\d{4} ")
 # Variables a developer's shell may hold that would make this no first start.
 _MODEL_ENV = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "ASSISTANTS_MODELS_CONFIG")
 
@@ -158,6 +160,12 @@ def test_serve_without_a_model_endpoint_warns_and_points_at_fake_model(tmp_path:
         output.close()
     warning = output.wait_for(re.compile(r".*no usable model endpoint.*")).group(0)
     assert '"level": "WARNING"' in warning
+    # Every line is one JSON object (but gRPC's C core's own, written past Python's logging).
+    lines = [line for line in output.lines if line.strip() and not _CORE_LINE.match(line)]
+    assert {json.loads(line)["logger"] for line in lines} >= {
+        "assistants_grpc.runtime",
+        "assistants_grpc.server",
+    }
     assert "assistants-grpc fake-model" in warning and "make run MODEL=fake" in warning
 
 

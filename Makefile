@@ -33,8 +33,22 @@ $(NPM_STAMP): package.json package-lock.json
 	npm ci --silent --no-audit --no-fund
 	touch $(NPM_STAMP)
 
+# `make run MODEL=fake`: the scripted model (`assistants-grpc fake-model`) beside the server,
+# which calls it, so a first run streams on a machine with no model endpoint; it stops with the
+# server. Without MODEL, runs call OPENAI_BASE_URL / OPENAI_API_KEY (README "Start").
+MODEL ?=
+FAKE_MODEL_PORT ?= 8089
+
 run: $(STAMP) $(SANDBOX_STAMP)
+ifeq ($(MODEL),fake)
+	$(BIN)/assistants-grpc fake-model --port $(FAKE_MODEL_PORT) & fake=$$!; \
+	trap 'kill $$fake 2>/dev/null' EXIT INT TERM; \
+	OPENAI_BASE_URL=http://127.0.0.1:$(FAKE_MODEL_PORT)/v1 $(BIN)/assistants-grpc serve
+else ifeq ($(MODEL),)
 	$(BIN)/assistants-grpc serve
+else
+	$(error MODEL=$(MODEL): the only model make starts is MODEL=fake; for a real one set OPENAI_BASE_URL and OPENAI_API_KEY)
+endif
 
 # The sandbox is built for the tests too: in CI a missing sandbox is a failure, not a skip.
 test: $(STAMP) $(SANDBOX_STAMP)

@@ -1,4 +1,4 @@
-"""`assistants-grpc serve | migrate | keys | import | export | fake-model`.
+"""`assistants-grpc serve | migrate | keys | runs | import | export | fake-model`.
 
 Flags override `ASSISTANTS_*` environment variables, which override the defaults.
 """
@@ -16,6 +16,7 @@ from typing import Any
 
 from assistants_grpc.auth import keys_cli
 from assistants_grpc.config import Settings
+from assistants_grpc.observability import logs, runs_cli
 from assistants_grpc.transfer import cli as transfer_cli
 
 log = logging.getLogger("assistants_grpc")
@@ -38,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--database-url", help="SQLAlchemy URL (ASSISTANTS_DATABASE_URL)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING... (ASSISTANTS_LOG_LEVEL)")
+    serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="text (default) or json lines (ASSISTANTS_LOG_FORMAT)",
+    )
     serve.add_argument(
         "--shutdown-grace", type=float, help="seconds for in-flight calls at shutdown"
     )
@@ -89,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--log-level")
 
     keys_cli.add_parser(commands)
+    runs_cli.add_parser(commands)
     transfer_cli.add_parsers(commands)
 
     fake = commands.add_parser("fake-model", help="run a scripted OpenAI-compatible model server")
@@ -161,10 +168,8 @@ def _add_code_interpreter_flags(serve: argparse.ArgumentParser) -> None:
         group.add_argument(flag, type=kind, help=meaning)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _configure_logging(level: str, log_format: str = "text") -> None:
+    logs.configure(level, log_format)
 
 
 async def _serve(settings: Settings) -> int:
@@ -204,19 +209,21 @@ def _run(main: Coroutine[Any, Any, int]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("keys", "import", "export"):
+    if args.command in ("keys", "runs", "import", "export"):
         # Only the settings these share with `serve`; the rest are their own arguments.
         shared = {"database_url": args.database_url, "log_level": args.log_level}
-        if args.command != "keys":
+        if args.command not in ("keys", "runs"):
             shared |= {name: getattr(args, name, None) for name in transfer_cli.SHARED_SETTINGS}
         try:
             key_settings = Settings.load(shared)
         except (TypeError, ValueError) as error:
             print(f"assistants-grpc: {error}", file=sys.stderr)
             return 2
-        _configure_logging(key_settings.log_level)
+        _configure_logging(key_settings.log_level, key_settings.log_format)
         if args.command == "keys":
             return keys_cli.run(args, key_settings.database_url)
+        if args.command == "runs":
+            return runs_cli.run(args, key_settings.database_url)
         return transfer_cli.run(args, key_settings)
     overrides = {k: v for k, v in vars(args).items() if k != "command"}
     if args.command == "fake-model":
@@ -230,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TypeError, ValueError) as error:
         print(f"assistants-grpc: {error}", file=sys.stderr)
         return 2
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     if args.command == "migrate":
         from assistants_grpc.store import migrate
         from assistants_grpc.store.database import Database

@@ -37,6 +37,8 @@ class Settings:
     http_host: str | None = None
     database_url: str = DEFAULT_DATABASE_URL
     log_level: str = "INFO"
+    # text | json (observability.logs): every line carries the call's or the run's ids.
+    log_format: str = "text"
     # How long in-flight calls may take to finish after SIGTERM before they are cancelled.
     shutdown_grace: float = 10.0
     # Run execution.
@@ -164,6 +166,7 @@ def _positive(value: float) -> bool:
 
 # The values the server cannot run with, and what a good one is.
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "log_format": (lambda value: value in ("text", "json"), "text or json"),
     "port": (lambda value: 0 <= value <= 65535, "a port between 0 and 65535 (0: any free one)"),
     "http_port": (lambda value: 0 <= value <= 65535, "a port between 0 and 65535 (0: no HTTP)"),
     "shutdown_grace": (_at_least(0), "at least 0 seconds"),

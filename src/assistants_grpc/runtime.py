@@ -16,6 +16,11 @@ signals start listening (what this replica does when another one signals is wire
 and scheduler exist) and the scheduler starts, claiming what a previous process left active, and
 expired files start being swept.
 
+`state` says where the runtime is: `starting` (`migrating` while migrations run: on PostgreSQL on
+a thread, so the loop answers health meanwhile), `serving`, `database unreachable` (a probe of
+`serve` runs `SELECT 1` every `Overrides.health_probe_interval`; the faces report NOT_SERVING
+until it answers again), `stopping`, `stopped`; each change is an INFO line.
+
 A face is anything with `start`, `set_serving` and `stop(grace)` (the gRPC face is
 `api.face.GrpcFace`; an HTTP face serves the same `services` and `guard`). `serve` starts the
 faces and then marks them all serving: there is one health state, whichever face is asked.
@@ -30,6 +35,7 @@ stop, the model clients close, and the database is disposed last.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -39,13 +45,19 @@ from pathlib import Path
 from typing import Protocol
 
 import httpcore2
+from sqlalchemy import text
 
 from assistants_grpc.auth.guard import Guard
 from assistants_grpc.auth.setup import build_guard
 from assistants_grpc.clock import Clock, SystemClock
 from assistants_grpc.config import Settings
 from assistants_grpc.engine.executor import RunExecutor, TurnHooks
-from assistants_grpc.engine.models import NO_API_KEY, ModelConfig, ModelRouter
+from assistants_grpc.engine.models import (
+    DEFAULT_OPENAI_BASE_URL,
+    NO_API_KEY,
+    ModelConfig,
+    ModelRouter,
+)
 from assistants_grpc.engine.prompt import check_shorten_fraction
 from assistants_grpc.engine.scheduler import RunScheduler, replica_name
 from assistants_grpc.engine.server_tools import ToolRegistry
@@ -60,6 +72,7 @@ from assistants_grpc.files.ingest import IngestionWorker
 from assistants_grpc.files.retrieval import Retriever
 from assistants_grpc.files.storage import FileStorage
 from assistants_grpc.ids import IdGenerator, random_id
+from assistants_grpc.observability import logs
 from assistants_grpc.services.assistants import AssistantService
 from assistants_grpc.services.bundle import Services
 from assistants_grpc.services.deps import Dependencies
@@ -102,6 +115,8 @@ class Overrides:
     lease_clock: Clock = field(default_factory=SystemClock)
     # Test seams of the run loop (engine.run_loop.TurnHooks).
     turn_hooks: TurnHooks | None = None
+    # How often a serving runtime checks that its database answers (health follows it).
+    health_probe_interval: float = 2.0
 
 
 class Face(Protocol):
@@ -143,7 +158,13 @@ class Runtime:
         self.overrides = overrides or Overrides()
         self._started: _Started | None = None
         self._faces: list[Face] = []
+        # What the faces report: SERVING while serving and the database answers.
         self.serving = False
+        self._lifecycle_serving = False
+        self._database_up = True
+        self._probe: asyncio.Task[None] | None = None
+        # starting | migrating | serving | database unreachable | stopping | stopped
+        self.state = "stopped"
 
     # --- what faces are handed --------------------------------------------------------------
 
@@ -200,6 +221,7 @@ class Runtime:
         if self._started is not None:
             return
         settings, overrides = self.settings, self.overrides
+        self._set_state("starting")
         database = Database(settings.database_url)
         storage: FileStorage | None = None
         signals: PostgresSignals | None = None
@@ -209,7 +231,14 @@ class Runtime:
         ingestion: IngestionWorker | None = None
         try:
             if settings.migrate_on_start:
-                migrate.upgrade(database)
+                self._set_state("migrating")
+                if database.is_postgresql:
+                    # On a thread: the loop answers health meanwhile (NOT_SERVING), which may
+                    # be long while another replica holds the migration lock.
+                    await asyncio.to_thread(migrate.upgrade, database)
+                else:
+                    migrate.upgrade(database)  # one process, its own file (or memory)
+                self._set_state("starting")
             # Security before anything starts: a refused configuration starts nothing.
             guard = await build_guard(settings, database, overrides.clock)
             check_shorten_fraction(settings.truncation_shorten_fraction)
@@ -261,9 +290,13 @@ class Runtime:
                 # Replicas wake each other with NOTIFY; the poll only covers a lost one.
                 recheck_seconds=5.0 if database.is_postgresql else None,
                 signals=signals,
+                # A run's start and end, logged once committed (observability.logs).
+                observer=logs.log_run_events,
             )
+            model_config = ModelConfig.load(settings.models_config, overrides.model_env)
+            log_model_endpoints(model_config)
             router = ModelRouter(
-                ModelConfig.load(settings.models_config, overrides.model_env),
+                model_config,
                 max_retries=settings.model_max_retries,
                 network_backend=overrides.model_network_backend,
             )
@@ -351,6 +384,7 @@ class Runtime:
             if router is not None:
                 await router.aclose()
             database.dispose()
+            self._set_state("stopped")
             raise
         self._started = _Started(
             database,
@@ -375,12 +409,48 @@ class Runtime:
             await face.start()
             self._faces.append(face)
         await self.set_serving(True)
+        if self._probe is None:
+            self._probe = asyncio.create_task(self._probe_database(), name="database-probe")
 
     async def set_serving(self, serving: bool) -> None:
-        """The one health state, reported by every face."""
+        """The one health state, reported by every face: `serving`, while the database answers
+        (the probe of `serve` reports NOT_SERVING while it does not)."""
+        self._lifecycle_serving = serving
+        await self._report()
+
+    async def _report(self) -> None:
+        serving = self._lifecycle_serving and self._database_up
+        if self._started is not None and self.state not in ("stopping", "stopped"):
+            if serving:
+                self._set_state("serving")
+            elif self._lifecycle_serving:
+                self._set_state("database unreachable")
         self.serving = serving
         for face in self._faces:
             await face.set_serving(serving)
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            log.info("state: %s", state)
+
+    async def _probe_database(self) -> None:
+        """Every `health_probe_interval`, a `SELECT 1`: health goes NOT_SERVING when it fails
+        (balancers then send elsewhere) and SERVING again when it answers."""
+        interval = self.overrides.health_probe_interval
+        while True:
+            await asyncio.sleep(interval)
+            database = self.database
+            if database is None:
+                return
+            up = await _answers(database, timeout=max(5.0, interval))
+            if up != self._database_up:
+                self._database_up = up
+                if up:
+                    log.info("the database answers again: serving")
+                else:
+                    log.warning("the database does not answer: reporting NOT_SERVING")
+                await self._report()
 
     # --- stop -------------------------------------------------------------------------------
 
@@ -390,6 +460,12 @@ class Runtime:
         if started is None:
             return
         grace = self.settings.shutdown_grace if grace is None else grace
+        self._set_state("stopping")
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+            self._probe = None
         await self.set_serving(False)
         await asyncio.gather(
             *(face.stop(grace) for face in self._faces), started.scheduler.stop(grace)
@@ -406,7 +482,42 @@ class Runtime:
         await started.router.aclose()
         started.database.dispose()
         self._started = None
+        self._database_up = True
+        self.state = "stopped"
         log.info("stopped")
+
+
+async def _answers(database: Database, *, timeout: float) -> bool:
+    """Whether the database answers a `SELECT 1` within `timeout` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            await database.transaction(lambda c: c.execute(text("SELECT 1")))
+    except Exception:
+        return False
+    return True
+
+
+def log_model_endpoints(config: ModelConfig) -> None:
+    """Name the endpoints runs will call (base URLs, never keys), and warn when none is usable:
+    a run would then fail with "model endpoint unreachable"."""
+    usable = False
+    for endpoint in config.endpoints:
+        usable = True
+        log.info("model endpoint %s for %s", endpoint.base_url, ", ".join(endpoint.models) or "-")
+    if config.default_base_url is not None:
+        usable = True
+        log.info("model endpoint %s for other models (OPENAI_BASE_URL)", config.default_base_url)
+    elif config.default_api_key != NO_API_KEY:
+        usable = True
+        log.info("model endpoint %s for other models (OPENAI_API_KEY set)", DEFAULT_OPENAI_BASE_URL)
+    if not usable:
+        log.warning(
+            "no usable model endpoint: set OPENAI_API_KEY (for %s), OPENAI_BASE_URL or "
+            "--models-config, or runs will fail. For local work: `assistants-grpc fake-model` "
+            "serves a scripted model at http://127.0.0.1:8089/v1 (set "
+            "OPENAI_BASE_URL=http://127.0.0.1:8089/v1), or `make run MODEL=fake` starts both.",
+            DEFAULT_OPENAI_BASE_URL,
+        )
 
 
 def _call_each(callbacks: list[Callable[[], None]]) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from assistants_grpc.api.face import SERVICE_NAMES, GrpcFace
+from assistants_grpc.api.face import SERVICE_NAMES, GrpcFace, StartingHealth
 from assistants_grpc.auth.tls import server_credentials
 from assistants_grpc.config import Settings
 from assistants_grpc.engine.scheduler import RunScheduler
@@ -41,13 +41,17 @@ class AssistantsServer:
         self.settings = settings
         self.runtime = runtime if runtime is not None else Runtime(settings, overrides)
         self._face: GrpcFace | None = None
+        self._starting: StartingHealth | None = None
         self._serve_http = bool(settings.http_port) if http is None else http
         self._http: HttpFace | None = None
 
     @property
     def port(self) -> int:
-        """The bound port (the chosen one for port 0); 0 until started."""
-        return self._face.port if self._face is not None else 0
+        """The bound port (the chosen one for port 0): while starting, that of the health service
+        alone (NOT_SERVING); 0 before and after."""
+        if self._face is not None:
+            return self._face.port
+        return self._starting.port if self._starting is not None else 0
 
     @property
     def http_port(self) -> int:
@@ -95,12 +99,26 @@ class AssistantsServer:
             settings.tls_cert, settings.tls_key, settings.tls_client_ca
         )
         owns_runtime = not self.runtime.started
-        await self.runtime.start()
+        port = settings.port
+        starting: StartingHealth | None = None
+        if owns_runtime:
+            # The port answers health from now on: NOT_SERVING while migrations run.
+            starting = StartingHealth(host=settings.host, port=port, credentials=credentials)
+            port = await starting.start()
+            self._starting = starting
+        try:
+            await self.runtime.start()
+        except BaseException:
+            self._starting = None
+            raise
+        finally:
+            if starting is not None:
+                await starting.stop()
         face = GrpcFace(
             self.runtime.services,
             self.runtime.guard,
             host=settings.host,
-            port=settings.port,
+            port=port,
             max_request_bytes=settings.max_request_bytes,
             credentials=credentials,
         )
@@ -112,6 +130,7 @@ class AssistantsServer:
                 await self.runtime.stop(0)
             raise
         self._face = face
+        self._starting = None
         self._http = http_face
         database = self.runtime.database
         assert database is not None  # started above

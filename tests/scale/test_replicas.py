@@ -194,6 +194,14 @@ async def test_killed_replica_runs_are_taken_over(replicas: list[Replica]) -> No
             sorted(created)
         )
         assert [m.content[0].text.value for m in page.data if m.role == 1] == ["go"]
+    # Each takeover is a WARNING line of the replica that took the run (README "Logs").
+    survivors_log = "".join(survivor.log + replicas[2].log)
+    ended = [line for line in survivors_log.splitlines() if "run ended [" in line]
+    for run in runs:
+        assert f"took over run {run.id} from " in survivors_log
+        # A run taken over still logs with its thread's project.
+        (line,) = [line for line in ended if f"run_id={run.id} " in line]
+        assert f"thread_id={run.thread_id} project=default " in line
 
 
 async def test_create_run_race_across_replicas(replicas: list[Replica]) -> None:

@@ -57,6 +57,7 @@ def test_a_bad_flag_is_named_and_exits_2(
         ("ASSISTANTS_MIGRATE_ON_START", "enabled", "ASSISTANTS_MIGRATE_ON_START: not a boolean"),
         ("ASSISTANTS_PORT", "http", "ASSISTANTS_PORT: not a valid int: 'http'"),
         ("ASSISTANTS_HTTP_PORT", "80a", "ASSISTANTS_HTTP_PORT: not a valid int: '80a'"),
+        ("ASSISTANTS_LOG_FORMAT", "xml", "--log-format / ASSISTANTS_LOG_FORMAT: must be text or"),
     ],
 )
 def test_a_bad_variable_is_named_and_exits_2(

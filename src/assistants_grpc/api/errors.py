@@ -27,6 +27,8 @@ from grpc_status import rpc_status
 from assistants_grpc.api.registration import Undecodable
 from assistants_grpc.auth.caller import Caller
 from assistants_grpc.auth.guard import Guard
+from assistants_grpc.contract.pb import run_pb2
+from assistants_grpc.observability import logs
 from assistants_grpc.services.errors import (
     ErrorCode,
     ErrorDescription,
@@ -139,18 +141,45 @@ def metadata_headers(metadata: Iterable[tuple[str, str | bytes]] | None) -> dict
 
 
 def _method(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    try:
-        return str(context._rpc_event.call_details.method.decode())
-    except Exception:  # the name is only for the log line
-        return "rpc"
+    """The RPC's name for a log line: the one bound for the call (see `_rpc_name`)."""
+    return logs.current().get("rpc", "rpc")
+
+
+_PACKAGE = run_pb2.DESCRIPTOR.package
+_RPC_NAMES: dict[tuple[type, str], str] = {}
+
+
+def _rpc_name(servicer: object, method: str) -> str:
+    """`/assistants.v1.RunService/CreateRun` for a handler of a servicer (grpc.aio does not
+    tell a handler its method): the service is the generated base class the servicer extends."""
+    key = (type(servicer), method)
+    name = _RPC_NAMES.get(key)
+    if name is None:
+        service = next(
+            (
+                base.__name__.removesuffix("Servicer")
+                for base in type(servicer).__mro__
+                if base.__module__.endswith("_pb2_grpc")
+            ),
+            type(servicer).__name__,
+        )
+        name = _RPC_NAMES[key] = f"/{_PACKAGE}.{service}/{method}"
+    return name
 
 
 async def _admit(
-    servicer: Guarded, request: object, context: grpc.aio.ServicerContext[Any, Any]
+    servicer: Guarded, request: object, context: grpc.aio.ServicerContext[Any, Any], method: str
 ) -> Caller:
     """Authenticate first (an anonymous caller learns nothing, not even that the request was
-    malformed), then refuse a request that did not parse."""
+    malformed), then refuse a request that did not parse. The call's log fields are bound for
+    its task (observability.logs): the RPC, then the project and the ids the request names."""
+    logs.bind(rpc=_rpc_name(servicer, method))
     caller = await servicer.guard.admit(metadata_headers(context.invocation_metadata()))
+    logs.bind(
+        project=caller.project,
+        thread_id=getattr(request, "thread_id", None) or None,
+        run_id=getattr(request, "run_id", None) or None,
+    )
     if isinstance(request, Undecodable):
         raise InvalidArgumentError.single("request", f"cannot be parsed: {request.reason}")
     return caller
@@ -162,7 +191,7 @@ def unary(
     @functools.wraps(handler)
     async def wrapper(self: S, request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
         try:
-            caller = await _admit(self, request, context)
+            caller = await _admit(self, request, context, handler.__name__)
             return await handler(self, request, caller)
         except (grpc.aio.AbortError, grpc.aio.UsageError):
             raise
@@ -181,7 +210,7 @@ def streaming(
         self: S, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
     ) -> AsyncIterator[Resp]:
         try:
-            caller = await _admit(self, request, context)
+            caller = await _admit(self, request, context, handler.__name__)
             # The slot is held until the stream ends, however it ends (a client cancel arrives
             # here as CancelledError, which the `with` sees and this `except` does not).
             with self.guard.stream_slot(caller):
@@ -214,7 +243,9 @@ def client_streaming(
         self: S, requests: AsyncIterator[Req], context: grpc.aio.ServicerContext[Req, Resp]
     ) -> Resp:
         try:
+            logs.bind(rpc=_rpc_name(self, handler.__name__))
             caller = await self.guard.admit(metadata_headers(context.invocation_metadata()))
+            logs.bind(project=caller.project)
             with self.guard.stream_slot(caller):
                 return await handler(self, _parsed(requests), caller)
         except (grpc.aio.AbortError, grpc.aio.UsageError):

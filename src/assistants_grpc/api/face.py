@@ -144,4 +144,39 @@ class GrpcFace:
             await self._server.wait_for_termination()
 
 
-__all__ = ["SERVICE_NAMES", "GrpcFace"]
+class StartingHealth:
+    """The gRPC port while the runtime starts (migrations may wait for another replica's): the
+    health service alone, NOT_SERVING for every service, so a probe tells "starting" (the port
+    answers, not ready) from "serving" and from "down" (refused). `stop` frees the port for the
+    face, which binds the same one (the chosen one, for port 0)."""
+
+    def __init__(
+        self, *, host: str, port: int, credentials: grpc.ServerCredentials | None = None
+    ) -> None:
+        self._address = f"{host}:{port}"
+        self._credentials = credentials
+        self._server: grpc.aio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        health = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        for name in ("", *SERVICE_NAMES):
+            await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.port = (
+            server.add_secure_port(self._address, self._credentials)
+            if self._credentials is not None
+            else server.add_insecure_port(self._address)
+        )
+        await server.start()
+        self._server = server
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(0)
+            self._server = None
+
+
+__all__ = ["SERVICE_NAMES", "GrpcFace", "StartingHealth"]

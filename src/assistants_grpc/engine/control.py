@@ -31,6 +31,8 @@ class RunControl:
     lease_seconds: float
     inbox: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
     reason: Reason | None = None
+    # The project of the call that started the run here, when one did (for its log lines).
+    project: str | None = None
 
     def lease_values(self, wall_clock: float) -> dict[str, Any]:
         """The run's columns that say this replica holds it, from `wall_clock` on (the lease

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, bindparam, select
 
 from assistants_grpc.clock import Clock, SystemClock
 from assistants_grpc.engine import transitions as tr
@@ -35,11 +35,13 @@ from assistants_grpc.engine.run_loop import RunLoop, TurnHooks, release_lease
 from assistants_grpc.engine.server_tools import ToolRegistry
 from assistants_grpc.engine.turn_end import INTERRUPT_ENDINGS
 from assistants_grpc.events.bus import EventBus
+from assistants_grpc.observability import logs
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.mapping import run_from_row
 from assistants_grpc.store.run_states import CLAIMABLE, RunStatus
 
 RunEvent = tr.RunEvent
+_THREAD_PROJECT = select(repo.THREADS.c.project).where(repo.THREADS.c.id == bindparam("_thread_id"))
 # A run's columns: its row as read, or the values its creating transaction just wrote.
 RunRow = Mapping[Any, Any]
 
@@ -93,7 +95,11 @@ class RunExecutor:
         return await self._loop.write(run_id, work)
 
     async def execute(self, run_id: str, control: RunControl) -> None:
-        start = await self._write(run_id, lambda c: self._start(c, control))
+        start, events = await self._deps.database.transaction(lambda c: self._start(c, control))
+        if control.project is not None:
+            # Read by _start: the lines from here on (its events' included) carry it.
+            logs.bind(project=control.project)
+        self._bus.publish(run_id, events)
         if start is not None:
             await self.continue_started(start, control)
 
@@ -124,6 +130,11 @@ class RunExecutor:
         if tr.held_elsewhere(row, control.owner, wall):
             return None, []
         lease = control.lease_values(wall)
+        if control.project is None:
+            # A run claimed here (created elsewhere, or orphaned): its project, for the logs.
+            control.project = connection.execute(
+                _THREAD_PROJECT, {"_thread_id": row["thread_id"]}
+            ).scalar()
         status, now, owner = row["status"], self._deps.now(), control.owner
         if status != RunStatus.QUEUED:
             repo.update_by_id(connection, repo.RUNS, run_id, lease)

@@ -192,4 +192,27 @@ def model_http_client(
     client's ``close()`` closes it."""
     backend = network_backend if network_backend is not None else QuickAckBackend()
     transport = _Transport(backend, openai.DEFAULT_CONNECTION_LIMITS)
-    return AsyncHttpxClientWrapper(transport=transport)
+    return AsyncHttpxClientWrapper(
+        transport=transport, event_hooks={"response": [_log_refused_response]}
+    )
+
+
+async def _log_refused_response(response: httpx2.Response) -> None:
+    """A WARNING for each answer of the endpoint that is an error (the SDK retries a 408, 409,
+    429 or 5xx): the endpoint (no query: no credentials), the status and the retry number."""
+    if response.status_code < 400:
+        return
+    request = response.request
+    url = request.url
+    # Host and port only: a URL's user information may hold a credential.
+    port = f":{url.port}" if url.port is not None else ""
+    retry = request.headers.get("x-stainless-retry-count", "0")
+    log.warning(
+        "model endpoint answered %d",
+        response.status_code,
+        extra={
+            "endpoint": f"{url.scheme}://{url.host}{port}{url.path}",
+            "http_status": response.status_code,
+            "retry": int(retry) if retry.isdigit() else retry,
+        },
+    )

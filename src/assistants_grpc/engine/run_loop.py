@@ -68,6 +68,7 @@ from assistants_grpc.engine.turn_end import (
 from assistants_grpc.engine.turn_writer import TurnWriter
 from assistants_grpc.events import log
 from assistants_grpc.events.bus import EventBus
+from assistants_grpc.observability import logs
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.mapping import run_from_row
 from assistants_grpc.store.run_states import LeaseLostError, RunMoved, RunStatus
@@ -124,8 +125,11 @@ class RunLoop:
 
     async def run(self, run_row: RunRow, context: TurnContext, control: RunControl) -> None:
         """Turns of the run, from `context`, until it ends or waits for the caller."""
-        while await Turn(self, run_row, context, control).run():
-            context = await self.load_context(run_row)
+        thread = context.thread
+        project = thread.project if thread is not None else control.project
+        with logs.bound(thread_id=run_row["thread_id"], project=project):
+            while await Turn(self, run_row, context, control).run():
+                context = await self.load_context(run_row)
 
 
 class Turn:
@@ -240,6 +244,18 @@ class Turn:
                         # the first text waits to be sent: what callers feel is the time to it.
                         await self.first_out.wait()
         except ModelError as error:
+            # The endpoint, the code and what went wrong ("model endpoint unreachable", "…
+            # returned HTTP 500"), without the endpoint's own words after it: they may quote the
+            # prompt. Never the key (observability.logs).
+            logger.warning(
+                "model request failed: %s",
+                error.code,
+                extra={
+                    "endpoint": error.endpoint,
+                    "model": self.run_row["model"],
+                    "reason": error.message.split(":", 1)[0],
+                },
+            )
             inbox.put_nowait(_StreamEnd(error))
             return
         inbox.put_nowait(_StreamEnd())

@@ -32,6 +32,7 @@ from assistants_grpc.engine.deps import Dependencies
 from assistants_grpc.engine.executor import RunControl, RunExecutor, Started
 from assistants_grpc.events.bus import EventBus
 from assistants_grpc.events.log import LeaseLostError
+from assistants_grpc.observability import logs
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.run_states import ACTIVE, CLAIMABLE, RunStatus
 
@@ -114,7 +115,12 @@ class RunScheduler:
         turn."""
         if not self._accepting or self._free_workers() <= 0 or run_id in self._running:
             return None
-        control = RunControl(run_id, owner=self.owner, lease_seconds=self._lease_seconds)
+        control = RunControl(
+            run_id,
+            owner=self.owner,
+            lease_seconds=self._lease_seconds,
+            project=logs.current().get("project"),
+        )
         # Registered at once, so a cancel arriving before the worker takes it still reaches it.
         self._running[run_id] = control
         return Reservation(self, self._executor, control, self._lease_clock)
@@ -173,6 +179,12 @@ class RunScheduler:
                 control = RunControl(run_id, owner=self.owner, lease_seconds=self._lease_seconds)
                 self._running[run_id] = control
                 turn = self._executor.execute(run_id, control)
+            # Every line of the run's turn carries its ids (observability.logs).
+            with logs.bound(rpc=None, run_id=run_id, thread_id=None, project=control.project):
+                await self._execute(run_id, turn)
+
+    async def _execute(self, run_id: str, turn: Awaitable[None]) -> None:
+        try:
             try:
                 await turn
             except asyncio.CancelledError:
@@ -197,8 +209,8 @@ class RunScheduler:
                         "server_error", "The server hit an unexpected error running this run."
                     ),
                 )
-            finally:
-                self._running.pop(run_id, None)
+        finally:
+            self._running.pop(run_id, None)
 
     async def _end(self, run_id: str, ending: tr.Ending) -> None:
         wall = self._lease_clock.now()
@@ -262,7 +274,15 @@ class RunScheduler:
                 limit=free,
             )
         )
-        for run_id in claimed:
+        for run_id, thread_id, previous in claimed:
+            if previous is not None and previous != self.owner:
+                # A lease that lapsed: its replica died or stopped renewing (observability.logs).
+                log.warning(
+                    "took over run %s from %s (its lease lapsed)",
+                    run_id,
+                    previous,
+                    extra={"run_id": run_id, "thread_id": thread_id, "previous_owner": previous},
+                )
             self.enqueue(run_id)
 
     async def _sweep(self) -> None:
@@ -347,22 +367,24 @@ def _lease_free(now: float) -> ColumnElement[bool]:
 
 def _claim(
     connection: Connection, *, owner: str, now: float, until: float, limit: int
-) -> list[str]:
+) -> list[tuple[str, str, str | None]]:
+    """The runs claimed: (id, thread id, the lease owner before, whose lease lapsed)."""
     query = (
-        select(repo.RUNS.c.id)
+        select(repo.RUNS.c.id, repo.RUNS.c.thread_id, repo.RUNS.c.lease_owner)
         .where(repo.run_status_in(CLAIMABLE), _lease_free(now))
         .order_by(repo.RUNS.c.pk)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    ids = list(connection.execute(query).scalars())
+    claimed = [(row[0], row[1], row[2]) for row in connection.execute(query)]
+    ids = [run_id for run_id, _, _ in claimed]
     if ids:
         connection.execute(
             update(repo.RUNS)
             .where(repo.RUNS.c.id.in_(ids))
             .values(lease_owner=owner, lease_expires_at=until)
         )
-    return ids
+    return claimed
 
 
 _RENEW = (

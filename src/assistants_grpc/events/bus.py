@@ -96,6 +96,7 @@ class EventBus:
         recheck_seconds: float | None = None,
         page_size: int = PAGE_SIZE,
         signals: ReplicaSignals | None = None,
+        observer: Callable[[str, Sequence[RunEvent]], None] | None = None,
     ) -> None:
         self._load_after = load_after
         self._load_one = load_one
@@ -105,6 +106,8 @@ class EventBus:
         # Told about every publish and every forget; None when this process is the only one.
         self._signals = signals
         self._channels: dict[str, _Channel] = {}
+        # Sees every committed batch first (the run's log lines: observability.logs).
+        self._observer = observer
 
     @property
     def channel_count(self) -> int:
@@ -115,6 +118,8 @@ class EventBus:
         """Hand committed events to live subscribers."""
         if not events:
             return
+        if self._observer is not None:
+            self._observer(run_id, events)
         channel = self._channels.get(run_id)
         if channel is None:
             channel = self._channels[run_id] = _Channel()

@@ -22,6 +22,7 @@ from assistants_grpc.http.call import Face, new_request_id
 from assistants_grpc.http.errors import error_response, unknown_route
 from assistants_grpc.http.routes import ROUTES
 from assistants_grpc.http.routes import Route as TableRoute
+from assistants_grpc.observability import logs
 
 PREFIX = "/v1"
 
@@ -29,13 +30,21 @@ PREFIX = "/v1"
 class _Path:
     """The methods of one path."""
 
-    def __init__(self, face: Face, routes: Mapping[str, TableRoute]) -> None:
+    def __init__(self, face: Face, routes: Mapping[str, TableRoute], path: str = "") -> None:
         self._face = face
         self._routes = dict(routes)
+        self._path = path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._face.requests += 1
         request = Request(scope, receive)
+        # The call's log fields, for its task (observability.logs); the project once admitted.
+        params = request.path_params
+        logs.bind(
+            rpc=f"{request.method} {self._path}",
+            thread_id=params.get("thread_id"),
+            run_id=params.get("run_id"),
+        )
         route = self._routes.get(request.method)
         response: ASGIApp = (
             _not_found(request)
@@ -73,7 +82,7 @@ def build_app(face: Face, routes: Iterable[TableRoute] = ROUTES) -> Router:
             raise ValueError(f"{route.method} {route.path} is routed twice")
         methods[route.method] = route
     table: list[BaseRoute] = [
-        Route(PREFIX + path, _Path(face, methods)) for path, methods in paths.items()
+        Route(PREFIX + path, _Path(face, methods, PREFIX + path)) for path, methods in paths.items()
     ]
     table.append(_health(face))
 

@@ -29,6 +29,7 @@ from assistants_grpc.contract.openai_json import render
 from assistants_grpc.http import requests
 from assistants_grpc.http.errors import HttpError, error_response, too_large
 from assistants_grpc.http.streaming import RunEvents, Streams
+from assistants_grpc.observability import logs
 from assistants_grpc.services.bundle import Services
 from assistants_grpc.services.errors import ServiceError, describe
 
@@ -131,6 +132,7 @@ class Face:
             ):
                 raise too_large(self.max_request_bytes)
             caller = await self.guard.admit(call_headers)
+            logs.bind(project=caller.project)
             requests.check_beta(call_headers)
             body = await requests.read_json(request, self.max_request_bytes) if reads_json else None
             return await handler(Call(self, request, caller, body, headers))

@@ -1,0 +1,1 @@
+"""What operators watch: structured logs (`logs`), and the health and runs views built on them."""

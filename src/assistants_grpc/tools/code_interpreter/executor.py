@@ -41,6 +41,7 @@ from assistants_grpc.tools.code_interpreter.annotator import SandboxLinkAnnotato
 from assistants_grpc.tools.code_interpreter.arguments import CodeInputStream, decode_code
 from assistants_grpc.tools.code_interpreter.files import InputFile, SandboxFiles
 from assistants_grpc.tools.code_interpreter.kernel import Execution
+from assistants_grpc.tools.code_interpreter.sandbox import SandboxStartError
 from assistants_grpc.tools.code_interpreter.sessions import (
     CodeSession,
     SessionManager,
@@ -173,6 +174,13 @@ class CodeInterpreterExecutor:
                 return await self._run(session, code, call, context)
         except SessionsBusyError as busy:
             return self._refusal(code, f"Code execution is busy ({busy}); the code did not run.")
+        except (SandboxStartError, TimeoutError) as error:
+            # Not the run's failure: the model is told, and may try again or answer without.
+            log.warning("code session of %s did not start: %s", context.thread_id, error)
+            why = str(error) or "its kernel did not answer in time"
+            return self._refusal(
+                code, f"Code execution could not start a sandbox ({why}); the code did not run."
+            )
 
     def _refusal(self, code: str, message: str) -> ToolResult:
         return ToolResult(output=message, details={"input": code, "outputs": []})

@@ -4,6 +4,7 @@ the fake model scripts the `python` calls, the server executes them inside `in_p
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,16 +12,21 @@ from typing import Any
 import pytest
 
 from assistants_grpc.contract.openai_json import render
-from assistants_grpc.contract.pb import common_pb2, run_pb2
+from assistants_grpc.contract.pb import common_pb2, file_pb2, message_pb2, run_pb2, thread_pb2
 from assistants_grpc.fake_model import FakeModelServer, TextReply, ToolCallsReply
 from tests.conftest import RunningServer, serving
 from tests.integration.event_checks import check_run_log
+from tests.integration.files_helpers import download, upload
+from tests.integration.helpers import text_input
 from tests.integration.runs_helpers import collect, make_assistant, make_thread, names
 from tests.integration.test_sdk_replay import replay
 
 pytestmark = pytest.mark.timeout(180)
 
 R = run_pb2
+F = file_pb2
+M = message_pb2
+T = thread_pb2
 CODE = common_pb2.Tool(code_interpreter=common_pb2.CodeInterpreterTool())
 UID_BASE = 990700
 
@@ -136,3 +142,254 @@ async def test_the_math_tutor_solves_3x_plus_11_is_14(coding: RunningServer) -> 
     assert [o["logs"] for o in again["code_interpreter"]["outputs"]] == [
         "x = 1 \u2714 \U0001f600\n[1]"
     ]
+
+
+def tool_messages(request: dict[str, Any]) -> list[str]:
+    return [m["content"] for m in request["messages"] if m["role"] == "tool"]
+
+
+async def test_state_across_runs_of_a_thread_and_not_across_threads(
+    coding: RunningServer,
+) -> None:
+    stubs, model = coding.stubs, coding.model
+    assistant = await make_assistant(stubs, tools=[CODE])
+    first, other = await make_thread(stubs, "one"), await make_thread(stubs, "two")
+    model.push(python_call("secret = 41"), TextReply("Kept."))
+    assert names(await run_events(stubs, assistant.id, first.id))[-2] == "thread.run.completed"
+    model.push(python_call("secret + 1"), TextReply("42."))
+    assert names(await run_events(stubs, assistant.id, first.id))[-2] == "thread.run.completed"
+    assert tool_messages(model.requests[-1]) == ["Code ran without output.", "42"]
+    model.push(python_call("secret"), TextReply("Not here."))
+    events = await run_events(stubs, assistant.id, other.id)
+    assert names(events)[-2] == "thread.run.completed"
+    (isolated,) = tool_messages(model.requests[-1])
+    assert "NameError: name 'secret' is not defined" in isolated
+    sessions = coding.server.code_interpreter.sessions  # type: ignore[union-attr]
+    assert sessions is not None
+    one, two = sessions.session_of(first.id), sessions.session_of(other.id)
+    assert one is not None and two is not None and one.kernel is not two.kernel
+
+
+PLOT_AND_CSV = (
+    "import matplotlib.pyplot as plt\n"
+    "import pandas as pd\n"
+    "plt.plot([1, 2, 3], [1, 4, 9])\n"
+    "plt.title('squares')\n"
+    "plt.show()\n"
+    "pd.DataFrame({'n': [1, 2, 3], 'sq': [1, 4, 9]}).to_csv('/mnt/data/x.csv', index=False)\n"
+    "print('written')"
+)
+
+
+async def test_a_plot_and_a_linked_csv_become_files_parts_and_annotations(
+    coding: RunningServer,
+) -> None:
+    stubs, model = coding.stubs, coding.model
+    answer = (
+        "Here is the plot, and [the table](sandbox:/mnt/data/x.csv) as a CSV. "
+        "There is no sandbox:/mnt/data/missing.csv though."
+    )
+    model.push(python_call(PLOT_AND_CSV), TextReply(answer, chunks=13))
+    assistant = await make_assistant(stubs, tools=[CODE])
+    thread = await make_thread(stubs, "plot the squares and give me the table")
+    events = await run_events(stubs, assistant.id, thread.id)
+    assert check_run_log(events) == ["queued", "in_progress", "completed"]
+
+    # The step: the logs, then one image output whose File holds the PNG.
+    step = next(
+        e.run_step
+        for e in events
+        if e.event == "thread.run.step.completed" and e.run_step.type == R.RUN_STEP_TYPE_TOOL_CALLS
+    )
+    (call,) = render(step)["step_details"]["tool_calls"]
+    logs, image = call["code_interpreter"]["outputs"]
+    assert logs == {"type": "logs", "logs": "written"}
+    assert image["type"] == "image"
+    image_id = image["image"]["file_id"]
+    image_file = await stubs.files.GetFile(F.GetFileRequest(file_id=image_id))
+    assert image_file.purpose == F.FILE_PURPOSE_ASSISTANTS_OUTPUT
+    png = await download(stubs, image_id)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and image_file.bytes == len(png)
+
+    # The CSV is a File too, downloadable, and the model was told how to link it.
+    (tool_message,) = tool_messages(model.requests[1])
+    assert "sandbox:/mnt/data/x.csv" in tool_message
+    listed = await stubs.files.ListFiles(
+        F.ListFilesRequest(purpose=F.FILE_PURPOSE_ASSISTANTS_OUTPUT)
+    )
+    (csv_file,) = [f for f in listed.data if f.filename == "x.csv"]
+    assert await download(stubs, csv_file.id) == b"n,sq\n1,1\n2,4\n3,9\n"
+
+    # The answer: the image part first, then the text, whose link to the CSV became a
+    # file_path annotation with exact indices; the missing file's link stays plain text.
+    final = next(e.message for e in events if e.event == "thread.message.completed")
+    content = render(final)["content"]
+    assert content[0]["type"] == "image_file"
+    assert content[0]["image_file"]["file_id"] == image_id
+    text = content[1]["text"]
+    assert text["value"] == answer
+    start = answer.index("sandbox:/mnt/data/x.csv")
+    expected = {
+        "type": "file_path",
+        "text": "sandbox:/mnt/data/x.csv",
+        "start_index": start,
+        "end_index": start + len("sandbox:/mnt/data/x.csv"),
+        "file_path": {"file_id": csv_file.id},
+    }
+    assert text["annotations"] == [expected]
+    # Streamed as an annotation delta of the text part.
+    streamed = [
+        annotation
+        for e in events
+        if e.event == "thread.message.delta"
+        for part in render(e.message_delta)["delta"].get("content") or []
+        if part.get("type") == "text"
+        for annotation in (part.get("text") or {}).get("annotations") or []
+    ]
+    assert [{k: v for k, v in a.items() if k != "index"} for a in streamed] == [expected]
+    # The SDK rebuilds the same message from the stream.
+    message, _ = replay(events)
+    assert message["content"][0]["image_file"]["file_id"] == image_id  # type: ignore[index]
+    assert message["content"][1]["text"]["value"] == answer  # type: ignore[index]
+    (rebuilt,) = message["content"][1]["text"]["annotations"]  # type: ignore[index]
+    assert rebuilt["file_path"]["file_id"] == csv_file.id
+    assert (rebuilt["start_index"], rebuilt["end_index"]) == (
+        expected["start_index"],
+        expected["end_index"],
+    )
+
+
+async def test_resource_files_and_attachments_are_in_mnt_data(coding: RunningServer) -> None:
+    stubs, model = coding.stubs, coding.model
+    by_assistant = await upload(stubs, b"a,b\n1,2\n3,4\n", "numbers.csv")
+    by_thread = await upload(stubs, b"thread notes", "notes.txt")
+    attached = await upload(stubs, b"hello from an attachment", "hello.txt")
+    assistant = await make_assistant(
+        stubs,
+        tools=[CODE],
+        tool_resources=common_pb2.ToolResources(
+            code_interpreter=common_pb2.CodeInterpreterResources(file_ids=[by_assistant.id])
+        ),
+    )
+    message = text_input("read them")
+    message.attachments.append(
+        M.Attachment(
+            file_id=attached.id,
+            tools=[M.AttachmentTool(type=common_pb2.TOOL_TYPE_CODE_INTERPRETER)],
+        )
+    )
+    thread = await stubs.threads.CreateThread(
+        T.CreateThreadRequest(
+            messages=[message],
+            tool_resources=common_pb2.ToolResources(
+                code_interpreter=common_pb2.CodeInterpreterResources(file_ids=[by_thread.id])
+            ),
+        )
+    )
+    code = (
+        "import pandas as pd\n"
+        f"print(pd.read_csv('/mnt/data/{by_assistant.id}')['b'].sum())\n"
+        f"print(open('/mnt/data/{by_thread.id}').read())\n"
+        f"print(open('/mnt/data/{attached.id}').read())"
+    )
+    model.push(python_call(code), TextReply("Read."))
+    events = await run_events(stubs, assistant.id, thread.id)
+    assert names(events)[-2] == "thread.run.completed"
+    (output,) = tool_messages(model.requests[1])
+    assert output.endswith("6\nthread notes\nhello from an attachment")
+    # The model was told what is there: id, original name, size.
+    for file, size in ((by_assistant, 12), (by_thread, 12), (attached, 24)):
+        assert f"/mnt/data/{file.id} (uploaded as {file.filename!r}, {size} bytes)" in output
+    # Inputs are not outputs.
+    listed = await stubs.files.ListFiles(
+        F.ListFilesRequest(purpose=F.FILE_PURPOSE_ASSISTANTS_OUTPUT)
+    )
+    assert list(listed.data) == []
+
+
+async def test_cancel_during_a_long_execution(coding: RunningServer) -> None:
+    stubs, model = coding.stubs, coding.model
+    assistant = await make_assistant(stubs, tools=[CODE])
+    thread = await make_thread(stubs, "loop")
+    model.push(python_call("kept = 'yes'"), TextReply("Warm."))
+    await run_events(stubs, assistant.id, thread.id)  # the kernel is started and warm
+    sessions = coding.server.code_interpreter.sessions  # type: ignore[union-attr]
+    assert sessions is not None
+    session = sessions.session_of(thread.id)
+    assert session is not None
+
+    model.push(python_call("while True:\n    pass"))
+    stream = stubs.runs.CreateRunStream(
+        R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
+    )
+    events: list[R.RunEvent] = []
+    cancelled = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    cancelled_at = 0.0
+
+    async def read() -> None:
+        nonlocal cancelled_at
+        async for event in stream:
+            events.append(event)
+            if event.event == "thread.run.cancelled":
+                cancelled_at = loop.time()
+                cancelled.set()
+
+    reader = asyncio.ensure_future(read())
+    async with asyncio.timeout(60):
+        while not session.lock.locked():  # the call is in the session: the loop runs
+            await asyncio.sleep(0.01)
+    run_id = events[0].run.id
+    asked = loop.time()
+    await stubs.runs.CancelRun(R.CancelRunRequest(thread_id=thread.id, run_id=run_id))
+    await asyncio.wait_for(cancelled.wait(), 30)
+    gap = cancelled_at - asked
+    print(f"cancel during execution: run cancelled {gap * 1000:.0f} ms after CancelRun")
+    await asyncio.wait_for(reader, 30)
+    assert check_run_log(events)[-2:] == ["cancelling", "cancelled"]
+    assert gap < 1.0, f"cancelled {gap:.2f} s after CancelRun"
+    # The loop was interrupted, not the kernel killed: the thread's state is still there.
+    model.push(python_call("kept"), TextReply("Still."))
+    await run_events(stubs, assistant.id, thread.id)
+    assert tool_messages(model.requests[-1])[-1] == "'yes'"
+    assert sessions.session_of(thread.id) is session
+
+
+async def test_delete_thread_ends_its_session(coding: RunningServer) -> None:
+    stubs, model = coding.stubs, coding.model
+    assistant = await make_assistant(stubs, tools=[CODE])
+    thread = await make_thread(stubs, "x")
+    model.push(python_call("y = 5"), TextReply("Set."))
+    await run_events(stubs, assistant.id, thread.id)
+    sessions = coding.server.code_interpreter.sessions  # type: ignore[union-attr]
+    assert sessions is not None
+    session = sessions.session_of(thread.id)
+    assert session is not None
+    await stubs.threads.DeleteThread(T.DeleteThreadRequest(thread_id=thread.id))
+    assert sessions.session_of(thread.id) is None
+    assert session.kernel.exited.done()
+
+
+async def test_with_the_tool_off_the_call_says_so_and_the_run_completes(
+    database_url: str, fake_model: FakeModelServer
+) -> None:
+    async with serving(database_url, fake_model, code_interpreter="off") as server:
+        stubs, model = server.stubs, server.model
+        model.push(python_call("1 + 1"), TextReply("I cannot run code here."))
+        assistant = await make_assistant(stubs, tools=[CODE])
+        thread = await make_thread(stubs, "compute")
+        events = await run_events(stubs, assistant.id, thread.id)
+        assert check_run_log(events) == ["queued", "in_progress", "completed"]
+        (output,) = tool_messages(model.requests[1])
+        assert output == (
+            "The python tool is not available on this server (turned off with "
+            "--code-interpreter off); the code did not run. Answer without it."
+        )
+        step = next(
+            e.run_step
+            for e in events
+            if e.event == "thread.run.step.completed"
+            and e.run_step.type == R.RUN_STEP_TYPE_TOOL_CALLS
+        )
+        (call,) = render(step)["step_details"]["tool_calls"]
+        assert call["code_interpreter"] == {"input": "1 + 1", "outputs": []}

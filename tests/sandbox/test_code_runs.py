@@ -5,21 +5,39 @@ the fake model scripts the `python` calls, the server executes them inside `in_p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import re
+import subprocess
+import sys
+import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from assistants_grpc.contract.openai_json import render
 from assistants_grpc.contract.pb import common_pb2, file_pb2, message_pb2, run_pb2, thread_pb2
 from assistants_grpc.fake_model import FakeModelServer, TextReply, ToolCallsReply
-from tests.conftest import RunningServer, serving
+from assistants_grpc.tools.code_interpreter.sessions import RESET_NOTE
+from tests.conftest import RunningServer, serving, stubs_for
 from tests.integration.event_checks import check_run_log
 from tests.integration.files_helpers import download, upload
 from tests.integration.helpers import text_input
-from tests.integration.runs_helpers import collect, make_assistant, make_thread, names
+from tests.integration.runs_helpers import (
+    collect,
+    make_assistant,
+    make_thread,
+    names,
+    start_hanging_run,
+    wait_for_status,
+)
 from tests.integration.test_sdk_replay import replay
+from tests.integration.test_server_tools import step_events
+from tests.sandbox.test_code_containment import _processes_of as processes_of
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -119,6 +137,16 @@ async def test_the_math_tutor_solves_3x_plus_11_is_14(coding: RunningServer) -> 
         for e in reversed(events)
         if e.event == "thread.run.step.completed" and e.run_step.type == R.RUN_STEP_TYPE_TOOL_CALLS
     )
+    # CONTRACT.md §9, §12: the tool step's events, all before the answer's step starts.
+    order = step_events(events, step.id)
+    assert order[:2] == ["thread.run.step.created", "thread.run.step.in_progress"]
+    assert order[-1] == "thread.run.step.completed"
+    assert set(order[2:-1]) == {"thread.run.step.delta"} and len(order) >= 5
+    created = [e.run_step for e in events if e.event == "thread.run.step.created"]
+    assert [s.type for s in created] == [
+        R.RUN_STEP_TYPE_TOOL_CALLS,
+        R.RUN_STEP_TYPE_MESSAGE_CREATION,
+    ]
     (call,) = render(step)["step_details"]["tool_calls"]
     assert call["code_interpreter"] == {
         "input": SYMPY,
@@ -393,3 +421,136 @@ async def test_with_the_tool_off_the_call_says_so_and_the_run_completes(
         )
         (call,) = render(step)["step_details"]["tool_calls"]
         assert call["code_interpreter"] == {"input": "1 + 1", "outputs": []}
+
+
+SERVING = re.compile(r"serving on ([\d.]+):(\d+)")
+
+
+async def test_a_server_killed_while_code_runs_leaves_no_sandbox_process(
+    tmp_path: Path, fake_model: FakeModelServer
+) -> None:
+    """A `serve` process SIGKILLed during an execution (the code forked a child too): every
+    process of its sandbox ends with it (--die-with-parent, the server-death watch)."""
+    fake_model.reset()
+    uid_base = UID_BASE + 80
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "assistants_grpc",
+            "serve",
+            "--port",
+            "0",
+            "--database-url",
+            f"sqlite:///{tmp_path / 'db.sqlite'}",
+            "--code-interpreter",
+            "required",
+            "--code-interpreter-uid-base",
+            str(uid_base),
+            "--code-interpreter-sessions",
+            "2",
+        ],
+        env={
+            **os.environ,
+            "ASSISTANTS_LOG_LEVEL": "INFO",
+            "OPENAI_BASE_URL": fake_model.base_url,
+            "OPENAI_API_KEY": "test-key",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+
+    def drain() -> None:  # reads the server's log to its end, so it never blocks on a pipe
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if (match := SERVING.search(line)) and not port.done():
+                loop.call_soon_threadsafe(port.set_result, int(match.group(2)))
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    uids = [uid_base, uid_base + 1]
+
+    def sandboxed() -> list[int]:
+        return [pid for uid in uids for pid in processes_of(uid)]
+
+    try:
+        try:
+            target = f"127.0.0.1:{await asyncio.wait_for(port, 60)}"
+        except TimeoutError:
+            raise AssertionError("the server did not start:\n" + "".join(lines)) from None
+        code = "import os, time\nif os.fork() == 0:\n    time.sleep(600)\ntime.sleep(600)"
+        fake_model.push(python_call(code))
+        async with grpc.aio.insecure_channel(target) as channel:
+            stubs = stubs_for(channel)
+            assistant = await make_assistant(stubs, tools=[CODE])
+            thread = await make_thread(stubs, "sleep")
+            await stubs.runs.CreateRun(
+                R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
+            )
+            # The kernel runs the code: bwrap, the sandbox's init, the kernel, its child.
+            async with asyncio.timeout(60):
+                while len(sandboxed()) < 4:
+                    await asyncio.sleep(0.05)
+        process.kill()
+        await asyncio.to_thread(process.wait, 10)
+        async with asyncio.timeout(10):
+            while sandboxed():
+                await asyncio.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await asyncio.to_thread(process.wait, 10)
+        reader.join(10)
+
+
+async def test_a_thread_run_on_another_replica_gets_a_fresh_kernel_and_the_note(
+    database_url: str, fake_model: FakeModelServer
+) -> None:
+    """Two replicas on one database: the thread's second run lands on replica two while its
+    session lives on replica one (whose only worker is busy): a fresh kernel there, the reset
+    note in the tool output; replica one stops its kernel at its next sweep."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("replicas share a PostgreSQL database (SQLite serves one process)")
+    limits: dict[str, Any] = {
+        "code_interpreter": "required",
+        "code_interpreter_sessions": 2,
+        "max_concurrent_runs": 1,
+    }
+    async with serving(
+        database_url, fake_model, code_interpreter_uid_base=UID_BASE + 40, **limits
+    ) as one:
+        stubs, model = one.stubs, one.model
+        assistant = await make_assistant(stubs, tools=[CODE])
+        thread = await make_thread(stubs, "remember")
+        model.push(python_call("x = 1"), TextReply("Kept."))
+        await run_events(stubs, assistant.id, thread.id)
+        sessions_one = one.server.code_interpreter.sessions  # type: ignore[union-attr]
+        assert sessions_one is not None
+        held = sessions_one.session_of(thread.id)
+        assert held is not None
+        busy_thread, busy_run = await start_hanging_run(stubs, model)  # one's only worker
+        async with serving(
+            database_url,
+            fake_model,
+            reset_model=False,
+            code_interpreter_uid_base=UID_BASE + 50,
+            **limits,
+        ) as two:
+            model.push(python_call("x"), TextReply("Lost."))
+            events = await run_events(two.stubs, assistant.id, thread.id)
+            assert names(events)[-2] == "thread.run.completed"
+            output = tool_messages(model.requests[-1])[-1]
+            assert output.startswith(RESET_NOTE) and "another server" in output
+            assert "NameError: name 'x' is not defined" in output
+            sessions_two = two.server.code_interpreter.sessions  # type: ignore[union-attr]
+            assert sessions_two is not None and sessions_two.session_of(thread.id) is not None
+            # One notices the thread is not its any more.
+            assert await sessions_one.sweep() == 1
+            assert sessions_one.session_of(thread.id) is None and held.kernel.exited.done()
+            await stubs.runs.CancelRun(R.CancelRunRequest(thread_id=busy_thread, run_id=busy_run))
+            await wait_for_status(stubs, busy_thread, busy_run, R.RUN_STATUS_CANCELLED)

@@ -554,3 +554,25 @@ async def test_a_thread_run_on_another_replica_gets_a_fresh_kernel_and_the_note(
             assert sessions_one.session_of(thread.id) is None and held.kernel.exited.done()
             await stubs.runs.CancelRun(R.CancelRunRequest(thread_id=busy_thread, run_id=busy_run))
             await wait_for_status(stubs, busy_thread, busy_run, R.RUN_STATUS_CANCELLED)
+
+
+async def test_without_a_sandbox_the_call_says_why_and_the_run_completes(
+    database_url: str, fake_model: FakeModelServer, tmp_path: Path
+) -> None:
+    """`auto` on a host without bubblewrap: the server serves, and a run that calls the tool
+    gets a clear tool output at once (not a hang, not a failed run)."""
+    async with serving(
+        database_url,
+        fake_model,
+        code_interpreter="auto",
+        code_interpreter_bwrap=str(tmp_path / "no-such-bwrap"),
+    ) as server:
+        stubs, model = server.stubs, server.model
+        model.push(python_call("1 + 1"), TextReply("No code today."))
+        assistant = await make_assistant(stubs, tools=[CODE])
+        thread = await make_thread(stubs, "compute")
+        events = await run_events(stubs, assistant.id, thread.id)
+        assert check_run_log(events) == ["queued", "in_progress", "completed"]
+        (output,) = tool_messages(model.requests[1])
+        assert output.startswith("The python tool is not available on this server (")
+        assert "bubblewrap not found" in output and output.endswith("Answer without it.")

@@ -171,6 +171,7 @@ class CodeInterpreterExecutor:
                 "The python tool is not available on this server "
                 f"({self._unavailable or 'off'}); the code did not run. Answer without it.",
             )
+        entered = False
         try:
             # Twice at most: the session found may be one a cancelled call is still stopping,
             # killed when its code would not stop (then the next one is fresh, with the note).
@@ -178,13 +179,16 @@ class CodeInterpreterExecutor:
                 async with self._sessions.use(context.thread_id) as session:
                     stopping = self._stopping.get(session.session_id)
                     if stopping is not None:
-                        await asyncio.shield(stopping)
+                        await asyncio.wait({stopping})  # its outcome is in session.ended
                     if not session.ended:
+                        entered = True  # from here on, errors are the code's call's own
                         return await self._run(session, code, call, context)
             raise SessionsBusyError("the thread's previous code is still being stopped")
         except SessionsBusyError as busy:
             return self._refusal(code, f"Code execution is busy ({busy}); the code did not run.")
         except (SandboxStartError, TimeoutError) as error:
+            if entered:
+                raise
             # Not the run's failure: the model is told, and may try again or answer without.
             log.warning("code session of %s did not start: %s", context.thread_id, error)
             why = str(error) or "its kernel did not answer in time"

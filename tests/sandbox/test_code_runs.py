@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import openai
 import pytest
+from openai import AsyncAssistantEventHandler
+from typing_extensions import override
 
 from assistants_grpc.contract.openai_json import render
 from assistants_grpc.contract.pb import common_pb2, file_pb2, message_pb2, run_pb2, thread_pb2
@@ -576,3 +579,94 @@ async def test_without_a_sandbox_the_call_says_why_and_the_run_completes(
         (output,) = tool_messages(model.requests[1])
         assert output.startswith("The python tool is not available on this server (")
         assert "bubblewrap not found" in output and output.endswith("Answer without it.")
+
+
+class CodeRecorder(AsyncAssistantEventHandler):
+    """What the SDK's event handler sees of a code_interpreter call and the answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: list[str] = []
+        self.logs: list[str] = []
+        self.done_calls: list[Any] = []
+        self.text = ""
+
+    @override
+    async def on_tool_call_delta(self, delta: Any, snapshot: Any) -> None:
+        if delta.type == "code_interpreter" and delta.code_interpreter is not None:
+            if delta.code_interpreter.input:
+                self.inputs.append(delta.code_interpreter.input)
+            for output in delta.code_interpreter.outputs or []:
+                if output.type == "logs":
+                    self.logs.append(output.logs or "")
+
+    @override
+    async def on_tool_call_done(self, tool_call: Any) -> None:
+        self.done_calls.append(tool_call)
+
+    @override
+    async def on_text_delta(self, delta: Any, snapshot: Any) -> None:
+        self.text += delta.value or ""
+
+
+@pytest.mark.filterwarnings(
+    "ignore:The Assistants API is deprecated in favor of the Responses API:DeprecationWarning"
+)
+async def test_the_math_tutor_through_the_sdk_over_http(
+    database_url: str, fake_model: FakeModelServer
+) -> None:
+    """The seed example as an OpenAI SDK user writes it, over the HTTP face (SSE), with the
+    SDK's own streaming helper and event handler."""
+    async with serving(
+        database_url,
+        fake_model,
+        http=True,
+        auth="disabled",
+        code_interpreter="required",
+        code_interpreter_uid_base=UID_BASE + 60,
+        code_interpreter_sessions=2,
+    ) as running:
+        arguments = json.dumps({"code": SYMPY})
+        running.model.push(
+            ToolCallsReply([("python", arguments)], fragments=len(arguments)),
+            TextReply("The solution is x = 1.", chunks=4),
+        )
+        base_url = f"http://127.0.0.1:{running.server.http_port}/v1"
+        async with openai.AsyncOpenAI(base_url=base_url, api_key="sk-none") as client:
+            assistant = await client.beta.assistants.create(
+                name="Math Tutor",
+                instructions="You are a personal math tutor. Write and run code to answer "
+                "math questions.",
+                tools=[{"type": "code_interpreter"}],
+                model="gpt-4o",
+            )
+            thread = await client.beta.threads.create(
+                messages=[{"role": "user", "content": "Solve 3x + 11 = 14."}]
+            )
+            handler = CodeRecorder()
+            async with client.beta.threads.runs.stream(
+                thread_id=thread.id, assistant_id=assistant.id, event_handler=handler
+            ) as stream:
+                await stream.until_done()
+                run = stream.current_run
+            assert run is not None and run.status == "completed"
+            assert "".join(handler.inputs) == SYMPY
+            assert handler.logs == ["x = 1 \u2714 \U0001f600\n[1]"]
+            # The SDK calls on_tool_call_done again at every later step's and the run's end.
+            done = handler.done_calls[0]
+            assert {c.id for c in handler.done_calls} == {done.id}
+            assert done.code_interpreter.input == SYMPY
+            assert [o.logs for o in done.code_interpreter.outputs] == [
+                "x = 1 \u2714 \U0001f600\n[1]"
+            ]
+            assert handler.text == "The solution is x = 1."
+            steps = [
+                s async for s in client.beta.threads.runs.steps.list(run.id, thread_id=thread.id)
+            ]
+            (stored,) = [s for s in steps if s.step_details.type == "tool_calls"]
+            (kept,) = stored.step_details.tool_calls  # type: ignore[union-attr]
+            # (The SDK's accumulated copy keeps the deltas' `index` keys; the stored one has none.)
+            assert kept.id == done.id and kept.code_interpreter.input == SYMPY
+            assert [o.logs for o in kept.code_interpreter.outputs] == [
+                o.logs for o in done.code_interpreter.outputs
+            ]

@@ -433,7 +433,8 @@ async def test_a_server_killed_while_code_runs_leaves_no_sandbox_process(
     tmp_path: Path, fake_model: FakeModelServer
 ) -> None:
     """A `serve` process SIGKILLed during an execution (the code forked a child too): every
-    process of its sandbox ends with it (--die-with-parent, the server-death watch)."""
+    process of its sandbox ends with it (--die-with-parent, the server-death watch); the server
+    started next takes the run over and fails it, never running the code again."""
     fake_model.reset()
     uid_base = UID_BASE + 80
     process = subprocess.Popen(
@@ -492,7 +493,7 @@ async def test_a_server_killed_while_code_runs_leaves_no_sandbox_process(
             stubs = stubs_for(channel)
             assistant = await make_assistant(stubs, tools=[CODE])
             thread = await make_thread(stubs, "sleep")
-            await stubs.runs.CreateRun(
+            run = await stubs.runs.CreateRun(
                 R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
             )
             # The kernel runs the code: bwrap, the sandbox's init, the kernel, its child.
@@ -504,6 +505,23 @@ async def test_a_server_killed_while_code_runs_leaves_no_sandbox_process(
         async with asyncio.timeout(10):
             while sandboxed():
                 await asyncio.sleep(0.05)
+        # The next server takes the run over and fails it: the code is never run again.
+        asked = len(fake_model.requests)
+        async with serving(
+            f"sqlite:///{tmp_path / 'db.sqlite'}",
+            fake_model,
+            reset_model=False,
+            code_interpreter="required",
+            code_interpreter_uid_base=uid_base + 2,
+            code_interpreter_sessions=2,
+        ) as after:
+            ended = await wait_for_status(
+                after.stubs, thread.id, run.id, R.RUN_STATUS_FAILED, timeout=30
+            )
+            assert ended.last_error.message == "The run was interrupted by a server restart."
+            sessions = after.server.code_interpreter.sessions  # type: ignore[union-attr]
+            assert sessions is not None and sessions.live == 0
+            assert len(fake_model.requests) == asked
     finally:
         with contextlib.suppress(ProcessLookupError):
             process.kill()

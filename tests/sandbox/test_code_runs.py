@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import subprocess
@@ -29,7 +30,7 @@ from assistants_grpc.tools.code_interpreter.sessions import RESET_NOTE
 from tests.conftest import RunningServer, serving, stubs_for
 from tests.integration.event_checks import check_run_log
 from tests.integration.files_helpers import download, upload
-from tests.integration.helpers import text_input
+from tests.integration.helpers import expect_error, text_input
 from tests.integration.runs_helpers import (
     collect,
     make_assistant,
@@ -688,3 +689,34 @@ async def test_the_math_tutor_through_the_sdk_over_http(
             assert [o.logs for o in kept.code_interpreter.outputs] == [
                 o.logs for o in done.code_interpreter.outputs
             ]
+
+
+async def test_deleting_the_thread_while_its_code_runs(
+    coding: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DeleteThread during an execution: the kernel stops at once, the run's stream ends with
+    NOT_FOUND, no warning nor trace is logged, and the next thread's code runs."""
+    stubs, model = coding.stubs, coding.model
+    assistant = await make_assistant(stubs, tools=[CODE])
+    thread = await make_thread(stubs, "spin")
+    model.push(python_call("while True:\n    pass"))
+    stream = stubs.runs.CreateRunStream(
+        R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
+    )
+    reader = asyncio.ensure_future(collect(stream))
+    sessions = coding.server.code_interpreter.sessions  # type: ignore[union-attr]
+    assert sessions is not None
+    async with asyncio.timeout(60):
+        while (session := sessions.session_of(thread.id)) is None or not session.lock.locked():
+            await asyncio.sleep(0.01)
+    with caplog.at_level(logging.WARNING):
+        await stubs.threads.DeleteThread(T.DeleteThreadRequest(thread_id=thread.id))
+        assert session.kernel.exited.done()
+        error = await expect_error(asyncio.wait_for(reader, 30), grpc.StatusCode.NOT_FOUND)
+        assert error.details() == f"The thread '{thread.id}' was deleted."
+        model.push(python_call("print('next')"), TextReply("Fine."))
+        other = await make_thread(stubs, "again")
+        events = await run_events(stubs, assistant.id, other.id)
+        assert names(events)[-2] == "thread.run.completed"
+        assert tool_messages(model.requests[-1]) == ["next"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]

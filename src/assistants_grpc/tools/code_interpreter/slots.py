@@ -45,7 +45,9 @@ class Slot:
 
 
 def _uid_processes(uid: int) -> list[int]:
-    """Pids of the processes whose real uid is `uid` (from /proc)."""
+    """Pids of the live processes whose real uid is `uid` (from /proc). Zombies are left out:
+    a killed sandbox's init is reparented to the host's pid 1, which may reap it late (seen
+    here), and a zombie runs nothing and cannot be killed."""
     pids: list[int] = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -53,6 +55,8 @@ def _uid_processes(uid: int) -> list[int]:
         try:
             with open(f"/proc/{entry.name}/status", "rb") as status:
                 for line in status:
+                    if line.startswith(b"State:") and line.split()[1] in (b"Z", b"X"):
+                        break
                     if line.startswith(b"Uid:"):
                         if int(line.split()[1]) == uid:
                             pids.append(int(entry.name))

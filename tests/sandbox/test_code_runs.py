@@ -338,6 +338,35 @@ async def test_resource_files_and_attachments_are_in_mnt_data(coding: RunningSer
     )
     assert list(listed.data) == []
 
+    # A file attached in a later message is there for the thread's next run, and the model is
+    # told of it alone (the others were listed already and are still there).
+    later = await upload(stubs, b"later", "later.txt")
+    await stubs.messages.CreateMessage(
+        M.CreateMessageRequest(
+            thread_id=thread.id,
+            role=M.MESSAGE_ROLE_USER,
+            content=[M.MessageContentInput(text="one more")],
+            attachments=[
+                M.Attachment(
+                    file_id=later.id,
+                    tools=[M.AttachmentTool(type=common_pb2.TOOL_TYPE_CODE_INTERPRETER)],
+                )
+            ],
+        )
+    )
+    model.push(
+        python_call(
+            f"import os\nprint(open('/mnt/data/{later.id}').read(), len(os.listdir('/mnt/data')))"
+        ),
+        TextReply("Read again."),
+    )
+    await run_events(stubs, assistant.id, thread.id)
+    output = tool_messages(model.requests[-1])[-1]
+    assert output == (
+        f"Files available in /mnt/data:\n- /mnt/data/{later.id} (uploaded as 'later.txt', "
+        "5 bytes)\n\nlater 4"
+    )
+
 
 async def test_cancel_during_a_long_execution(coding: RunningServer) -> None:
     stubs, model = coding.stubs, coding.model

@@ -45,9 +45,7 @@ class Slot:
 
 
 def _uid_processes(uid: int) -> list[int]:
-    """Pids of the live processes whose real uid is `uid` (from /proc). Zombies are left out:
-    a killed sandbox's init is reparented to the host's pid 1, which may reap it late (seen
-    here), and a zombie runs nothing and cannot be killed."""
+    """Pids of the processes whose real uid is `uid` (from /proc)."""
     pids: list[int] = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -55,8 +53,6 @@ def _uid_processes(uid: int) -> list[int]:
         try:
             with open(f"/proc/{entry.name}/status", "rb") as status:
                 for line in status:
-                    if line.startswith(b"State:") and line.split()[1] in (b"Z", b"X"):
-                        break
                     if line.startswith(b"Uid:"):
                         if int(line.split()[1]) == uid:
                             pids.append(int(entry.name))

@@ -155,6 +155,8 @@ def _add_code_interpreter_flags(serve: argparse.ArgumentParser) -> None:
         ("--code-interpreter-bwrap", str, "the bubblewrap binary (default: bwrap on PATH)"),
         ("--code-interpreter-venv", str, "the sandbox venv (default: .sandbox/venv)"),
         ("--code-interpreter-uid-base", int, "first uid of the sessions' uids (default 990000)"),
+        ("--code-interpreter-warm", int, "kernels started ahead for new threads (default 1)"),
+        ("--code-interpreter-preload", str, "modules each kernel imports at start (default none)"),
     ):
         group.add_argument(flag, type=kind, help=meaning)
 

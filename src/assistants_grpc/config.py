@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -97,7 +98,9 @@ class Settings:
     max_project_file_bytes: int = 0
     # code_interpreter (README "Code interpreter"): auto | off | required; the sandbox's
     # limits per call and per session; the bubblewrap binary, the sandbox venv (None: the
-    # checkout's .sandbox/venv) and the first uid of the slots' range.
+    # checkout's .sandbox/venv) and the first uid of the slots' range; `warm` kernels started
+    # ahead for new threads' first calls (0: none), counted among the `sessions`; modules every
+    # kernel imports while it starts (comma-separated; "": none).
     code_interpreter: str = "auto"
     code_interpreter_idle: float = 20 * 60
     code_interpreter_max_age: float = 60 * 60
@@ -111,6 +114,8 @@ class Settings:
     code_interpreter_bwrap: str = "bwrap"
     code_interpreter_venv: str | None = None
     code_interpreter_uid_base: int = 990000
+    code_interpreter_warm: int = 1
+    code_interpreter_preload: str = ""
 
     @property
     def http_bind_host(self) -> str:
@@ -145,6 +150,9 @@ class Settings:
         return cls(**values)
 
 
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
 def _at_least(minimum: float) -> Callable[[float], bool]:
     # math.isfinite: NaN compares false with everything, and would slip through a comparison.
     return lambda value: math.isfinite(value) and value >= minimum
@@ -174,6 +182,11 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "max_streams_per_key": (_at_least(0), "at least 0 (0: no limit)"),
     "rate_limit_per_second": (_at_least(0), "at least 0 (0: no limit)"),
     "rate_limit_burst": (_at_least(1), "at least 1"),
+    "code_interpreter_warm": (_at_least(0), "at least 0 (0: no warm kernels)"),
+    "code_interpreter_preload": (
+        lambda value: all(_MODULE.fullmatch(n.strip()) for n in value.split(",") if n.strip()),
+        "comma-separated Python module names (e.g. numpy,pandas,matplotlib.pyplot)",
+    ),
 }
 
 # The words a boolean variable may be, either way (case does not matter).

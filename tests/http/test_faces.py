@@ -212,6 +212,84 @@ async def test_every_rendered_object_validates_strictly(http_server: HttpServer)
         _strict(AssistantDeleted, await ok(raw.delete(f"/assistants/{assistant['id']}")))
 
 
+async def test_files_and_vector_stores_validate_strictly(
+    http_server: HttpServer, client: openai.AsyncOpenAI
+) -> None:
+    from openai.types import FileDeleted, FileObject, VectorStore, VectorStoreDeleted
+    from openai.types.vector_store_search_response import VectorStoreSearchResponse
+    from openai.types.vector_stores import (
+        FileContentResponse,
+        VectorStoreFile,
+        VectorStoreFileBatch,
+        VectorStoreFileDeleted,
+    )
+
+    text = b"# Pumps\n\nThe pump station lifts water forty metres.\n"
+    async with http_server.raw() as raw:
+
+        async def ok(answer: Any) -> Any:
+            response = await answer
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        file = await ok(
+            raw.post(
+                "/files",
+                data={
+                    "purpose": "assistants",
+                    "expires_after[anchor]": "created_at",
+                    "expires_after[seconds]": "7200",
+                },
+                files={"file": ("pumps.md", text)},
+            )
+        )
+        _strict(FileObject, file)
+        _strict(FileObject, await ok(raw.get(f"/files/{file['id']}")))
+        for item in (await ok(raw.get("/files")))["data"]:
+            _strict(FileObject, item)
+        store = await ok(
+            raw.post(
+                "/vector_stores",
+                json={
+                    "name": "s",
+                    "metadata": {"k": "v"},
+                    "expires_after": {"anchor": "last_active_at", "days": 3},
+                },
+            )
+        )
+        _strict(VectorStore, store)
+        sid = store["id"]
+        await client.vector_stores.files.create_and_poll(
+            file_id=file["id"], vector_store_id=sid, attributes={"n": 1.5, "ok": True, "s": "x"}
+        )
+        _strict(VectorStoreFile, await ok(raw.get(f"/vector_stores/{sid}/files/{file['id']}")))
+        for item in (await ok(raw.get(f"/vector_stores/{sid}/files")))["data"]:
+            _strict(VectorStoreFile, item)
+        batch = await client.vector_stores.file_batches.create_and_poll(
+            vector_store_id=sid, file_ids=[file["id"]]
+        )
+        batch_json = await ok(raw.get(f"/vector_stores/{sid}/file_batches/{batch.id}"))
+        _strict(VectorStoreFileBatch, batch_json)
+        listed = await ok(raw.get(f"/vector_stores/{sid}/file_batches/{batch.id}/files"))
+        for item in listed["data"]:
+            _strict(VectorStoreFile, item)
+        _strict(VectorStore, await ok(raw.get(f"/vector_stores/{sid}")))
+        for item in (await ok(raw.get("/vector_stores")))["data"]:
+            _strict(VectorStore, item)
+        found = await ok(raw.post(f"/vector_stores/{sid}/search", json={"query": "pump"}))
+        assert found["object"] == "vector_store.search_results.page" and found["data"]
+        for item in found["data"]:
+            _strict(VectorStoreSearchResponse, item)
+        content = await ok(raw.get(f"/vector_stores/{sid}/files/{file['id']}/content"))
+        for item in content["data"]:
+            _strict(FileContentResponse, item)
+        _strict(
+            VectorStoreFileDeleted, await ok(raw.delete(f"/vector_stores/{sid}/files/{file['id']}"))
+        )
+        _strict(VectorStoreDeleted, await ok(raw.delete(f"/vector_stores/{sid}")))
+        _strict(FileDeleted, await ok(raw.delete(f"/files/{file['id']}")))
+
+
 WEATHER_JSON: Any = {
     "type": "function",
     "function": {

@@ -73,9 +73,8 @@ def test_the_route_table_is_the_documents_operations(document: dict[str, Any]) -
     served = {route.operation: (route.method, route.path) for route in ROUTES}
     for operation_id, (method, path) in served.items():
         assert operations[operation_id][:2] == (method, path), operation_id
-    # Every assistant, thread, message, run and step operation is served; files and vector
-    # stores get their route modules when those services land on the HTTP face.
-    assert {o for o, (*_, tag) in operations.items() if tag == "Assistants"} == set(served)
+    # Every one is served: assistants, threads, messages, runs, steps, files, vector stores.
+    assert set(operations) == set(served)
 
 
 @dataclass
@@ -129,8 +128,19 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Served]:
 
 
 def _objects(base_url: str) -> dict[str, str]:
-    """One of each object, a finished run with its steps: what path ids point at."""
+    """One of each object, a finished run with its steps, a File in a vector store and a file
+    batch: what path ids point at."""
     with httpx2.Client(base_url=base_url + PREFIX, timeout=30) as client:
+        upload = client.post(
+            "/files",
+            data={"purpose": "assistants"},
+            files={"file": ("notes.md", b"# Notes\n\nThe schema check reads this file.\n")},
+        )
+        assert upload.status_code == 200, upload.text
+        file_id = upload.json()["id"]
+        store_id = client.post("/vector_stores", json={"file_ids": [file_id]}).json()["id"]
+        batch = client.post(f"/vector_stores/{store_id}/file_batches", json={"file_ids": [file_id]})
+        assert batch.status_code == 200, batch.text
         assistant = client.post("/assistants", json={"model": "gpt-4o"}).json()
         thread = client.post(
             "/threads", json={"messages": [{"role": "user", "content": "hello"}]}
@@ -148,6 +158,9 @@ def _objects(base_url: str) -> dict[str, str]:
         "run_id": run_id,
         "step_id": step["id"],
         "message_id": message["id"],
+        "file_id": file_id,
+        "vector_store_id": store_id,
+        "batch_id": batch.json()["id"],
     }
 
 
@@ -158,7 +171,10 @@ def _with_known_deviations(document: dict[str, Any]) -> dict[str, Any]:
       no id to give (CONTRACT.md §1: "make them nullable");
     - a tool's entry of `tool_resources` (`code_interpreter`, `file_search`) when that tool has
       none: every key of an object is rendered, unset ones as null (`contract/openai_json.py`),
-      as the SDK's own objects dump them too.
+      as the SDK's own objects dump them too;
+    - for the same reason a File's `expires_at` (no expiry) and deprecated `status_details`, and
+      a vector store's `expires_after` (no policy; CONTRACT.md §12: `{anchor, days}|null`),
+      which the document lists as optional but not nullable.
     """
     schemas = document["components"]["schemas"]
     for name, schema in schemas.items():
@@ -172,7 +188,17 @@ def _with_known_deviations(document: dict[str, Any]) -> dict[str, Any]:
             for key, value in option.get("properties", {}).items():
                 if key in ("code_interpreter", "file_search"):
                     option["properties"][key] = {"anyOf": [value, {"type": "null"}]}
+    for name, key in _OPTIONAL_AS_NULL:
+        properties = schemas[name]["properties"]
+        properties[key] = {"anyOf": [properties[key], {"type": "null"}]}
     return document
+
+
+_OPTIONAL_AS_NULL: Final = (
+    ("OpenAIFile", "expires_at"),
+    ("OpenAIFile", "status_details"),
+    ("VectorStoreObject", "expires_after"),
+)
 
 
 @pytest.fixture(scope="module")

@@ -69,6 +69,42 @@ async def test_keys_and_projects(keyed: tuple[HttpServer, Keys]) -> None:
         assert twice.status_code == 401
 
 
+async def test_files_and_vector_stores_keep_to_their_project(
+    keyed: tuple[HttpServer, Keys],
+) -> None:
+    server, keys = keyed
+    async with (
+        server.async_client(keys.alpha) as alpha,
+        server.async_client(keys.beta) as beta,
+    ):
+        file = await alpha.files.create(file=("mine.md", b"# mine\n"), purpose="assistants")
+        store = await alpha.vector_stores.create(name="mine", file_ids=[file.id])
+        for hidden in (
+            beta.files.retrieve(file.id),
+            beta.files.content(file.id),
+            beta.files.delete(file.id),
+            beta.vector_stores.retrieve(store.id),
+            beta.vector_stores.files.list(store.id),
+            beta.vector_stores.search(store.id, query="mine"),
+        ):
+            with pytest.raises(openai.NotFoundError):
+                await hidden
+        assert [f.id async for f in beta.files.list()] == []
+        assert [s.id async for s in beta.vector_stores.list()] == []
+        # A File of another project cannot be put in one's own store either.
+        theirs = await beta.vector_stores.create(name="theirs")
+        with pytest.raises(openai.NotFoundError):
+            await beta.vector_stores.files.create(vector_store_id=theirs.id, file_id=file.id)
+        assert (await alpha.files.retrieve(file.id)).id == file.id
+    async with server.raw() as raw:
+        anonymous = await raw.post(
+            "/files", data={"purpose": "assistants"}, files={"file": ("x.md", b"x")}
+        )
+        assert anonymous.status_code == 401
+    async with server.async_client(keys.alpha) as alpha:
+        assert [f.filename async for f in alpha.files.list()] == ["mine.md"]
+
+
 @pytest.mark.parametrize(
     "keyed", [{"rate_limit_per_second": 0.01, "rate_limit_burst": 3}], indirect=True
 )

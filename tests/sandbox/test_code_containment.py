@@ -191,6 +191,48 @@ async def test_a_memory_hog_is_contained(hostile: Harness, neighbour: str) -> No
     await still_fine(hostile, neighbour)
 
 
+async def test_a_memory_hog_split_across_processes_is_contained(
+    hostile: Harness, neighbour: str
+) -> None:
+    """Four processes of 128 MiB each stay under the per-process address-space limit (384
+    MiB): only the session's memory cgroup bounds their sum. Where the host gives one, it
+    kills at least one of them (or the kernel); where it does not (rlimits only), the log said
+    so at start-up and the processes are each still bounded by the rlimit."""
+    code = textwrap.dedent(
+        """
+        import os, time
+        children = []
+        for _ in range(4):
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    block = bytearray(128 * 1024 * 1024)
+                    for i in range(0, len(block), 4096):
+                        block[i] = 1
+                    time.sleep(1.5)
+                    os._exit(0)
+                except MemoryError:
+                    os._exit(3)
+            children.append(pid)
+        statuses = [os.waitpid(pid, 0)[1] for pid in children]
+        print("killed", sum(os.WIFSIGNALED(s) and os.WTERMSIG(s) == 9 for s in statuses),
+              "refused", sum(os.WIFEXITED(s) and os.WEXITSTATUS(s) == 3 for s in statuses))
+        """
+    )
+    sandbox = hostile.sessions.sandbox
+    cgroup = getattr(sandbox, "memory_cgroup", None)
+    thread = new_thread()
+    logs = hostile.logs(await hostile.run(thread, code))
+    if cgroup is not None:
+        killed = logs.startswith("killed ") and int(logs.split()[1]) >= 1
+        assert killed or "kernel died" in logs, logs
+    else:
+        assert logs.startswith("killed "), logs
+    with_big_one = await hostile.run(thread, "big = bytearray(1024 ** 3)")
+    assert "MemoryError" in hostile.logs(with_big_one)
+    await still_fine(hostile, neighbour)
+
+
 async def test_an_infinite_loop_is_interrupted(hostile: Harness, neighbour: str) -> None:
     thread = new_thread()
     await hostile.run(thread, "before = 1")

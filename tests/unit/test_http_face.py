@@ -91,7 +91,7 @@ def test_the_stream_flag_is_the_faces() -> None:
 def test_create_thread_and_run_is_routed_before_a_thread() -> None:
     paths = [route.path for route in ROUTES]
     assert paths.index("/threads/runs") < paths.index("/threads/{thread_id}")
-    assert len({(r.method, r.path) for r in ROUTES}) == len(ROUTES) == 23
+    assert len({(r.method, r.path) for r in ROUTES}) == len(ROUTES) == 44
     assert PREFIX == "/v1"
 
 
@@ -109,3 +109,41 @@ def test_a_message_list_takes_run_id_from_the_query() -> None:
         frozenset({"thread_id", "run_id", "limit", "order"}),
     )
     assert (request.run_id, request.limit, request.order) == ("run_r", 5, 1)
+
+
+def test_file_limits_are_413_and_400_never_a_retried_429() -> None:
+    from assistants_grpc.files.storage import FileLimitError
+    from assistants_grpc.http.errors import described_envelope, status_of
+    from assistants_grpc.services.files import limit_error
+
+    too_big = limit_error(FileLimitError("too big")).describe()
+    over_quota = limit_error(FileLimitError("no room", quota=True)).describe()
+    assert too_big.code == over_quota.code == ErrorCode.RESOURCE_EXHAUSTED  # gRPC's code
+    assert (status_of(too_big), status_of(over_quota)) == (413, 400)
+    assert described_envelope(too_big)["error"] == {
+        "message": "too big",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "file_too_large",
+    }
+    assert described_envelope(over_quota)["error"]["code"] == "storage_quota_exceeded"  # type: ignore[index]
+
+
+def test_a_search_query_may_be_one_string_or_a_list() -> None:
+    from assistants_grpc.contract.pb import vector_store_pb2
+
+    reserved = frozenset({"vector_store_id"})
+    path = {"vector_store_id": "vs_v"}
+    one = build(vector_store_pb2.SearchVectorStoreRequest, {"query": "q"}, path, {}, reserved)
+    several = build(
+        vector_store_pb2.SearchVectorStoreRequest, {"query": ["a", "b"]}, path, {}, reserved
+    )
+    assert (list(one.query), list(several.query)) == (["q"], ["a", "b"])
+    with pytest.raises(InvalidArgumentError) as bad:
+        build(vector_store_pb2.SearchVectorStoreRequest, {"query": 3}, path, {}, reserved)
+    assert bad.value.violations[0].field == "query"
+
+
+def test_only_the_upload_reads_its_own_body() -> None:
+    own = {(r.method, r.path) for r in ROUTES if r.own_body}
+    assert own == {("POST", "/files")}

@@ -147,6 +147,10 @@ _IGNORED_ON_PARSE: Final[dict[str, frozenset[str]]] = {
     "assistants.v1.Run": frozenset({"tool_resources"}),
 }
 
+# (j) Parsing only: a list of strings a request may also send as one bare string, which is that
+# list of one: a vector-store search's `query` (CONTRACT §12, `string | string[]`).
+_STRING_AS_ONE_ITEM: Final = frozenset({"assistants.v1.SearchVectorStoreRequest.query"})
+
 # ------------------------------------------------------------------------------------------------
 
 _FULL: Final = 0
@@ -259,6 +263,7 @@ class _Field:
         "kind",
         "message_class",
         "name",
+        "one_item",
         "one_part_case",
         "optional",
         "plan",
@@ -279,6 +284,7 @@ class _Field:
         self.message_class: type[Message] | None = None  # deltas only, see _fill_template
         self.int_range: tuple[int, int] | None = None
         self.one_part_case: str | None = None  # special case (f)
+        self.one_item = False  # special case (j)
         # Turns the proto value (element, list or map) into JSON values; None means "as it is".
         self.render: _Render | None = None
 
@@ -487,6 +493,7 @@ def _field(fd: FieldDescriptor, mode: int, building: dict[str, _Plan]) -> _Field
     field.in_union = oneof is not None and not field.optional
     field.bare = _BARE_CASES.get(fd.full_name)
     field.repeated = fd.is_repeated
+    field.one_item = fd.full_name in _STRING_AS_ONE_ITEM
     element = fd
     entry = fd.message_type
     if fd.is_repeated and entry is not None and entry.GetOptions().map_entry:
@@ -859,6 +866,9 @@ def _parse_field(message: Message, field: _Field, value: Any, path: str) -> None
         container = getattr(message, name)
         if isinstance(value, str) and field.one_part_case is not None:
             setattr(container.add(), field.one_part_case, value)  # special case (f)
+            return
+        if isinstance(value, str) and field.one_item:
+            container.append(value)  # special case (j)
             return
         if not isinstance(value, list):
             raise OpenAIJSONError(path, "expected a list")

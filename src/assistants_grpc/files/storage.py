@@ -92,7 +92,11 @@ class MissingFileError(LookupError):
 
 
 class FileLimitError(Exception):
-    """A File would pass the size limit or its project's quota; nothing was stored."""
+    """A File would pass the size limit or (`quota`) its project's quota; nothing was stored."""
+
+    def __init__(self, message: str, *, quota: bool = False) -> None:
+        super().__init__(message)
+        self.quota = quota
 
 
 class FilenameError(ValueError):
@@ -161,7 +165,8 @@ class Upload:
         if self._quota_left is not None and size > self._quota_left:
             raise FileLimitError(
                 "The file does not fit in the project's file storage quota "
-                f"({self._quota_left} bytes left)."
+                f"({self._quota_left} bytes left).",
+                quota=True,
             )
         if len(data) < _INLINE_BYTES:
             self._write(data)
@@ -455,7 +460,8 @@ class FileStorage:
         queries.lock_project_files(connection, project)
         if queries.project_usage(connection, project, now=now) + pending + size > quota:
             raise FileLimitError(
-                f"The file does not fit in the project's file storage quota ({quota} bytes)."
+                f"The file does not fit in the project's file storage quota ({quota} bytes).",
+                quota=True,
             )
 
     def add_content(
@@ -531,7 +537,8 @@ class FileStorage:
                 if queries.project_usage(connection, project, now=now) + upload.size > quota:
                     raise FileLimitError(
                         "The file does not fit in the project's file storage quota "
-                        f"({quota} bytes)."
+                        f"({quota} bytes).",
+                        quota=True,
                     )
             if queries.add_content_ref(connection, digest, upload.size, now=now):
                 self.content.put(connection, digest, upload.path)

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from assistants_grpc.http.call import Face, Handler, new_request_id
+from assistants_grpc.http.call import Face, new_request_id
 from assistants_grpc.http.errors import error_response, unknown_route
 from assistants_grpc.http.routes import ROUTES
 from assistants_grpc.http.routes import Route as TableRoute
@@ -29,16 +29,18 @@ PREFIX = "/v1"
 class _Path:
     """The methods of one path."""
 
-    def __init__(self, face: Face, handlers: Mapping[str, Handler]) -> None:
+    def __init__(self, face: Face, routes: Mapping[str, TableRoute]) -> None:
         self._face = face
-        self._handlers = dict(handlers)
+        self._routes = dict(routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._face.requests += 1
         request = Request(scope, receive)
-        handler = self._handlers.get(request.method)
+        route = self._routes.get(request.method)
         response: ASGIApp = (
-            _not_found(request) if handler is None else await self._face.handle(request, handler)
+            _not_found(request)
+            if route is None
+            else await self._face.handle(request, route.handler, own_body=route.own_body)
         )
         await response(scope, receive, send)
 
@@ -64,14 +66,14 @@ def _health(face: Face) -> Route:
 
 def build_app(face: Face, routes: Iterable[TableRoute] = ROUTES) -> Router:
     """The app serving `routes` (in order: the first path that matches wins)."""
-    paths: dict[str, dict[str, Handler]] = {}
+    paths: dict[str, dict[str, TableRoute]] = {}
     for route in routes:
         methods = paths.setdefault(route.path, {})
         if route.method in methods:
             raise ValueError(f"{route.method} {route.path} is routed twice")
-        methods[route.method] = route.handler
+        methods[route.method] = route
     table: list[BaseRoute] = [
-        Route(PREFIX + path, _Path(face, handlers)) for path, handlers in paths.items()
+        Route(PREFIX + path, _Path(face, methods)) for path, methods in paths.items()
     ]
     table.append(_health(face))
 

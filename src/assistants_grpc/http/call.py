@@ -1,12 +1,13 @@
 """One HTTP call on its way through the face: admitted, parsed, answered.
 
 `Face.handle` is to the HTTP face what `api/errors.py`'s wrappers are to gRPC, the one place
-every call passes: a body over the size limit is refused unread (413, as gRPC refuses a message
-over its limit before anyone sees it), then the Guard admits the caller (401 without a valid
-key, 429 past the key's rate: an anonymous caller learns nothing more), then the `OpenAI-Beta`
-header is checked, and the route's handler gets a `Call`: the caller, the path ids, the parsed
-request, and the ways to answer (a rendered object, or a stream). Every error becomes OpenAI's
-envelope there, with the request id every answer carries (`x-request-id`).
+every call passes: a JSON body over the size limit is refused unread (413, as gRPC refuses a
+message over its limit before anyone sees it; a file upload has the FileService's limits),
+then the Guard admits the caller (401 without a valid key, 429 past the key's rate: an
+anonymous caller learns nothing more), then the `OpenAI-Beta` header is checked, and the
+route's handler gets a `Call`: the caller, the path ids, the parsed request, and the ways to
+answer (a rendered object, or a stream). Every error becomes OpenAI's envelope there, with the
+request id every answer carries (`x-request-id`).
 """
 
 from __future__ import annotations
@@ -110,22 +111,28 @@ class Face:
         # is answered once and not retried by the SDK.
         self.requests = 0
 
-    async def handle(self, request: Request, handler: Handler) -> ASGIApp:
+    async def handle(
+        self, request: Request, handler: Handler, *, own_body: bool = False
+    ) -> ASGIApp:
+        """Answer one call; with `own_body` the handler reads the body (an upload, within its
+        own limits), otherwise it is read here as JSON within --max-request-bytes."""
         method = request.method
         headers = {"x-request-id": new_request_id()}
+        reads_json = method in _BODY_METHODS and not own_body
         try:
             raw = request.scope["headers"]
             call_headers = requests.request_headers(raw)
             length = call_headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) > self.max_request_bytes:
+            if (
+                reads_json
+                and length is not None
+                and length.isdigit()
+                and int(length) > self.max_request_bytes
+            ):
                 raise too_large(self.max_request_bytes)
             caller = await self.guard.admit(call_headers)
             requests.check_beta(call_headers)
-            body = (
-                await requests.read_json(request, self.max_request_bytes)
-                if method in _BODY_METHODS
-                else None
-            )
+            body = await requests.read_json(request, self.max_request_bytes) if reads_json else None
             return await handler(Call(self, request, caller, body, headers))
         except HttpError as error:
             return error_response(error, method, headers)

@@ -48,6 +48,14 @@ _TYPE_AND_CODE: Final[dict[ErrorCode, tuple[str, str | None]]] = {
     ErrorCode.INTERNAL: ("server_error", None),
 }
 
+# Refusals whose code alone would mislead the SDK: a File past the size limit or its project's
+# quota is RESOURCE_EXHAUSTED like a rate, but a 429 would be retried to the same answer. Keyed
+# by the description's reason; each gives the status, `type` and `code`.
+_BY_REASON: Final[dict[str, tuple[int, str, str]]] = {
+    "FILETOOLARGE": (413, "invalid_request_error", "file_too_large"),
+    "FILEQUOTA": (400, "invalid_request_error", "storage_quota_exceeded"),
+}
+
 # An error message echoes what was sent (an id, a field name): a hostile megabyte of it must
 # not come back. Budgets are in characters.
 _MAX_MESSAGE: Final = 1000
@@ -117,8 +125,18 @@ def envelope(
 
 
 def described_envelope(described: ErrorDescription) -> dict[str, object]:
-    type_, code = _TYPE_AND_CODE[described.code]
+    type_, code = _type_and_code(described)
     return envelope(described.message, type_, described.param, code)
+
+
+def _type_and_code(described: ErrorDescription) -> tuple[str, str | None]:
+    special = _BY_REASON.get(described.reason)
+    return special[1:] if special is not None else _TYPE_AND_CODE[described.code]
+
+
+def status_of(described: ErrorDescription) -> int:
+    special = _BY_REASON.get(described.reason)
+    return special[0] if special is not None else STATUS[described.code]
 
 
 def error_response(
@@ -129,7 +147,7 @@ def error_response(
         status = error.status
         body = envelope(error.message, error.type, error.param, error.code)
     else:
-        status = STATUS[error.code]
+        status = status_of(error)
         body = described_envelope(error)
         if error.retry_after is not None:
             # What the SDK waits before its retry (it prefers the milliseconds form).
@@ -154,6 +172,7 @@ __all__ = [
     "described_envelope",
     "envelope",
     "error_response",
+    "status_of",
     "too_large",
     "unknown_route",
 ]

@@ -131,6 +131,14 @@ class ResourceExhaustedError(ServiceError):
         return ErrorDescription(base.code, base.reason, base.message, retry_after=self.retry_after)
 
 
+class FileTooLargeError(ResourceExhaustedError):
+    """A File past the size limit (`--max-file-bytes`): no retry helps, unlike a rate."""
+
+
+class FileQuotaError(ResourceExhaustedError):
+    """A File past its project's storage quota (`--max-project-file-bytes`)."""
+
+
 class UnauthenticatedError(ServiceError):
     """The call carries no valid API key while one is required."""
 
@@ -149,6 +157,8 @@ __all__ = [
     "ErrorDescription",
     "FailedPreconditionError",
     "FieldViolation",
+    "FileQuotaError",
+    "FileTooLargeError",
     "InvalidArgumentError",
     "NotFoundError",
     "ResourceExhaustedError",

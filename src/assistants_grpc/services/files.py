@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,8 @@ from assistants_grpc.files.storage import (
 from assistants_grpc.services import validation as check
 from assistants_grpc.services.deps import Dependencies
 from assistants_grpc.services.errors import (
+    FileQuotaError,
+    FileTooLargeError,
     InvalidArgumentError,
     NotFoundError,
     ResourceExhaustedError,
@@ -112,6 +114,11 @@ def _check_metadata(first: file_pb2.UploadFileRequest | None) -> _Upload:
     return _Upload(filename, purpose, expires_after)
 
 
+def limit_error(error: FileLimitError) -> ResourceExhaustedError:
+    """The API's error for a File past the size limit or its project's quota."""
+    return (FileQuotaError if error.quota else FileTooLargeError)(str(error))
+
+
 def _without_file(resources: Any, file_id: str) -> dict[str, Any] | None:
     """Tool resources (OpenAI JSON) without the file among code_interpreter's files; None if
     it was not there."""
@@ -182,7 +189,7 @@ class FileService:
                     expires_after=wanted.expires_after,
                 )
         except FileLimitError as error:
-            raise ResourceExhaustedError(str(error)) from None
+            raise limit_error(error) from None
 
     async def create_from_path(
         self, project: str, filename: str, path: Path, purpose: str
@@ -191,7 +198,7 @@ class FileService:
         try:
             return await self.storage.create_from_path(project, filename, path, purpose)
         except FileLimitError as error:
-            raise ResourceExhaustedError(str(error)) from None
+            raise limit_error(error) from None
 
     async def get(self, project: str, file_id: str) -> file_pb2.File:
         return file_from_row(await self._row(project, file_id))
@@ -228,7 +235,9 @@ class FileService:
             )
         )
 
-    async def content(self, project: str, file_id: str) -> AsyncIterator[file_pb2.FileContentChunk]:
+    async def content(
+        self, project: str, file_id: str
+    ) -> AsyncGenerator[file_pb2.FileContentChunk]:
         """The File's bytes, in chunks of at most 1 MiB."""
         if not check.plausible_id(file_id):
             raise NotFoundError("file", file_id)
@@ -317,5 +326,6 @@ __all__ = [
     "MIN_EXPIRES_AFTER",
     "FileDeleteHook",
     "FileService",
+    "limit_error",
     "remove_references",
 ]

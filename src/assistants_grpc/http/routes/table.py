@@ -15,6 +15,9 @@ class Route:
     # OpenAI's operationId for it (openapi.yaml).
     operation: str
     handler: Handler
+    # The handler reads the body itself (a multipart upload, within its own limits) instead of
+    # the face reading it as JSON within --max-request-bytes.
+    own_body: bool = False
 
 
 __all__ = ["Route"]

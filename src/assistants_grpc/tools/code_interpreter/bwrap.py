@@ -48,6 +48,7 @@ import json
 import logging
 import os
 import platform
+import re
 import resource
 import secrets
 import shutil
@@ -55,7 +56,7 @@ import signal
 import stat
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,11 @@ _DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 #   process of the pid namespace and exits, which ends the namespace;
 # - matplotlib's font cache, built by `make sandbox`, is copied where matplotlib looks;
 # - one byte on the ready pipe says the sandbox is set up (the server may now open
-#   /proc/<init>/root: before this it could still be the host's root).
+#   /proc/<init>/root: before this it could still be the host's root);
+# - debugpy is made unimportable: ipykernel then runs without its debugger (no frontend here
+#   could use it; it has no network to listen on) and the kernel starts about 150 ms sooner
+#   (measured: importing debugpy's pydevd is most of ipykernel's own start-up) with less
+#   memory.
 LAUNCHER = r"""
 import os, shutil, signal, sys, threading
 watch, ready = int(sys.argv[1]), int(sys.argv[2])
@@ -107,6 +112,7 @@ for name in os.listdir("/opt/python/share/matplotlib"):
 os.write(ready, b"r")
 os.close(ready)
 sys.argv = ["ipykernel", "-f", "/run/kernel.json"] + sys.argv[3:]
+sys.modules["debugpy"] = None
 from ipykernel import kernelapp
 kernelapp.launch_new_instance()
 """
@@ -119,6 +125,27 @@ KERNEL_ARGUMENTS = (
     "--IPKernelApp.quiet=True",
     "--Application.log_level=WARN",
 )
+
+
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def preload_arguments(modules: Sequence[str]) -> list[str]:
+    """The kernel's options that import `modules` while it starts (after its shell exists, so
+    `matplotlib.pyplot` still gets the inline backend's hooks), into `sys.modules` only: the
+    user's namespace stays empty (the loop variable is deleted). A module that fails to import
+    is reported on the kernel's own stderr and the kernel starts anyway. ValueError for a name
+    that is not a dotted Python identifier (they become code)."""
+    for name in modules:
+        if not _MODULE.fullmatch(name):
+            raise ValueError(f"not a Python module name: {name!r}")
+    if not modules:
+        return []
+    names = ", ".join(repr(name) for name in modules)
+    return [
+        f"--IPKernelApp.exec_lines=for _preload in ({names},): __import__(_preload)",
+        "--IPKernelApp.exec_lines=del _preload",
+    ]
 
 
 def default_venv() -> Path:
@@ -279,8 +306,12 @@ class BwrapSandbox:
         start_timeout: float = 30.0,
         lock_dir: Path | None = None,
         environ: Mapping[str, str] | None = None,
+        preload: Sequence[str] = (),
     ) -> None:
         self.limits = limits or SandboxLimits()
+        self._preload = preload_arguments(preload)
+        """Every kernel imports these while it starts (`--code-interpreter-preload`): pool and
+        on-demand kernels alike, so a pool kernel is still the same as a fresh one."""
         self._bwrap_name = bwrap
         self.venv = venv or default_venv()
         self._slots_count = slots
@@ -296,6 +327,11 @@ class BwrapSandbox:
     @property
     def capacity(self) -> int:
         return self._slots_count
+
+    @property
+    def memory_cgroup(self) -> str | None:
+        """ "v1" or "v2" when each session has a memory cgroup (after `check`); None: rlimits."""
+        return None if self._pool is None else self._pool.memory_cgroup
 
     def check(self) -> None:
         """Everything a start needs is there (a quick look; `start` is the real test)."""
@@ -407,6 +443,7 @@ class BwrapSandbox:
             str(fds["watch"]),
             str(fds["ready"]),
             *KERNEL_ARGUMENTS,
+            *self._preload,
         ]
         return args
 
@@ -621,4 +658,5 @@ __all__ = [
     "BwrapKernel",
     "BwrapSandbox",
     "default_venv",
+    "preload_arguments",
 ]

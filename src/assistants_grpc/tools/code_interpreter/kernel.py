@@ -33,6 +33,7 @@ from jupyter_client.session import Session
 log = logging.getLogger(__name__)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_READY_RETRY = 0.1
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 
 
@@ -185,17 +186,23 @@ class KernelClient:
 
     async def wait_ready(self, timeout: float) -> None:
         """Until the kernel answers on shell and its iopub reaches us (a SUB socket misses
-        what is published before its subscription is made)."""
+        what is published before its subscription is made, so a request is sent again after
+        `_READY_RETRY` seconds, then twice as long each time up to a second, until one's status
+        arrives on iopub; the answers to any of them count, and the late answers to the others
+        are dropped as answers to no request)."""
         deadline = time.monotonic() + timeout
+        sent: set[str] = set()
+        replied = published = False
+        retry = _READY_RETRY
         while time.monotonic() < deadline:
-            msg_id = await self._request("kernel_info_request", {})
-            replied = published = False
-            attempt_end = min(deadline, time.monotonic() + 0.5)
+            sent.add(await self._request("kernel_info_request", {}))
+            attempt_end = min(deadline, time.monotonic() + retry)
+            retry = min(1.0, retry * 2)
             while not (replied and published) and time.monotonic() < attempt_end:
-                events = dict(await self._poller.poll(50))
+                events = dict(await self._poller.poll(20))
                 for sock in events:
                     message = self._receive(await sock.recv_multipart())
-                    if message is None or message["parent_header"].get("msg_id") != msg_id:
+                    if message is None or message["parent_header"].get("msg_id") not in sent:
                         continue
                     if sock is self._shell:
                         replied = True

@@ -13,6 +13,16 @@
   a thread's session. A call landing elsewhere starts a fresh kernel there and takes the row
   over; the old holder notices at its next `sweep` (or its next call for the thread) that the
   row is no longer its own and stops its kernel. A dead replica's row is simply taken over.
+- A warm pool (`warm` kernels, `--code-interpreter-warm`): kernels started ahead, each in a uid
+  slot of its own, so a new thread's first call does not wait for a kernel to start (bwrap,
+  Python and ipykernel's imports: a few hundred milliseconds, more on a busy machine). A pool
+  kernel has run no code but the start-up handshake (`kernel_info_request`), its `/mnt/data` is
+  the empty tmpfs of its own sandbox, and the executor copies the session's input files in
+  after hand-out exactly as for a kernel started on demand: it is indistinguishable from one.
+  A kernel is handed out once, never back to the pool; each hand-out starts a replacement in
+  the background. Pool kernels count toward the cap on live kernels (a full pool never evicts
+  a session: it only fills into free room, and is the first thing given up when room is
+  needed); they stop with the manager, and die with the server as every sandbox does.
 """
 
 from __future__ import annotations
@@ -117,12 +127,22 @@ class CodeSession:
     ended: bool = False
 
 
+@dataclass
+class WarmKernel:
+    """A started, answering kernel in the pool, not handed out yet."""
+
+    kernel: SandboxedKernel
+    client: KernelClient
+
+
 @dataclass(frozen=True)
 class SessionSettings:
     idle_seconds: float = 20 * 60
     max_age_seconds: float = 60 * 60
     max_sessions: int = 32
     start_timeout: float = 30.0
+    warm: int = 0
+    """Kernels kept started ahead for new sessions (the server's default is config's)."""
 
 
 def _minutes(seconds: float) -> str:
@@ -151,10 +171,38 @@ class SessionManager:
         self._starting = 0
         self._thread_locks: dict[str, asyncio.Lock] = {}
         self._closed = False
+        self._pool: list[WarmKernel] = []
+        self._fills: set[asyncio.Task[None]] = set()
+        self._pool_on = False
+        self._waiting = 0
+        """New sessions waiting for a pool kernel being started."""
+        self.handed_out = 0
+        """Sessions that got a pool kernel (the rest started one on demand)."""
+
+    @property
+    def sandbox(self) -> Sandbox:
+        return self._sandbox
 
     @property
     def live(self) -> int:
         return len(self._sessions)
+
+    @property
+    def warm(self) -> int:
+        """Pool kernels ready now."""
+        return len(self._pool)
+
+    def warm_kernels(self) -> list[SandboxedKernel]:
+        """The pool's kernels, oldest first (tests, bench)."""
+        return [warm.kernel for warm in self._pool]
+
+    @property
+    def _cap(self) -> int:
+        return min(self.settings.max_sessions, self._sandbox.capacity)
+
+    def _kernels(self) -> int:
+        """Kernels held or being started: sessions, pool, both kinds of start."""
+        return len(self._sessions) + self._starting + len(self._pool) + len(self._fills)
 
     def session_of(self, thread_id: str) -> CodeSession | None:
         return self._sessions.get(thread_id)
@@ -212,18 +260,18 @@ class SessionManager:
     async def _start(self, thread_id: str, reason: str | None) -> CodeSession:
         if self._closed:
             raise SessionsBusyError("the server is shutting down")
-        await self._make_room()
-        self._starting += 1
-        try:
-            kernel = await self._sandbox.start()
+        warm = await self._take_warm()
+        if warm is None:
+            warm = await self._make_room()
+        if warm is not None:
+            kernel, client = warm.kernel, warm.client
+            self.handed_out += 1
+        else:
+            self._starting += 1
             try:
-                client = self._client_factory(kernel)
-                await client.wait_ready(self.settings.start_timeout)
-            except BaseException:
-                await kernel.kill()
-                raise
-        finally:
-            self._starting -= 1
+                kernel, client = await self._new_kernel()
+            finally:
+                self._starting -= 1
         now = self._clock.now()
         session = CodeSession(
             thread_id=thread_id,
@@ -234,6 +282,7 @@ class SessionManager:
             last_used=now,
         )
         self._sessions[thread_id] = session
+        self._refill()  # counted as a session now: the pool fills only into free room
         try:
             previous = await self.registry.begin(thread_id, self.replica, session.session_id)
         except BaseException:
@@ -255,22 +304,108 @@ class SessionManager:
         log.info("code session of %s started (%s)", thread_id, kernel.description)
         return session
 
-    async def _make_room(self) -> None:
-        cap = min(self.settings.max_sessions, self._sandbox.capacity)
-        while len(self._sessions) + self._starting >= cap:
+    async def _new_kernel(self) -> tuple[SandboxedKernel, KernelClient]:
+        kernel = await self._sandbox.start()
+        try:
+            client = self._client_factory(kernel)
+            await client.wait_ready(self.settings.start_timeout)
+        except BaseException:
+            await kernel.kill()
+            raise
+        return kernel, client
+
+    # --- the warm pool ----------------------------------------------------------------------
+
+    async def _take_warm(self) -> WarmKernel | None:
+        """A ready pool kernel; when none is ready but one is starting that no other new
+        session waits for already, that one (it is further along than a kernel started now
+        would be). None: start one on demand (a burst of new threads starts its kernels side
+        by side rather than one after another)."""
+        while True:
+            while self._pool:
+                warm = self._pool.pop(0)
+                if not warm.kernel.exited.done():
+                    return warm
+                await self._discard(warm)
+            if len(self._fills) <= self._waiting:
+                return None
+            self._waiting += 1
+            try:
+                await asyncio.wait(set(self._fills), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                self._waiting -= 1
+
+    def start_pool(self) -> None:
+        """Keep `warm` kernels started ahead from now on (the server calls it once the sandbox
+        is known to work: before, or when it does not, no kernel is started for the pool)."""
+        self._pool_on = True
+        self._refill()
+
+    def _refill(self) -> None:
+        """Start pool kernels in the background until `warm` are ready or starting, within the
+        cap on kernels (never by evicting a session)."""
+        if self._closed or not self._pool_on:
+            return
+        wanted = self.settings.warm
+        while len(self._pool) + len(self._fills) < wanted and self._kernels() < self._cap:
+            task = asyncio.create_task(self._fill(), name="code-warm-kernel")
+            self._fills.add(task)
+            task.add_done_callback(self._fills.discard)
+
+    async def _fill(self) -> None:
+        try:
+            kernel, client = await self._new_kernel()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            # Retried at the next hand-out, session end or sweep, not at once.
+            log.warning("a warm code kernel did not start: %s", error)
+            return
+        warm = WarmKernel(kernel, client)
+        if self._closed:
+            await self._discard(warm)
+            return
+        self._pool.append(warm)
+
+    async def _discard(self, warm: WarmKernel) -> None:
+        warm.client.close()
+        await warm.kernel.kill()
+
+    async def wait_warm(self) -> None:
+        """Until the pool kernels being started are (tests, bench)."""
+        while self._fills:
+            await asyncio.wait(set(self._fills))
+
+    async def _make_room(self) -> WarmKernel | None:
+        """Room for one more kernel, evicting the least recently used idle session if need
+        be; or a pool kernel that became ready meanwhile (then no room is needed)."""
+        cap = self._cap
+        while self._kernels() >= cap:
+            if self._pool:
+                warm = self._pool.pop(0)
+                if not warm.kernel.exited.done():
+                    return warm
+                await self._discard(warm)
+                continue
             victim = next(
                 (s for s in self._sessions.values() if not s.executing and not s.lock.locked()),
                 None,
             )
             if victim is None:
+                if self._fills:  # a pool kernel is starting: it is the room, wait for it
+                    await asyncio.wait(set(self._fills), return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 raise SessionsBusyError(
                     f"all {cap} code sessions are executing code; try again in a moment"
                 )
-            await self._end(victim, "it was the least recently used one when room was needed")
+            await self._end(
+                victim, "it was the least recently used one when room was needed", refill=False
+            )
+        return None
 
     # --- ending -----------------------------------------------------------------------------
 
-    async def _end(self, session: CodeSession, reason: str) -> None:
+    async def _end(self, session: CodeSession, reason: str, *, refill: bool = True) -> None:
         if session.ended:
             return
         session.ended = True
@@ -281,6 +416,8 @@ class SessionManager:
         await session.kernel.kill()
         with contextlib.suppress(Exception):
             await self.registry.end(session.thread_id, session.session_id, reason)
+        if refill:
+            self._refill()
 
     async def end_thread(self, thread_id: str) -> None:
         """DeleteThread: the thread's kernel stops (here) and its record goes (everywhere:
@@ -293,6 +430,7 @@ class SessionManager:
             await session.kernel.kill()
         self._thread_locks.pop(thread_id, None)
         await self.registry.forget(thread_id)
+        self._refill()
 
     async def kill_session(self, session: CodeSession, reason: str) -> None:
         """Stop a session now (a call's code would not stop); the next call starts afresh."""
@@ -318,13 +456,25 @@ class SessionManager:
                     moved.client.close()
                     await moved.kernel.kill()
                     ended += 1
+        for warm in [w for w in self._pool if w.kernel.exited.done()]:
+            log.warning("a warm code kernel stopped before it was used; replacing it")
+            self._pool.remove(warm)
+            await self._discard(warm)
+        self._refill()
         return ended
 
     async def close(self) -> None:
-        """Shutdown: every kernel stops."""
+        """Shutdown: every kernel stops, the pool's too."""
         self._closed = True
+        for task in list(self._fills):
+            task.cancel()
+        for task in list(self._fills):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        while self._pool:
+            await self._discard(self._pool.pop())
         for session in list(self._sessions.values()):
-            await self._end(session, "the server stopped")
+            await self._end(session, "the server stopped", refill=False)
 
 
 __all__ = [
@@ -336,4 +486,5 @@ __all__ = [
     "SessionRegistry",
     "SessionSettings",
     "SessionsBusyError",
+    "WarmKernel",
 ]

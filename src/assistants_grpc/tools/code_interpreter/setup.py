@@ -54,6 +54,7 @@ class CodeInterpreterConfig:
     bwrap: str = "bwrap"
     venv: str | None = None
     uid_base: int = 990000
+    preload: tuple[str, ...] = ()
 
 
 def code_interpreter_config(settings: Any) -> CodeInterpreterConfig:
@@ -71,6 +72,7 @@ def code_interpreter_config(settings: Any) -> CodeInterpreterConfig:
             idle_seconds=settings.code_interpreter_idle,
             max_age_seconds=settings.code_interpreter_max_age,
             max_sessions=settings.code_interpreter_sessions,
+            warm=settings.code_interpreter_warm,
         ),
         execution=ExecutionLimits(
             wall_seconds=settings.code_interpreter_timeout,
@@ -79,6 +81,7 @@ def code_interpreter_config(settings: Any) -> CodeInterpreterConfig:
         bwrap=settings.code_interpreter_bwrap,
         venv=settings.code_interpreter_venv,
         uid_base=settings.code_interpreter_uid_base,
+        preload=tuple(n.strip() for n in settings.code_interpreter_preload.split(",") if n.strip()),
     )
 
 
@@ -125,6 +128,7 @@ class CodeInterpreter:
                 venv=Path(config.venv) if config.venv else None,
                 slots=config.sessions.max_sessions,
                 uid_base=config.uid_base,
+                preload=config.preload,
             )
         )
         self.sessions: SessionManager | None = None
@@ -152,6 +156,7 @@ class CodeInterpreter:
                     f"--code-interpreter required, but the sandbox does not work here: {error}"
                 ) from None
             self._log_ready()
+            self.sessions.start_pool()
         else:
             checked: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
             self.executor.available_after(checked)
@@ -172,9 +177,13 @@ class CodeInterpreter:
             raise
         self._log_ready()
         checked.set_result(None)
+        assert self.sessions is not None
+        self.sessions.start_pool()
 
     def _log_ready(self) -> None:
-        notes = getattr(self.sandbox, "notes", [])
+        notes = list(getattr(self.sandbox, "notes", []))
+        assert self.sessions is not None
+        notes.append(f"{self.sessions.settings.warm} warm kernel(s)")
         log.info("code_interpreter: sandbox ready (%s)", "; ".join(notes))
 
     async def _sweep_forever(self) -> None:

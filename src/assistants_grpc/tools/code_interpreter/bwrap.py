@@ -4,7 +4,7 @@ Every measure below was found necessary on this kind of machine (a root server, 
 trusting local logins, 2 cores); `tests/integration/test_code_containment.py` tries each one.
 
 - **Its own uid** (`slots.py`): bwrap itself is started as the slot's uid and gid with no
-  supplementary groups (`subprocess` `user=`/`group=`/`extra_groups=[]`): bwrap run as root
+  supplementary groups and no capabilities (`setpriv`, see `_limited`): bwrap run as root
   gives a kernel that is host root outside its namespaces.
 - **Nothing of the host but `/usr` and the sandbox's venv**, both read-only, the venv at
   `/opt/python` (the checkout's path is not shown either). Never `/`: a read-only `/` still

@@ -221,3 +221,25 @@ async def test_malformed_arguments_and_an_unavailable_tool(harness: Harness) -> 
         off.execute(ToolCallRequest("call_y", 0, '{"code": "1"}'), context, emit), 1
     )
     assert "not available" in result.output and "--code-interpreter off" in result.output
+
+
+async def test_a_call_cancelled_as_it_starts_is_interrupted_and_the_next_waits(
+    harness: Harness,
+) -> None:
+    # Cancelled at once, the first SIGINT may reach the kernel before the code runs (an idle
+    # kernel ignores it): the stopper interrupts again, so the loop stops and the state stays;
+    # the thread's next call waits for that rather than run in a kernel still busy or killed.
+    thread = new_thread()
+    await harness.run(thread, "kept = 'here'")
+    session = harness.sessions.session_of(thread)
+    assert session is not None
+    for _ in range(3):
+        call = asyncio.ensure_future(harness.run(thread, "while True:\n    pass"))
+        while not session.client._lock.locked():  # the execute request is on its way
+            await asyncio.sleep(0)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        result = await asyncio.wait_for(harness.run(thread, "kept"), 30)
+        assert harness.logs(result) == "'here'"
+        assert harness.sessions.session_of(thread) is session

@@ -4,7 +4,7 @@ Every measure below was found necessary on this kind of machine (a root server, 
 trusting local logins, 2 cores); `tests/integration/test_code_containment.py` tries each one.
 
 - **Its own uid** (`slots.py`): bwrap itself is started as the slot's uid and gid with no
-  supplementary groups (`subprocess` `user=`/`group=`/`extra_groups=[]`): bwrap run as root
+  supplementary groups and no capabilities (`setpriv`, see `_limited`): bwrap run as root
   gives a kernel that is host root outside its namespaces.
 - **Nothing of the host but `/usr` and the sandbox's venv**, both read-only, the venv at
   `/opt/python` (the checkout's path is not shown either). Never `/`: a read-only `/` still
@@ -342,7 +342,7 @@ class BwrapSandbox:
                 "apt-get install bubblewrap)"
             )
         self._bwrap = bwrap
-        for tool in (_SHELL, _PRLIMIT):
+        for tool in (_SHELL, _PRLIMIT, _SETPRIV):
             if not os.access(tool, os.X_OK):
                 raise SandboxUnavailableError(
                     f"{tool} not found: the sandbox is started through it (Debian: bash, "
@@ -509,17 +509,22 @@ class BwrapSandbox:
             rlimits = self._rlimits(slot)
             cgroups = list(slot.cgroup_procs)
 
+            # No user=/group= here: with them subprocess must fork() instead of vfork(), and
+            # the forked child of the threaded server runs gRPC's atfork handlers, which
+            # segfaulted there now and then (bwrap "said nothing", exit -11). setpriv switches.
             process = subprocess.Popen(
-                _limited(self._arguments(fds), rlimits, cgroups),
+                _limited(
+                    self._arguments(fds),
+                    rlimits,
+                    cgroups,
+                    (slot.uid, slot.gid) if slot.lock_fd is not None else None,
+                ),
                 env={},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 pass_fds=(*fds.values(), *cgroups),
                 cwd="/",
-                user=slot.uid if slot.lock_fd is not None else None,
-                group=slot.gid if slot.lock_fd is not None else None,
-                extra_groups=[] if slot.lock_fd is not None else None,
                 process_group=None,
             )
             for fd in (connection_r, info_w, ready_w, watch_r, fds.get("seccomp", -1)):
@@ -553,12 +558,15 @@ class BwrapSandbox:
                     os.close(fd)
 
 
-# The limits are applied by a shell and prlimit between fork and bwrap, not by a `preexec_fn`:
-# Python code run in the child of a threaded process (the server has database, gRPC and
-# executor threads) can crash or deadlock on a lock another thread held at fork (seen here: a
-# segfault in `threading._after_fork`). Without a preexec_fn, subprocess forks and execs in C.
+# The uid, the limits and the cgroups are applied by a shell, setpriv and prlimit between
+# spawn and bwrap, not by a `preexec_fn` nor subprocess's user=/group=: code run in the forked
+# child of a threaded process (the server has database, gRPC and executor threads) can crash or
+# deadlock on a lock another thread held at fork (seen here: a segfault in
+# `threading._after_fork`, and one in the atfork handlers gRPC registers, which fork() runs
+# in the child). With none of those, subprocess spawns with vfork(), which runs no handler.
 # bash, not sh: dash redirects only fds 0-9, and the cgroup fds are numbered higher.
 _SHELL = "/bin/bash"
+_SETPRIV = "/usr/bin/setpriv"
 _PRLIMIT = "/usr/bin/prlimit"
 _PRLIMIT_OPTIONS = {
     resource.RLIMIT_AS: "--as",
@@ -571,16 +579,27 @@ _PRLIMIT_OPTIONS = {
 }
 
 
-def _limited(argv: list[str], rlimits: list[tuple[int, int]], cgroup_fds: list[int]) -> list[str]:
-    """`argv` started, as the slot's uid, by a shell that first joins the slot's cgroups (a
-    "0" written to each `cgroup.procs` fd the server opened moves the writer itself; the fd is
-    closed right after, so the sandbox never inherits it) and then by prlimit, which sets the
-    rlimits on itself and execs bwrap: the limits hold before bwrap forks anything."""
+def _limited(
+    argv: list[str],
+    rlimits: list[tuple[int, int]],
+    cgroup_fds: list[int],
+    user: tuple[int, int] | None = None,
+) -> list[str]:
+    """`argv` started by a shell that first joins the slot's cgroups (a "0" written to each
+    `cgroup.procs` fd the server opened moves the writer itself; the fd is closed right after,
+    so the sandbox never inherits it), then by setpriv, which becomes `user` (uid, gid; no
+    supplementary groups, no capabilities left), then by prlimit, which sets the rlimits on
+    itself and execs bwrap: the limits hold before bwrap forks anything."""
     joins = "".join(f"printf 0 >&{fd} || exit 126; exec {fd}>&-; " for fd in cgroup_fds)
     limits = [f"{_PRLIMIT_OPTIONS[which]}={value}:{value}" for which, value in rlimits]
-    # `exec -c`: prlimit and bwrap get an empty environment, not the shell's own PWD/SHLVL
-    # (bwrap's pid 1 keeps its caller's environment, readable in the sandbox's /proc/1/environ).
-    return [_SHELL, "-c", joins + 'exec -c "$0" "$@"', _PRLIMIT, *limits, "--", *argv]
+    switch = (
+        [_SETPRIV, f"--reuid={user[0]}", f"--regid={user[1]}", "--clear-groups", "--"]
+        if user is not None
+        else []
+    )
+    # `exec -c`: setpriv, prlimit and bwrap get an empty environment, not the shell's own
+    # PWD/SHLVL (bwrap's pid 1 keeps its caller's environment, readable in /proc/1/environ).
+    return [_SHELL, "-c", joins + 'exec -c "$0" "$@"', *switch, _PRLIMIT, *limits, "--", *argv]
 
 
 async def _read_to_end(fd: int, exited: asyncio.Future[int], timeout: float) -> bytes:

@@ -41,6 +41,7 @@ from assistants_grpc.tools.code_interpreter.annotator import SandboxLinkAnnotato
 from assistants_grpc.tools.code_interpreter.arguments import CodeInputStream, decode_code
 from assistants_grpc.tools.code_interpreter.files import InputFile, SandboxFiles
 from assistants_grpc.tools.code_interpreter.kernel import Execution
+from assistants_grpc.tools.code_interpreter.sandbox import SandboxStartError
 from assistants_grpc.tools.code_interpreter.sessions import (
     CodeSession,
     SessionManager,
@@ -87,6 +88,8 @@ class CodeInterpreterExecutor:
         self.limits = limits or ExecutionLimits()
         self._unavailable = unavailable if sessions is not None else (unavailable or "off")
         self._stoppers: set[asyncio.Task[None]] = set()
+        self._stopping: dict[str, asyncio.Task[None]] = {}
+        """Session id -> the stopper of its cancelled call, while it runs."""
         self._probe: asyncio.Future[str | None] | None = None
 
     def available_after(self, probe: asyncio.Future[str | None]) -> None:
@@ -168,11 +171,30 @@ class CodeInterpreterExecutor:
                 "The python tool is not available on this server "
                 f"({self._unavailable or 'off'}); the code did not run. Answer without it.",
             )
+        entered = False
         try:
-            async with self._sessions.use(context.thread_id) as session:
-                return await self._run(session, code, call, context)
+            # Twice at most: the session found may be one a cancelled call is still stopping,
+            # killed when its code would not stop (then the next one is fresh, with the note).
+            for _ in range(2):
+                async with self._sessions.use(context.thread_id) as session:
+                    stopping = self._stopping.get(session.session_id)
+                    if stopping is not None:
+                        await asyncio.wait({stopping})  # its outcome is in session.ended
+                    if not session.ended:
+                        entered = True  # from here on, errors are the code's call's own
+                        return await self._run(session, code, call, context)
+            raise SessionsBusyError("the thread's previous code is still being stopped")
         except SessionsBusyError as busy:
             return self._refusal(code, f"Code execution is busy ({busy}); the code did not run.")
+        except (SandboxStartError, TimeoutError) as error:
+            if entered:
+                raise
+            # Not the run's failure: the model is told, and may try again or answer without.
+            log.warning("code session of %s did not start: %s", context.thread_id, error)
+            why = str(error) or "its kernel did not answer in time"
+            return self._refusal(
+                code, f"Code execution could not start a sandbox ({why}); the code did not run."
+            )
 
     def _refusal(self, code: str, message: str) -> ToolResult:
         return ToolResult(output=message, details={"input": code, "outputs": []})
@@ -274,20 +296,40 @@ class CodeInterpreterExecutor:
         await self._sessions.kill_session(session, reason)
 
     def _stop_in_background(self, session: CodeSession, task: asyncio.Future[Execution]) -> None:
-        """A cancelled call: interrupt now; kill the kernel if it still runs after the grace."""
+        """A cancelled call: interrupt now; kill the kernel if it still runs after the grace.
+        The thread's next call waits for this (`_stopping`): it must not run in a kernel
+        still busy with the cancelled code, nor in one killed under it."""
         session.kernel.interrupt()
 
         async def stop() -> None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + INTERRUPT_GRACE
             try:
-                await asyncio.wait_for(asyncio.shield(task), INTERRUPT_GRACE)
-            except (TimeoutError, Exception):
+                # Again now and then: the first SIGINT may have reached the kernel before the
+                # cancelled code started (an idle kernel ignores it).
+                while not task.done() and loop.time() < deadline:
+                    await asyncio.wait({task}, timeout=max(0.0, min(0.25, deadline - loop.time())))
+                    if not task.done():
+                        session.kernel.interrupt()
+                if not task.done():
+                    raise TimeoutError
+                task.result()
+            except (TimeoutError, Exception) as error:
+                log.info(
+                    "cancelled code of %s did not stop when interrupted (%s): killing it",
+                    session.thread_id,
+                    type(error).__name__,
+                )
                 task.cancel()
                 if self._sessions is not None:
                     await self._sessions.kill_session(
                         session, "its code did not stop when interrupted"
                     )
+            finally:
+                self._stopping.pop(session.session_id, None)
 
         stopper = asyncio.ensure_future(stop())
+        self._stopping[session.session_id] = stopper
         self._stoppers.add(stopper)
         stopper.add_done_callback(self._stoppers.discard)
 

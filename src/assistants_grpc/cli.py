@@ -36,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--http-host", help="address of the HTTP face (ASSISTANTS_HTTP_HOST, default --host)"
     )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        help="port of Prometheus /metrics (ASSISTANTS_METRICS_PORT, default 9464; 0: off)",
+    )
     serve.add_argument("--database-url", help="SQLAlchemy URL (ASSISTANTS_DATABASE_URL)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING... (ASSISTANTS_LOG_LEVEL)")
     serve.add_argument(

@@ -32,6 +32,7 @@ from assistants_grpc.engine.deps import Dependencies
 from assistants_grpc.engine.executor import RunControl, RunExecutor, Started
 from assistants_grpc.events.bus import EventBus
 from assistants_grpc.events.log import LeaseLostError
+from assistants_grpc.observability import metrics
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.run_states import ACTIVE, CLAIMABLE, RunStatus
 
@@ -119,6 +120,14 @@ class RunScheduler:
         self._running[run_id] = control
         return Reservation(self, self._executor, control, self._lease_clock)
 
+    def metric_values(self) -> dict[str, float]:
+        """The scheduler's live gauges (observability/metrics.py LIVE)."""
+        return {
+            "assistants_turns_queued": self._queue.qsize(),
+            "assistants_turns_running": len(self._running),
+            "assistants_workers_free": max(self._free_workers(), 0),
+        }
+
     def _free_workers(self) -> int:
         """Workers neither executing nor promised to a run waiting in the queue."""
         return self._max_concurrent - len(self._running) - self._queue.qsize()
@@ -184,6 +193,8 @@ class RunScheduler:
                 if await self._deps.database.transaction(
                     functools.partial(tr.load_run, run_id=run_id)
                 ):
+                    if (recorded := metrics.active()) is not None:
+                        recorded.leases_lost.inc()
                     log.warning(
                         "lost the lease of run %s to another replica; stopped its turn", run_id
                     )
@@ -349,13 +360,18 @@ def _claim(
     connection: Connection, *, owner: str, now: float, until: float, limit: int
 ) -> list[str]:
     query = (
-        select(repo.RUNS.c.id)
+        select(repo.RUNS.c.id, repo.RUNS.c.lease_owner)
         .where(repo.run_status_in(CLAIMABLE), _lease_free(now))
         .order_by(repo.RUNS.c.pk)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    ids = list(connection.execute(query).scalars())
+    rows = list(connection.execute(query))
+    ids = [row.id for row in rows]
+    # A run whose lease another replica let expire is taken over here.
+    takeovers = sum(1 for row in rows if row.lease_owner not in (None, owner))
+    if takeovers and (recorded := metrics.active()) is not None:
+        recorded.lease_takeovers.inc(takeovers)
     if ids:
         connection.execute(
             update(repo.RUNS)

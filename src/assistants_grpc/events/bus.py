@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from assistants_grpc.events.log import TERMINAL_RUN_EVENTS, RunEvent
+from assistants_grpc.observability import metrics
 
 LoadAfter = Callable[[str, int, int], Awaitable[list[RunEvent]]]
 """Reads at most `limit` of a run's logged events after a sequence number: (run, after, limit)."""
@@ -105,6 +106,15 @@ class EventBus:
         # Told about every publish and every forget; None when this process is the only one.
         self._signals = signals
         self._channels: dict[str, _Channel] = {}
+        # Streams subscribed on this replica (for the metrics).
+        self.subscriber_count = 0
+
+    def metric_values(self) -> dict[str, float]:
+        """The bus's live gauges (observability/metrics.py LIVE)."""
+        return {
+            "assistants_event_subscribers": self.subscriber_count,
+            "assistants_event_channels": len(self._channels),
+        }
 
     @property
     def channel_count(self) -> int:
@@ -113,6 +123,8 @@ class EventBus:
 
     def publish(self, run_id: str, events: Sequence[RunEvent]) -> None:
         """Hand committed events to live subscribers."""
+        if events and (recorded := metrics.active()) is not None:
+            recorded.events_published.inc(len(events))
         if not events:
             return
         channel = self._channels.get(run_id)
@@ -180,8 +192,10 @@ class EventBus:
         if channel is None:
             channel = self._channels[run_id] = _Channel()
         channel.subscribers += 1
+        self.subscriber_count += 1
         token = object()
         channel.delivered[token] = after
+        recorded = metrics.active()
         try:
             previous = await self._previous_name(run_id, channel, after)
             cursor = after
@@ -210,6 +224,8 @@ class EventBus:
                     if event.sequence != cursor + 1:
                         break  # a gap: re-read from where we are
                     yield event
+                    if recorded is not None:
+                        recorded.events_delivered.inc()
                     cursor = event.sequence
                     channel.advance(token, cursor)
                     if event.event == "done" and (until == "segment" or ends_run(previous, event)):
@@ -237,6 +253,7 @@ class EventBus:
                         read_log = elsewhere = True
         finally:
             channel.subscribers -= 1
+            self.subscriber_count -= 1
             channel.delivered.pop(token, None)
             channel.progress.set()
             self._collect(run_id, channel)

@@ -22,6 +22,7 @@ from assistants_grpc.http.call import Face, Handler, new_request_id
 from assistants_grpc.http.errors import error_response, unknown_route
 from assistants_grpc.http.routes import ROUTES
 from assistants_grpc.http.routes import Route as TableRoute
+from assistants_grpc.observability.http import observe_route
 
 PREFIX = "/v1"
 
@@ -71,7 +72,9 @@ def build_app(face: Face, routes: Iterable[TableRoute] = ROUTES) -> Router:
             raise ValueError(f"{route.method} {route.path} is routed twice")
         methods[route.method] = route.handler
     table: list[BaseRoute] = [
-        Route(PREFIX + path, _Path(face, handlers)) for path, handlers in paths.items()
+        # The route template labels the metrics (never the path, which holds ids).
+        Route(PREFIX + path, observe_route(PREFIX + path, _Path(face, handlers)))
+        for path, handlers in paths.items()
     ]
     table.append(_health(face))
 

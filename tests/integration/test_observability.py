@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
+import httpx2
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -220,3 +221,28 @@ async def test_traces_off_store_no_context(metered: RunningServer) -> None:
         is None
     )
     assert tracing.current_traceparent() is None
+
+
+async def test_http_routes_are_counted_by_their_template(
+    database_url: str, fake_model: FakeModelServer
+) -> None:
+    async with serving(database_url, fake_model, http=True, metrics=True) as server:
+        port = server.server.metrics_port
+        before = await scrape(port)
+        assistant = await make_assistant(server.stubs)
+        base = f"http://127.0.0.1:{server.server.http_port}/v1"
+        async with httpx2.AsyncClient(base_url=base, timeout=30) as client:
+            found = await client.get(f"/assistants/{assistant.id}")
+            missing = await client.get("/assistants/asst_missing")
+        assert (found.status_code, missing.status_code) == (200, 404)
+        after = await scrape(port)
+    route = "/v1/assistants/{assistant_id}"
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("assistants_http_requests_total", route=route, method="GET", status="200") == 1
+    assert grew("assistants_http_requests_total", route=route, method="GET", status="404") == 1
+    assert grew("assistants_http_request_duration_seconds_count", route=route, method="GET") == 2
+    labels = {v for (_, pairs) in after for (_, v) in pairs}
+    assert not any(assistant.id in v for v in labels)

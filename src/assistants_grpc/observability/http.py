@@ -79,4 +79,14 @@ def observe_route(template: str, app: ASGIApp) -> ASGIApp:
                 streams.dec()
             done(method, status, time.perf_counter() - began)
 
-    return observed
+    return _Asgi(observed)
+
+
+class _Asgi:
+    """An ASGI app object (Starlette's Route takes a plain function for a request handler)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)

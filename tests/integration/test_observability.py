@@ -199,7 +199,6 @@ async def test_a_streamed_tool_run_is_one_trace(
     assert {parent_of(turn) for turn in turns} == {rpc.context.span_id}
     turn_ids = {turn.context.span_id for turn in turns}
     assert {parent_of(span) for span in models} == turn_ids
-    assert parent_of(tools[0]) == turns[0].context.span_id or parent_of(tools[0]) in turn_ids
     assert all(turn.attributes and turn.attributes["assistants.run_id"] == run_id for turn in turns)
     # The tool ran in the first turn, the answer came in the second.
     first, second = sorted(turns, key=lambda span: span.start_time or 0)

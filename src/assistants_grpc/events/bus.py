@@ -220,17 +220,20 @@ class EventBus:
                     elsewhere = False
                 elif not elsewhere:
                     read_log = False
+                handed = cursor
                 for event in batch:
                     if event.sequence != cursor + 1:
                         break  # a gap: re-read from where we are
                     yield event
-                    if recorded is not None:
-                        recorded.events_delivered.inc()
                     cursor = event.sequence
                     channel.advance(token, cursor)
                     if event.event == "done" and (until == "segment" or ends_run(previous, event)):
+                        if recorded is not None:
+                            recorded.events_delivered.inc(cursor - handed)
                         return
                     previous = event.event
+                if recorded is not None and cursor > handed:
+                    recorded.events_delivered.inc(cursor - handed)
                 if not batch:
                     # Checked before waiting too: `forget` may have come while we were reading
                     # the log or handing on events, and nobody wakes a forgotten channel again.

@@ -110,7 +110,7 @@ def _span(method: str, context: grpc.aio.ServicerContext) -> Any:
     )
 
 
-def _end_span(span_cm: Any, code: str) -> None:
+def _end_span(code: str) -> None:
     from opentelemetry.trace import get_current_span
     from opentelemetry.trace.status import Status, StatusCode
 
@@ -171,7 +171,7 @@ def _unary(
             if stream and recorder.metrics is not None:
                 recorder.streams.dec()
             if span is not None:
-                _end_span(span, code)
+                _end_span(code)
                 span.__exit__(None, None, None)
 
     return call
@@ -200,7 +200,7 @@ def _streaming(
             if recorder.metrics is not None:
                 recorder.streams.dec()
             if span is not None:
-                _end_span(span, code)
+                _end_span(code)
                 span.__exit__(None, None, None)
 
     return call

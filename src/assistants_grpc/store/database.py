@@ -64,6 +64,8 @@ class Database:
         self.url = normalize_url(url)
         backend = make_url(self.url).get_backend_name()
         self._backend = backend
+        # The transaction histogram's observe, once metrics are on (observability/metrics.py).
+        self._observe: Callable[[float], None] | None = None
         self.is_sqlite = backend == "sqlite"
         self.is_postgresql = backend == "postgresql"
         if self.is_sqlite:
@@ -108,16 +110,19 @@ class Database:
         return await asyncio.shield(future)
 
     def transaction_sync(self, work: Callable[[Connection], T]) -> T:
-        recorded = metrics.active()
-        if recorded is None:
-            with self.engine.begin() as connection:
-                return work(connection)
+        observe = self._observe
+        if observe is None:
+            recorded = metrics.active()
+            if recorded is None:
+                with self.engine.begin() as connection:
+                    return work(connection)
+            observe = self._observe = recorded.db_transaction.labels(self._backend).observe
         started = time.perf_counter()
         try:
             with self.engine.begin() as connection:
                 return work(connection)
         finally:
-            recorded.db_transaction.labels(self._backend).observe(time.perf_counter() - started)
+            observe(time.perf_counter() - started)
 
     def dispose(self) -> None:
         if self._executor is not None:

@@ -73,6 +73,11 @@ class AssistantsServer:
         return self._metrics.port if self._metrics is not None else 0
 
     @property
+    def metrics_server(self) -> MetricsServer | None:
+        """`/metrics` while served (its `host` and `port`), else None."""
+        return self._metrics
+
+    @property
     def http_face(self) -> HttpFace | None:
         return self._http
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx2
@@ -18,10 +20,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
+from assistants_grpc.clock import ManualClock
+from assistants_grpc.config import Settings
 from assistants_grpc.contract.pb import common_pb2, run_pb2
 from assistants_grpc.engine.server_tools import ToolRegistry
 from assistants_grpc.fake_model import ErrorReply, FakeModelServer, TextReply, ToolCallsReply
 from assistants_grpc.observability import tracing
+from assistants_grpc.server import AssistantsServer, Overrides
 from tests.conftest import RunningServer, serving
 from tests.integration.echo_tools import EchoCode, EchoSearch
 from tests.integration.helpers import expect_error
@@ -169,8 +174,11 @@ async def test_a_streamed_tool_run_is_one_trace(
     database_url: str, fake_model: FakeModelServer, spans: InMemorySpanExporter
 ) -> None:
     registry = ToolRegistry([EchoCode(), EchoSearch()])
-    async with serving(database_url, fake_model, overrides={"tool_registry": registry}) as server:
+    async with serving(
+        database_url, fake_model, overrides={"tool_registry": registry}, metrics=True
+    ) as server:
         stubs, model = server.stubs, server.model
+        before = await scrape(server.server.metrics_port)
         model.push(
             ToolCallsReply([("python", '{"code": "1 + 1"}')], fragments=2),
             TextReply("Two.", chunks=2),
@@ -185,6 +193,12 @@ async def test_a_streamed_tool_run_is_one_trace(
         )
         assert names(events)[-2:] == ["thread.run.completed", "done"]
         run_id = events[0].run.id
+        after = await scrape(server.server.metrics_port)
+    # The tool call is counted too, by type and outcome.
+    calls = ("assistants_tool_calls_total", {"type": "code_interpreter", "outcome": "ok"})
+    assert value(after, calls[0], **calls[1]) - value(before, calls[0], **calls[1]) == 1
+    timed = ("assistants_tool_call_duration_seconds_count", {"type": "code_interpreter"})
+    assert value(after, timed[0], **timed[1]) - value(before, timed[0], **timed[1]) == 1
 
     finished = spans.get_finished_spans()
     (rpc,) = by_name(finished, STREAM.lstrip("/"))
@@ -245,3 +259,38 @@ async def test_http_routes_are_counted_by_their_template(
     assert grew("assistants_http_request_duration_seconds_count", route=route, method="GET") == 2
     labels = {v for (_, pairs) in after for (_, v) in pairs}
     assert not any(assistant.id in v for v in labels)
+
+
+@pytest.mark.parametrize(
+    ("settings", "bound"),
+    [
+        # Loopback: /metrics beside the other listeners.
+        ({"host": "127.0.0.1"}, "127.0.0.1"),
+        # Reachable from the network without keys (allowed on purpose): /metrics stays local.
+        ({"host": "0.0.0.0", "auth": "disabled", "allow_insecure": True}, "127.0.0.1"),
+        # Secured (keys required): /metrics beside the other listeners.
+        ({"host": "0.0.0.0", "auth": "required"}, "0.0.0.0"),
+    ],
+)
+async def test_metrics_bind_loopback_unless_the_server_is_secured(
+    tmp_path: Path, settings: dict[str, Any], bound: str
+) -> None:
+    server = AssistantsServer(
+        Settings(
+            port=0,
+            http_port=0,
+            metrics_port=0,
+            code_interpreter="off",
+            database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+            **settings,
+        ),
+        Overrides(clock=ManualClock()),
+        metrics=True,
+    )
+    await server.start()
+    try:
+        assert server.metrics_server is not None
+        assert server.metrics_server.host == bound
+        assert await scrape(server.metrics_port)  # served, on the port it reports
+    finally:
+        await server.stop(0)

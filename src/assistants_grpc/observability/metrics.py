@@ -230,7 +230,7 @@ class MetricsServer:
     def __init__(
         self, host: str, port: int, *, certfile: str | None = None, keyfile: str | None = None
     ) -> None:
-        self._host = host
+        self.host = host
         self._requested = port
         self._certfile = certfile
         self._keyfile = keyfile
@@ -242,7 +242,7 @@ class MetricsServer:
         metrics = enable()
         self._server, self._thread = start_http_server(
             self._requested,
-            self._host,
+            self.host,
             registry=metrics.registry,
             certfile=self._certfile,
             keyfile=self._keyfile,

@@ -1,13 +1,18 @@
-"""Traces across replicas (README "Operating"): two `serve` processes on one PostgreSQL database,
-configured by the standard OTEL_* variables to export to a small OTLP/HTTP collector here. A run
-created on one replica and continued (after its tool outputs) on the other is one trace: both
-turns are children of the span of the call that created the run, whichever process ran them."""
+"""Operating several replicas (README "Operating"): `serve` processes on one PostgreSQL database.
+
+Traces: two replicas configured by the standard OTEL_* variables export to a small OTLP/HTTP
+collector here. A run created on one replica and continued (after its tool outputs) on the other
+is one trace: both turns are children of the span of the call that created the run, whichever
+process ran them. Metrics: the runs of a killed replica show as lease takeovers in the
+survivor's `/metrics`."""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +21,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from assistants_grpc.contract.pb import assistant_pb2, run_pb2
-from assistants_grpc.fake_model import FakeModelServer, FakeModelThread
+from assistants_grpc.fake_model import FakeModelServer, FakeModelThread, TextReply
 from tests.conftest import POSTGRES_URL, reset_postgres
 from tests.integration.helpers import function_tool, text_input
 from tests.scale.replicas import Replica, start_replica
@@ -196,3 +201,71 @@ async def test_a_run_continued_on_another_replica_joins_its_trace(
     models = [s for s in spans if s.name == "chat.completions"]
     assert {s.parent_id for s in models} == turn_ids
     assert {s.trace_id for s in models} == {created.trace_id}
+
+
+SLOW = "slow-model"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _scrape(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((name + " ", name + "{"))
+    )
+
+
+async def test_a_killed_replica_runs_show_as_lease_takeovers(model: FakeModelThread) -> None:
+    assert POSTGRES_URL
+    reset_postgres(POSTGRES_URL)
+    model.set_responder(SLOW, lambda request: TextReply("w " * 10, chunks=10, chunk_delay=0.3))
+    metrics_port = _free_port()
+    victim = start_replica("victim", POSTGRES_URL, model.base_url)
+    survivor = start_replica(
+        "survivor", POSTGRES_URL, model.base_url, "--metrics-port", str(metrics_port)
+    )
+    try:
+        assistant = await victim.stubs.assistants.CreateAssistant(
+            assistant_pb2.CreateAssistantRequest(model=SLOW)
+        )
+        runs = [
+            await victim.stubs.runs.CreateThreadAndRun(
+                R.CreateThreadAndRunRequest(
+                    assistant_id=assistant.id, thread=R.ThreadInput(messages=[text_input("go")])
+                )
+            )
+            for _ in range(3)
+        ]
+        # Each run is streaming on the victim (its first delta is out) before the kill.
+        for run in runs:
+            watch = survivor.stubs.runs.WatchRun(
+                R.WatchRunRequest(thread_id=run.thread_id, run_id=run.id)
+            )
+            async for event in watch:
+                if event.event == "thread.message.delta":
+                    break
+            watch.cancel()
+        before = _scrape(metrics_port, "assistants_lease_takeovers_total")
+        victim.kill()
+        for run in runs:
+            ended = [
+                event.event
+                async for event in survivor.stubs.runs.WatchRun(
+                    R.WatchRunRequest(thread_id=run.thread_id, run_id=run.id)
+                )
+            ]
+            assert ended[-1] == "done"
+        after = _scrape(metrics_port, "assistants_lease_takeovers_total")
+        assert after - before == len(runs)
+        assert _scrape(metrics_port, "assistants_runs_finished_total") >= len(runs)
+    finally:
+        await victim.close()
+        await survivor.close()

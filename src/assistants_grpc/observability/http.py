@@ -26,6 +26,7 @@ def observe_route(template: str, app: ASGIApp) -> ASGIApp:
         return app
     streams = recorded.http_streams.labels(template) if recorded is not None else None
     children: dict[tuple[str, int], Any] = {}
+    attributes = {"http.route": template}
 
     def done(method: str, status: int, seconds: float) -> None:
         if recorded is None:
@@ -57,27 +58,19 @@ def observe_route(template: str, app: ASGIApp) -> ASGIApp:
             await send(message)
 
         began = time.perf_counter()
-        tracer = tracing.tracer()
+        span = None
+        if tracing.tracer() is not None:
+            parent = tracing.context_from_headers(scope.get("headers") or ())
+            span = tracing.open_server_span(f"{method} {template}", parent, attributes)
         try:
-            if tracer is None:
-                await app(scope, receive, watch)
-            else:
-                from opentelemetry.trace import SpanKind, Status, StatusCode
-
-                with tracer.start_as_current_span(
-                    f"{method} {template}",
-                    context=tracing.context_from_headers(scope.get("headers") or ()),
-                    kind=SpanKind.SERVER,
-                    attributes={"http.request.method": method, "http.route": template},
-                ) as span:
-                    await app(scope, receive, watch)
-                    span.set_attribute("http.response.status_code", status)
-                    if status >= 500:
-                        span.set_status(Status(StatusCode.ERROR))
+            await app(scope, receive, watch)
         finally:
             if streaming and streams is not None:
                 streams.dec()
             done(method, status, time.perf_counter() - began)
+            if span is not None:
+                span[0].set_attribute("http.response.status_code", status)
+                tracing.close_span(*span, error=str(status) if status >= 500 else None)
 
     return _Asgi(observed)
 

@@ -7,6 +7,7 @@ Metrics live in one registry per process, so each test compares a scrape before 
 from __future__ import annotations
 
 import asyncio
+import socket
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -294,3 +295,23 @@ async def test_metrics_bind_loopback_unless_the_server_is_secured(
         assert await scrape(server.metrics_port)  # served, on the port it reports
     finally:
         await server.stop(0)
+
+
+async def test_a_metrics_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = AssistantsServer(
+            Settings(
+                port=0,
+                http_port=0,
+                metrics_port=port,
+                code_interpreter="off",
+                database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+            ),
+            Overrides(clock=ManualClock()),
+        )
+        with pytest.raises(ValueError, match=f"--metrics-port {port}: cannot serve /metrics"):
+            await server.start()
+        assert server.database is None  # nothing left open

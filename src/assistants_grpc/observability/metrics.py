@@ -20,6 +20,7 @@ over every runtime of the process (tests run several).
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Final
@@ -240,13 +241,21 @@ class MetricsServer:
 
     async def start(self) -> None:
         metrics = enable()
-        self._server, self._thread = start_http_server(
-            self._requested,
-            self.host,
-            registry=metrics.registry,
-            certfile=self._certfile,
-            keyfile=self._keyfile,
-        )
+        try:
+            self._server, self._thread = start_http_server(
+                self._requested,
+                self.host,
+                registry=metrics.registry,
+                certfile=self._certfile,
+                keyfile=self._keyfile,
+            )
+        except (OSError, ssl.SSLError) as error:
+            # A ValueError: `serve` reports it on one line and exits 2, like a bad setting.
+            raise ValueError(
+                f"--metrics-port {self._requested}: cannot serve /metrics on "
+                f"{self.host}:{self._requested}: {error.strerror or error} (choose another "
+                "port, or 0 to turn metrics off)"
+            ) from None
         self.port = self._server.server_port
 
     async def set_serving(self, serving: bool) -> None:

@@ -2,8 +2,9 @@
 measured the paired way, which a busy machine disturbs far less than separate processes do.
 
 One process serves two in-process servers and calls them (one call in flight) in alternating
-batches (which one goes first alternates too); the figure is the median over the batch pairs of the difference in this process's CPU
-per call (client and server together, so the added microseconds are the point, not the ratio).
+batches (which one goes first alternates too); the figure is the median over the batch pairs of
+the difference in this process's CPU per call (client and server together, so the added
+microseconds are the point, not the ratio).
 First metrics off against metrics on; then, in a fresh process, traces off against traces on,
 exported over OTLP/HTTP to a sink thread that reads and discards them (its CPU counted too).
 """

@@ -315,3 +315,18 @@ async def test_a_metrics_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match=f"--metrics-port {port}: cannot serve /metrics"):
             await server.start()
         assert server.database is None  # nothing left open
+
+
+async def test_an_http_request_is_a_span_of_the_callers_trace(
+    database_url: str, fake_model: FakeModelServer, spans: InMemorySpanExporter
+) -> None:
+    async with serving(database_url, fake_model, http=True) as server:
+        assistant = await make_assistant(server.stubs)
+        base = f"http://127.0.0.1:{server.server.http_port}/v1"
+        async with httpx2.AsyncClient(base_url=base, timeout=30) as client:
+            got = await client.get(f"/assistants/{assistant.id}", headers={"traceparent": CALLER})
+        assert got.status_code == 200
+    (span,) = by_name(spans.get_finished_spans(), "GET /v1/assistants/{assistant_id}")
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert parent_of(span) == int("00f067aa0ba902b7", 16)
+    assert span.attributes is not None and span.attributes["http.response.status_code"] == 200

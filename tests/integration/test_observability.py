@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -330,3 +331,23 @@ async def test_an_http_request_is_a_span_of_the_callers_trace(
     assert format(span.context.trace_id, "032x") == TRACE_ID
     assert parent_of(span) == int("00f067aa0ba902b7", 16)
     assert span.attributes is not None and span.attributes["http.response.status_code"] == 200
+
+
+async def test_a_lease_taken_by_another_replica_counts_as_lost(
+    database_url: str, fake_model: FakeModelServer
+) -> None:
+    from tests.integration.test_runs_lifecycle import _lease_taken
+
+    lease_clock = ManualClock(time.time())
+    async with serving(
+        database_url, fake_model, overrides={"lease_clock": lease_clock}, metrics=True
+    ) as running:
+        port = running.server.metrics_port
+        before = value(await scrape(port), "assistants_leases_lost_total")
+        await _lease_taken(running, lease_clock)
+        # The scheduler counts it once the turn has stopped: wait for that, within a deadline.
+        deadline = time.monotonic() + 10
+        while (lost := value(await scrape(port), "assistants_leases_lost_total")) == before:
+            assert time.monotonic() < deadline, "the lost lease was never counted"
+            await asyncio.sleep(0.05)
+        assert lost - before == 1

@@ -34,6 +34,8 @@ POSTGRES_URL = os.environ.get("ASSISTANTS_TEST_DATABASE_URL")
 # `serve` processes the tests start (and Settings.load) serve no HTTP face unless a test asks:
 # the default port 8080 would be shared by every test process on the machine.
 os.environ.setdefault("ASSISTANTS_HTTP_PORT", "0")
+# Nor Prometheus metrics (default port 9464), for the same reason.
+os.environ.setdefault("ASSISTANTS_METRICS_PORT", "0")
 
 
 def reset_postgres(url: str) -> None:
@@ -105,6 +107,7 @@ async def start_server(
     *,
     overrides: Mapping[str, Any] | None = None,
     http: bool = False,
+    metrics: bool = False,
     **settings: object,
 ) -> AssistantsServer:
     """A started server; `overrides` are more Overrides fields (tool_registry, lease_clock,
@@ -115,6 +118,7 @@ async def start_server(
     defaults: dict[str, object] = {
         "port": 0,
         "http_port": 0,
+        "metrics_port": 0,
         "model_max_retries": 1,
         "shutdown_grace": 1.0,
         "code_interpreter": "off",
@@ -129,6 +133,7 @@ async def start_server(
             **(overrides or {}),
         ),
         http=http or None,
+        metrics=metrics or None,
     )
     await server.start()
     return server
@@ -142,15 +147,17 @@ async def serving(
     overrides: Mapping[str, Any] | None = None,
     reset_model: bool = True,
     http: bool = False,
+    metrics: bool = False,
     **settings: object,
 ) -> AsyncIterator[RunningServer]:
     """A server with `settings` over the database, its stubs, and a reset fake model; with
-    `http`, its HTTP face too, on a free port (`server.http_port`)."""
+    `http`, its HTTP face too, on a free port (`server.http_port`); with `metrics`, `/metrics`
+    on a free port (`server.metrics_port`)."""
     if reset_model:
         fake_model.reset()
     clock = ManualClock()
     server = await start_server(
-        database_url, clock, fake_model, overrides=overrides, http=http, **settings
+        database_url, clock, fake_model, overrides=overrides, http=http, metrics=metrics, **settings
     )
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:

@@ -14,9 +14,10 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from assistants_grpc import runs_cli
 from assistants_grpc.auth import keys_cli
 from assistants_grpc.config import Settings
-from assistants_grpc.observability import logs, runs_cli
+from assistants_grpc.observability import logs
 from assistants_grpc.transfer import cli as transfer_cli
 
 log = logging.getLogger("assistants_grpc")
@@ -36,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--http-host", help="address of the HTTP face (ASSISTANTS_HTTP_HOST, default --host)"
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        help="port of Prometheus /metrics (ASSISTANTS_METRICS_PORT, default 9464; 0: off)",
     )
     serve.add_argument("--database-url", help="SQLAlchemy URL (ASSISTANTS_DATABASE_URL)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING... (ASSISTANTS_LOG_LEVEL)")

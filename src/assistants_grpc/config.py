@@ -35,6 +35,9 @@ class Settings:
     # off) and address (None: the same as `host`).
     http_port: int = 8080
     http_host: str | None = None
+    # Prometheus `/metrics` (README "Operating"): its port, 0 turns it off. It binds `host` when
+    # that is loopback or the server is secured (authentication required), else 127.0.0.1.
+    metrics_port: int = 9464
     database_url: str = DEFAULT_DATABASE_URL
     log_level: str = "INFO"
     # text | json (observability.logs): every line carries the call's or the run's ids.
@@ -169,6 +172,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "log_format": (lambda value: value in ("text", "json"), "text or json"),
     "port": (lambda value: 0 <= value <= 65535, "a port between 0 and 65535 (0: any free one)"),
     "http_port": (lambda value: 0 <= value <= 65535, "a port between 0 and 65535 (0: no HTTP)"),
+    "metrics_port": (
+        lambda value: 0 <= value <= 65535,
+        "a port between 0 and 65535 (0: no metrics)",
+    ),
     "shutdown_grace": (_at_least(0), "at least 0 seconds"),
     "max_concurrent_runs": (_at_least(1), "at least 1"),
     "run_expiry_seconds": (_at_least(1), "at least 1 second"),

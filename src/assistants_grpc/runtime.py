@@ -72,7 +72,7 @@ from assistants_grpc.files.ingest import IngestionWorker
 from assistants_grpc.files.retrieval import Retriever
 from assistants_grpc.files.storage import FileStorage
 from assistants_grpc.ids import IdGenerator, random_id
-from assistants_grpc.observability import logs
+from assistants_grpc.observability import logs, metrics, tracing
 from assistants_grpc.services.assistants import AssistantService
 from assistants_grpc.services.bundle import Services
 from assistants_grpc.services.deps import Dependencies
@@ -150,6 +150,8 @@ class _Started:
     ingestion: IngestionWorker
     retriever: Retriever
     embedder: Embedder | None
+    # Stops reporting the scheduler's and the bus's live gauges (observability/metrics.py).
+    unwatch: tuple[Callable[[], None], ...] = ()
 
 
 class Runtime:
@@ -398,6 +400,7 @@ class Runtime:
             ingestion,
             retriever,
             embedder,
+            (metrics.watch(scheduler.metric_values), metrics.watch(bus.metric_values)),
         )
 
     # --- faces ------------------------------------------------------------------------------
@@ -481,6 +484,11 @@ class Runtime:
             await started.signals.stop()
         await started.router.aclose()
         started.database.dispose()
+        for unwatch in started.unwatch:
+            unwatch()
+        if tracing.tracer() is not None:
+            # Spans still buffered go out before the process ends.
+            await asyncio.to_thread(tracing.flush)
         self._started = None
         self._database_up = True
         self.state = "stopped"

@@ -8,6 +8,12 @@ face included.
 
 `http=True` serves the HTTP face even with `http_port` 0, which then binds any free port (read
 it back from `http_port`): tests use it, as `http_port` 0 otherwise turns the face off.
+`metrics=True` does the same for Prometheus `/metrics` and `metrics_port`.
+
+Observability (README "Operating"): with metrics on (`--metrics-port`, not 0) or traces on (the
+`OTEL_*` variables, observability/tracing.py), the gRPC face gets the interceptor of
+observability/rpc.py; `/metrics` binds `--host` when that is loopback or the server requires
+authentication, else 127.0.0.1 (the metrics have no key of their own), with the server's TLS.
 """
 
 from __future__ import annotations
@@ -15,12 +21,16 @@ from __future__ import annotations
 import logging
 
 from assistants_grpc.api.face import SERVICE_NAMES, GrpcFace, StartingHealth
+from assistants_grpc.auth.authenticator import AuthMode
+from assistants_grpc.auth.exposure import is_loopback
 from assistants_grpc.auth.tls import server_credentials
 from assistants_grpc.config import Settings
 from assistants_grpc.engine.scheduler import RunScheduler
 from assistants_grpc.files.ingest import IngestionWorker
 from assistants_grpc.files.retrieval import Retriever
 from assistants_grpc.http.face import HttpFace, TlsFiles
+from assistants_grpc.observability import metrics, rpc, tracing
+from assistants_grpc.observability.metrics import MetricsServer
 from assistants_grpc.runtime import Overrides, Runtime
 from assistants_grpc.services.files import FileService
 from assistants_grpc.store.database import Database
@@ -37,6 +47,7 @@ class AssistantsServer:
         *,
         runtime: Runtime | None = None,
         http: bool | None = None,
+        metrics: bool | None = None,
     ) -> None:
         self.settings = settings
         self.runtime = runtime if runtime is not None else Runtime(settings, overrides)
@@ -44,6 +55,8 @@ class AssistantsServer:
         self._starting: StartingHealth | None = None
         self._serve_http = bool(settings.http_port) if http is None else http
         self._http: HttpFace | None = None
+        self._serve_metrics = bool(settings.metrics_port) if metrics is None else metrics
+        self._metrics: MetricsServer | None = None
 
     @property
     def port(self) -> int:
@@ -57,6 +70,16 @@ class AssistantsServer:
     def http_port(self) -> int:
         """The HTTP face's bound port; 0 when it is off or not started."""
         return self._http.port if self._http is not None else 0
+
+    @property
+    def metrics_port(self) -> int:
+        """The bound port of `/metrics`; 0 when it is off or not started."""
+        return self._metrics.port if self._metrics is not None else 0
+
+    @property
+    def metrics_server(self) -> MetricsServer | None:
+        """`/metrics` while served (its `host` and `port`), else None."""
+        return self._metrics
 
     @property
     def http_face(self) -> HttpFace | None:
@@ -98,6 +121,10 @@ class AssistantsServer:
         credentials = server_credentials(
             settings.tls_cert, settings.tls_key, settings.tls_client_ca
         )
+        # Before anything records: the faces are built observed, or not at all.
+        if self._serve_metrics:
+            metrics.enable()
+        tracing.configure()
         owns_runtime = not self.runtime.started
         port = settings.port
         starting: StartingHealth | None = None
@@ -121,10 +148,13 @@ class AssistantsServer:
             port=port,
             max_request_bytes=settings.max_request_bytes,
             credentials=credentials,
+            interceptors=rpc.interceptors(),
         )
         http_face = self._http_face() if self._serve_http else None
+        metrics_face = self._metrics_face() if self._serve_metrics else None
+        faces = [f for f in (face, http_face, metrics_face) if f is not None]
         try:
-            await self.runtime.serve(face, *([http_face] if http_face is not None else []))
+            await self.runtime.serve(*faces)
         except BaseException:
             if owns_runtime:
                 await self.runtime.stop(0)
@@ -132,6 +162,7 @@ class AssistantsServer:
         self._face = face
         self._starting = None
         self._http = http_face
+        self._metrics = metrics_face
         database = self.runtime.database
         assert database is not None  # started above
         log.info(
@@ -158,11 +189,23 @@ class AssistantsServer:
             tls=tls,
         )
 
+    def _metrics_face(self) -> MetricsServer:
+        settings = self.settings
+        secured = self.runtime.guard.authenticator.mode is AuthMode.REQUIRED
+        host = settings.host if is_loopback(settings.host) or secured else "127.0.0.1"
+        return MetricsServer(
+            host,
+            settings.metrics_port,
+            certfile=settings.tls_cert if settings.tls_key is not None else None,
+            keyfile=settings.tls_key if settings.tls_cert is not None else None,
+        )
+
     async def stop(self, grace: float | None = None) -> None:
         """The runtime's shutdown: every face it serves, then the engine and the database."""
         await self.runtime.stop(grace)
         self._face = None
         self._http = None
+        self._metrics = None
 
     async def wait_for_termination(self) -> None:
         if self._face is not None:

@@ -30,6 +30,7 @@ from tests.bench import (
     code,
     files,
     http,
+    observability,
     prompt,
     replicas,
     report,
@@ -52,8 +53,8 @@ from tests.bench.processes import (
 )
 
 SECTIONS: Final = (
-    "unary", "runs", "http", "tools", "streams", "prompt", "code", "files", "postgres",
-    "replicas", "import",
+    "unary", "runs", "http", "tools", "streams", "prompt", "code", "files", "observability",
+    "postgres", "replicas", "import",
 )  # fmt: skip
 _POSTGRES_SECTIONS: Final = ("postgres", "replicas")
 # Sections that start their own processes and need no service.
@@ -235,6 +236,12 @@ class Bench:
         if "files" in self.sections:
             await self._section(
                 "files", service, lambda: files.measure(children, model.port, tmp, self.plan)
+            )
+        if "observability" in self.sections:
+            await self._section(
+                "observability",
+                service,
+                lambda: observability.measure(children, model.port, tmp, self.plan),
             )
         children.stop(service)
 

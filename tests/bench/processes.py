@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -245,7 +245,12 @@ class Children:
         return child
 
     def start_service(
-        self, name: str, database_url: str, model_port: int, extra: Sequence[str] = ()
+        self,
+        name: str,
+        database_url: str,
+        model_port: int,
+        extra: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> Child:
         port = free_port()
         argv = [
@@ -259,16 +264,20 @@ class Children:
             "WARNING",
             "--shutdown-grace",
             "2",
-            # No HTTP face unless a section asks (`extra` wins: the last flag counts).
+            # No HTTP face and no metrics unless a section asks (`extra` wins: the last flag
+            # counts).
             "--http-port",
+            "0",
+            "--metrics-port",
             "0",
             *extra,
         ]
-        env = {
+        environment = {
             "OPENAI_BASE_URL": f"http://{HOST}:{model_port}/v1",
             "OPENAI_API_KEY": "x",
+            **(env or {}),
         }
-        child = self._start(name, argv, port, env)
+        child = self._start(name, argv, port, environment)
         _wait_grpc_health(child)
         return child
 

@@ -196,6 +196,34 @@ TARGETS = (
         lambda v: v < 20,
     ),
     Target(
+        "Metrics on: server CPU per GetAssistant over metrics off",
+        ("observability", "unary", "metrics_cpu_overhead", "pooled"),
+        "x",
+        "< +0.05",
+        lambda v: v < 0.05,
+    ),
+    Target(
+        "Metrics on: server CPU per run over metrics off",
+        ("observability", "runs", "metrics_cpu_overhead", "pooled"),
+        "x",
+        "< +0.05",
+        lambda v: v < 0.05,
+    ),
+    Target(
+        "Traces on (OTLP export): server CPU per run over metrics off",
+        ("observability", "runs", "tracing_cpu_overhead", "pooled"),
+        "x",
+        "< +0.10",
+        lambda v: v < 0.10,
+    ),
+    Target(
+        "Traces on (OTLP export): server CPU per GetAssistant over metrics off",
+        ("observability", "unary", "tracing_cpu_overhead", "pooled"),
+        "x",
+        "< +0.10",
+        lambda v: v < 0.10,
+    ),
+    Target(
         "code: first call of a thread (warm pool, the default), median",
         ("code", "first_call", "p50_ms"),
         "ms",
@@ -308,11 +336,49 @@ def markdown(results: dict[str, Any]) -> str:
         lines += _prompt(s["prompt"])
     if "files" in s:
         lines += _files(s["files"])
+    if "observability" in s:
+        lines += _observability(s["observability"])
     if "replicas" in s:
         lines += _replicas(s["replicas"])
     if "import" in s:
         lines += _import(s["import"])
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _observability(o: dict[str, Any]) -> list[str]:
+    u, r = o["unary"], o["runs"]
+    lines = [
+        "## Operating: metrics and traces",
+        "",
+        "Three service processes (SQLite each), in slices that take turns: metrics off "
+        "(`--metrics-port 0`), metrics on (scraped at the end: it counted every run), and traces "
+        f"on with the OTLP/HTTP exporter (to a sink in the bench process: {o['otlp_exports']} "
+        f"exports, {o['otlp_bytes']:,} bytes). GetAssistant at {u['in_flight']} in flight, "
+        f"CreateThreadAndRunStream (the fast model) at {r['in_flight']}, in {r['rounds']} "
+        'rounds; "vs off" is the CPU per call over metrics off\'s, pooled over the rounds '
+        f"(then round by round). A scrape is {o['scrape_bytes']:,} bytes.",
+        "",
+    ]
+    rows = []
+    for what, cells in (("GetAssistant", u), ("run", r)):
+        for name in ("metrics_off", "metrics_on", "traced"):
+            cell = cells[name]
+            overhead = {
+                "metrics_off": None,
+                "metrics_on": cells["metrics_cpu_overhead"],
+                "traced": cells["tracing_cpu_overhead"],
+            }[name]
+            shown = None
+            if overhead is not None and overhead["pooled"] is not None:
+                each = ", ".join(f"{x:+.0%}" for x in overhead["rounds"])
+                shown = f"{overhead['pooled']:+.1%} ({each})"
+            rows.append(
+                [what, name.replace("_", " "), cell["count"], cell["per_s"],
+                 cell["server_cpu_ms"], shown]
+            )  # fmt: skip
+    return lines + _table(
+        ["call", "variant", "count", "per s", "server CPU ms per call", "vs off"], rows
+    )
 
 
 def _files(f: dict[str, Any]) -> list[str]:

@@ -185,6 +185,7 @@ async def test_an_exposed_http_address_needs_keys(tmp_path: Path) -> None:
         port=0,
         http_host="0.0.0.0",
         http_port=0,
+        metrics_port=0,
         database_url=f"sqlite:///{tmp_path / 'x.db'}",
     )
     server = AssistantsServer(settings, http=True)

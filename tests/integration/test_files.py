@@ -391,7 +391,7 @@ async def test_expiry(running: RunningServer) -> None:
 async def test_the_periodic_sweep(database_url: str, fake_model: FakeModelServer) -> None:
     clock = ManualClock()
     server = AssistantsServer(
-        Settings(host="127.0.0.1", port=0, http_port=0, database_url=database_url),
+        Settings(host="127.0.0.1", port=0, http_port=0, metrics_port=0, database_url=database_url),
         Overrides(clock=clock, file_sweep_interval=0.05),
     )
     await server.start()

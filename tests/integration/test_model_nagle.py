@@ -147,6 +147,7 @@ async def service(
             host="127.0.0.1",
             port=0,
             http_port=0,
+            metrics_port=0,
             database_url=database_url,
             model_max_retries=0,
             shutdown_grace=1.0,

@@ -57,6 +57,7 @@ async def test_two_faces_serve_one_runtime(database_url: str, fake_model: FakeMo
         host="127.0.0.1",
         port=0,
         http_port=0,
+        metrics_port=0,
         database_url=database_url,
         max_streams_per_key=1,
         model_max_retries=1,

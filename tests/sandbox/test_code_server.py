@@ -55,6 +55,7 @@ async def test_auto_without_a_sandbox_serves_and_says_so(tmp_path: Path) -> None
         Settings(
             port=0,
             http_port=0,
+            metrics_port=0,
             database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
             code_interpreter="auto",
             code_interpreter_bwrap=str(tmp_path / "no-such-bwrap"),

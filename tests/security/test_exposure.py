@@ -77,7 +77,9 @@ async def test_bad_tls_settings_are_refused(tmp_path: Path) -> None:
         ({"tls_cert": missing, "tls_key": missing}, "cannot read"),
     ):
         server = AssistantsServer(
-            Settings(host="127.0.0.1", port=0, http_port=0, database_url=url, **settings)
+            Settings(
+                host="127.0.0.1", port=0, http_port=0, metrics_port=0, database_url=url, **settings
+            )
         )
         with pytest.raises(SecurityConfigError, match=message):
             await server.start()
@@ -90,7 +92,11 @@ async def test_without_keys_the_log_says_loopback_only(
     caplog.set_level(logging.INFO, logger="assistants_grpc")
     server = AssistantsServer(
         Settings(
-            host="127.0.0.1", port=0, http_port=0, database_url=f"sqlite:///{tmp_path / 'x.db'}"
+            host="127.0.0.1",
+            port=0,
+            http_port=0,
+            metrics_port=0,
+            database_url=f"sqlite:///{tmp_path / 'x.db'}",
         )
     )
     await server.start()

@@ -36,6 +36,7 @@ def _serve(argv: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path) 
         (["--model-max-retries", "-1"], "--model-max-retries"),
         (["--port", "70000"], "a port between 0 and 65535"),
         (["--http-port", "-1"], "--http-port / ASSISTANTS_HTTP_PORT: must be a port"),
+        (["--metrics-port", "65536"], "--metrics-port / ASSISTANTS_METRICS_PORT: must be a port"),
         (["--log-level", "LOUD"], "not a log level: 'LOUD'"),
     ],
 )

@@ -8,6 +8,8 @@ taking calls and lets those in flight finish.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
@@ -58,12 +60,15 @@ class GrpcFace:
         port: int,
         max_request_bytes: int,
         credentials: grpc.ServerCredentials | None = None,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     ) -> None:
         self._services = services
         self._guard = guard
         self._address = f"{host}:{port}"
         self._max_request_bytes = max_request_bytes
         self._credentials = credentials
+        # observability.rpc's, when metrics or traces are on.
+        self._interceptors = list(interceptors)
         self._health = HealthServicer()
         self._server: grpc.aio.Server | None = None
         # The bound port (the one asked for, or the one chosen for port 0), once started.
@@ -71,11 +76,12 @@ class GrpcFace:
 
     async def start(self) -> None:
         server = grpc.aio.server(
+            interceptors=self._interceptors or None,
             options=[
                 ("grpc.so_reuseport", 0),
                 # Larger requests are refused by gRPC itself, RESOURCE_EXHAUSTED, unread.
                 ("grpc.max_receive_message_length", self._max_request_bytes),
-            ]
+            ],
         )
         services, guard = self._services, self._guard
         # add_servicer: a request that does not parse is INVALID_ARGUMENT, not UNKNOWN.

@@ -49,6 +49,8 @@ import httpx2
 import openai
 from openai._base_client import AsyncHttpxClientWrapper
 
+from assistants_grpc.observability import metrics
+
 __all__ = ["TCP_QUICKACK", "QuickAckBackend", "QuickAckStream", "model_http_client"]
 
 log = logging.getLogger(__name__)
@@ -181,6 +183,13 @@ class _Transport(httpx2.AsyncHTTPTransport):
             keepalive_expiry=limits.keepalive_expiry,
             network_backend=network_backend,
         )
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        # The SDK numbers its attempts in a header: anything but 0 is a retry (of a 429/5xx).
+        retries = request.headers.get("x-stainless-retry-count")
+        if retries not in (None, "0") and (recorded := metrics.active()) is not None:
+            recorded.model_retries.labels(metrics.endpoint_label(request.url)).inc()
+        return await super().handle_async_request(request)
 
 
 def model_http_client(

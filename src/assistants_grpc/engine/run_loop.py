@@ -47,7 +47,7 @@ from assistants_grpc.engine.model_stream import (
     TextDelta,
     stream_completion,
 )
-from assistants_grpc.engine.models import ModelRouter
+from assistants_grpc.engine.models import DEFAULT_OPENAI_BASE_URL, ModelRouter
 from assistants_grpc.engine.prompt import DEFAULT_SHORTEN_FRACTION
 from assistants_grpc.engine.server_calls import (
     PlannedCall,
@@ -68,7 +68,7 @@ from assistants_grpc.engine.turn_end import (
 from assistants_grpc.engine.turn_writer import TurnWriter
 from assistants_grpc.events import log
 from assistants_grpc.events.bus import EventBus
-from assistants_grpc.observability import logs
+from assistants_grpc.observability import logs, metrics, tracing
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.mapping import run_from_row
 from assistants_grpc.store.run_states import LeaseLostError, RunMoved, RunStatus
@@ -158,6 +158,10 @@ class Turn:
         # Set once the first write's events are on their way to the local streams; the reader
         # waits for it after the first thing worth writing (see _read).
         self.first_out = asyncio.Event()
+        # For the metrics and spans (observability/): when the turn began, and its model
+        # endpoint as a label (set only while either is on).
+        self.began = time.perf_counter()
+        self.endpoint = ""
 
     def _tool_contexts(self) -> dict[str, ToolRunContext]:
         if not self.offered.by_type:
@@ -186,6 +190,30 @@ class Turn:
 
     async def run(self) -> bool:
         """The turn; True when the run goes on with another turn (after server-side calls)."""
+        recorded, tracer = metrics.active(), tracing.tracer()
+        if recorded is None and tracer is None:
+            return await self._guarded()
+        base_url = self.loop.router.route(self.run_row["model"]).base_url
+        self.endpoint = metrics.endpoint_label(base_url or DEFAULT_OPENAI_BASE_URL)
+        try:
+            if tracer is None:
+                return await self._guarded()
+            # The run's creating call is the parent, wherever (and whenever) the turn runs.
+            parent = tracing.context_from_traceparent(self.run_row.get("trace_context"))
+            attributes = {
+                "assistants.run_id": self.run_id,
+                "assistants.thread_id": self.thread_id,
+                "gen_ai.request.model": str(self.run_row["model"]),
+                "server.address": self.endpoint,
+            }
+            with tracer.start_as_current_span("run turn", context=parent, attributes=attributes):
+                return await self._guarded()
+        finally:
+            if recorded is not None:
+                seconds = time.perf_counter() - self.began
+                recorded.turn_duration.labels(self.endpoint).observe(seconds)
+
+    async def _guarded(self) -> bool:
         try:
             return await self._run()
         except LeaseLostError:
@@ -232,6 +260,38 @@ class Turn:
         return await self._finish(end)
 
     async def _read(self, params: dict[str, Any]) -> None:
+        recorded, tracer = metrics.active(), tracing.tracer()
+        if recorded is None and tracer is None:
+            await self._read_model(params)
+            return
+        began = time.perf_counter()
+        error: ModelError | None = None
+        try:
+            if tracer is None:
+                error = await self._read_model(params)
+                return
+            from opentelemetry.trace import SpanKind, Status, StatusCode
+
+            with tracer.start_as_current_span(
+                "chat.completions",
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "gen_ai.request.model": str(params.get("model", "")),
+                    "server.address": self.endpoint,
+                },
+            ) as span:
+                error = await self._read_model(params)
+                if error is not None:
+                    span.set_status(Status(StatusCode.ERROR, error.code))
+        finally:
+            if recorded is not None:
+                seconds = time.perf_counter() - began
+                recorded.model_duration.labels(self.endpoint).observe(seconds)
+                if error is not None:
+                    recorded.model_errors.labels(self.endpoint, error.code).inc()
+
+    async def _read_model(self, params: dict[str, Any]) -> ModelError | None:
+        """Read the model's stream into the inbox; the error it ended with, if it failed."""
         inbox = self.control.inbox
         try:
             async with stream_completion(
@@ -257,8 +317,9 @@ class Turn:
                 },
             )
             inbox.put_nowait(_StreamEnd(error))
-            return
+            return error
         inbox.put_nowait(_StreamEnd())
+        return None
 
     async def _stream(self) -> _StreamEnd | Interrupt:
         """Fold the model's stream and write it as it comes, until it ends or is interrupted."""
@@ -280,6 +341,9 @@ class Turn:
             if self.turn.has_pending:
                 written = await self.loop.write(self.run_id, self._flush)
                 if last_flush is None and written:
+                    if (recorded := metrics.active()) is not None:
+                        seconds = time.perf_counter() - self.began
+                        recorded.first_delta.labels(self.endpoint).observe(seconds)
                     # The first text is out: let the caller's stream send it before the rest
                     # of the answer is processed.
                     await self.loop.bus.delivered(self.run_id, written, FIRST_DELIVERY_WAIT)
@@ -403,6 +467,7 @@ class Turn:
     async def _answer(self, outcome: Ended) -> None:
         ending = outcome.ending
         usage = self._turn_usage() if outcome.with_usage else None
+        _count_tokens(usage)
         # The answer's tokens, counted before the transaction: a long one off the event loop.
         tokens = self.loop.deps.tokens
         final_tokens = await tokens.count_text_off_loop(COUNTING_MODEL, self.turn.answer_text())
@@ -435,6 +500,7 @@ class Turn:
         `requires_action` for its function calls (the step stays open until their outputs)."""
         calls = plan_calls(self.turn.ordered_calls(), self.offered.server)
         usage = self._turn_usage()
+        _count_tokens(usage)
         tokens = self.loop.deps.tokens
         final_tokens = await tokens.count_text_off_loop(COUNTING_MODEL, self.turn.answer_text())
         functions = [call for call in calls if not call.server]
@@ -566,6 +632,12 @@ class Turn:
         return common_pb2.Usage(
             prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
         )
+
+
+def _count_tokens(usage: common_pb2.Usage | None) -> None:
+    if usage is not None and (recorded := metrics.active()) is not None:
+        recorded.tokens.labels("prompt").inc(usage.prompt_tokens)
+        recorded.tokens.labels("completion").inc(usage.completion_tokens)
 
 
 _RELEASE_LEASE = (

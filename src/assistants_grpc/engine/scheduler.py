@@ -32,7 +32,7 @@ from assistants_grpc.engine.deps import Dependencies
 from assistants_grpc.engine.executor import RunControl, RunExecutor, Started
 from assistants_grpc.events.bus import EventBus
 from assistants_grpc.events.log import LeaseLostError
-from assistants_grpc.observability import logs
+from assistants_grpc.observability import logs, metrics
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.run_states import ACTIVE, CLAIMABLE, RunStatus
 
@@ -125,6 +125,14 @@ class RunScheduler:
         self._running[run_id] = control
         return Reservation(self, self._executor, control, self._lease_clock)
 
+    def metric_values(self) -> dict[str, float]:
+        """The scheduler's live gauges (observability/metrics.py LIVE)."""
+        return {
+            "assistants_turns_queued": self._queue.qsize(),
+            "assistants_turns_running": len(self._running),
+            "assistants_workers_free": max(self._free_workers(), 0),
+        }
+
     def _free_workers(self) -> int:
         """Workers neither executing nor promised to a run waiting in the queue."""
         return self._max_concurrent - len(self._running) - self._queue.qsize()
@@ -196,6 +204,8 @@ class RunScheduler:
                 if await self._deps.database.transaction(
                     functools.partial(tr.load_run, run_id=run_id)
                 ):
+                    if (recorded := metrics.active()) is not None:
+                        recorded.leases_lost.inc()
                     log.warning(
                         "lost the lease of run %s to another replica; stopped its turn", run_id
                     )
@@ -378,6 +388,10 @@ def _claim(
     )
     claimed = [(row[0], row[1], row[2]) for row in connection.execute(query)]
     ids = [run_id for run_id, _, _ in claimed]
+    # A run whose lease another replica let expire is taken over here.
+    takeovers = sum(1 for _, _, previous in claimed if previous not in (None, owner))
+    if takeovers and (recorded := metrics.active()) is not None:
+        recorded.lease_takeovers.inc(takeovers)
     if ids:
         connection.execute(
             update(repo.RUNS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from assistants_grpc.engine.server_tools import (
     ToolResult,
     ToolRunContext,
 )
+from assistants_grpc.observability import metrics, tracing
 from assistants_grpc.store.mapping import MODEL_VIEW
 
 __all__ = [
@@ -164,9 +166,36 @@ async def execute_round(
         async def emit_body(body: JSON) -> None:
             await emit(call, body)
 
-        call.result = await call.executor.execute(
-            call.request(), contexts[call.tool_type], emit_body
-        )
+        recorded, tracer = metrics.active(), tracing.tracer()
+        if recorded is None and tracer is None:
+            call.result = await call.executor.execute(
+                call.request(), contexts[call.tool_type], emit_body
+            )
+            return
+        began = time.perf_counter()
+        outcome = "error"
+        try:
+            if tracer is None:
+                call.result = await call.executor.execute(
+                    call.request(), contexts[call.tool_type], emit_body
+                )
+            else:
+                attributes = {
+                    "gen_ai.tool.name": call.tool_type,
+                    "gen_ai.tool.call.id": call.draft.id,
+                }
+                with tracer.start_as_current_span(f"tool {call.tool_type}", attributes=attributes):
+                    call.result = await call.executor.execute(
+                        call.request(), contexts[call.tool_type], emit_body
+                    )
+            outcome = "ok"
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            if recorded is not None:
+                recorded.tool_calls.labels(call.tool_type, outcome).inc()
+                recorded.tool_duration.labels(call.tool_type).observe(time.perf_counter() - began)
 
     tasks = [
         asyncio.create_task(one(call), name=f"tool-{call.draft.id}")

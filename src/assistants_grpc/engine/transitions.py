@@ -22,6 +22,7 @@ from sqlalchemy import BindParameter, Connection, RowMapping, bindparam, select
 
 from assistants_grpc.contract.pb import common_pb2, message_pb2, run_pb2
 from assistants_grpc.events import log
+from assistants_grpc.observability import metrics
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store.mapping import message_from_row, run_from_row, step_from_row
 from assistants_grpc.store.run_states import (
@@ -146,7 +147,7 @@ def transition(
         raise RunMoved(
             run_row["id"], expected=None, found=expected, owner=owner, found_owner=owner
         ) from None
-    return log.append(
+    written = log.append(
         connection,
         run_row["id"],
         run_row["thread_id"],
@@ -155,6 +156,10 @@ def transition(
         owner=owner,
         expected=expected,
     )
+    if target in TERMINAL and (recorded := metrics.active()) is not None:
+        # Counted once the guarded write went through (a rollback after it is the rare miss).
+        recorded.runs_finished.labels(target.value).inc()
+    return written
 
 
 def end_if_active(

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from assistants_grpc.events.log import TERMINAL_RUN_EVENTS, RunEvent
+from assistants_grpc.observability import metrics
 
 LoadAfter = Callable[[str, int, int], Awaitable[list[RunEvent]]]
 """Reads at most `limit` of a run's logged events after a sequence number: (run, after, limit)."""
@@ -108,6 +109,15 @@ class EventBus:
         self._channels: dict[str, _Channel] = {}
         # Sees every committed batch first (the run's log lines: observability.logs).
         self._observer = observer
+        # Streams subscribed on this replica (for the metrics).
+        self.subscriber_count = 0
+
+    def metric_values(self) -> dict[str, float]:
+        """The bus's live gauges (observability/metrics.py LIVE)."""
+        return {
+            "assistants_event_subscribers": self.subscriber_count,
+            "assistants_event_channels": len(self._channels),
+        }
 
     @property
     def channel_count(self) -> int:
@@ -116,6 +126,8 @@ class EventBus:
 
     def publish(self, run_id: str, events: Sequence[RunEvent]) -> None:
         """Hand committed events to live subscribers."""
+        if events and (recorded := metrics.active()) is not None:
+            recorded.events_published.inc(len(events))
         if not events:
             return
         if self._observer is not None:
@@ -185,8 +197,10 @@ class EventBus:
         if channel is None:
             channel = self._channels[run_id] = _Channel()
         channel.subscribers += 1
+        self.subscriber_count += 1
         token = object()
         channel.delivered[token] = after
+        recorded = metrics.active()
         try:
             previous = await self._previous_name(run_id, channel, after)
             cursor = after
@@ -211,6 +225,7 @@ class EventBus:
                     elsewhere = False
                 elif not elsewhere:
                     read_log = False
+                handed = cursor
                 for event in batch:
                     if event.sequence != cursor + 1:
                         break  # a gap: re-read from where we are
@@ -218,8 +233,12 @@ class EventBus:
                     cursor = event.sequence
                     channel.advance(token, cursor)
                     if event.event == "done" and (until == "segment" or ends_run(previous, event)):
+                        if recorded is not None:
+                            recorded.events_delivered.inc(cursor - handed)
                         return
                     previous = event.event
+                if recorded is not None and cursor > handed:
+                    recorded.events_delivered.inc(cursor - handed)
                 if not batch:
                     # Checked before waiting too: `forget` may have come while we were reading
                     # the log or handing on events, and nobody wakes a forgotten channel again.
@@ -242,6 +261,7 @@ class EventBus:
                         read_log = elsewhere = True
         finally:
             channel.subscribers -= 1
+            self.subscriber_count -= 1
             channel.delivered.pop(token, None)
             channel.progress.set()
             self._collect(run_id, channel)

@@ -23,6 +23,7 @@ from assistants_grpc.http.errors import error_response, unknown_route
 from assistants_grpc.http.routes import ROUTES
 from assistants_grpc.http.routes import Route as TableRoute
 from assistants_grpc.observability import logs
+from assistants_grpc.observability.http import observe_route
 
 PREFIX = "/v1"
 
@@ -82,7 +83,9 @@ def build_app(face: Face, routes: Iterable[TableRoute] = ROUTES) -> Router:
             raise ValueError(f"{route.method} {route.path} is routed twice")
         methods[route.method] = route
     table: list[BaseRoute] = [
-        Route(PREFIX + path, _Path(face, methods, PREFIX + path)) for path, methods in paths.items()
+        # The route template labels the metrics (never the path, which holds ids).
+        Route(PREFIX + path, observe_route(PREFIX + path, _Path(face, methods, PREFIX + path)))
+        for path, methods in paths.items()
     ]
     table.append(_health(face))
 

@@ -17,6 +17,7 @@ transaction, and they are published once it commits.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from assistants_grpc.contract.pb import run_pb2, thread_pb2
 from assistants_grpc.engine import transitions as tr
 from assistants_grpc.events import log
 from assistants_grpc.events.bus import EventBus, RunDeletedError, Until
+from assistants_grpc.observability import tracing
 from assistants_grpc.services import validation as check
 from assistants_grpc.services.assistants import reasoning_effort
 from assistants_grpc.services.deps import Dependencies
@@ -174,7 +176,18 @@ class RunService:
             else:
                 self._scheduler.enqueue(run_id)
 
-        queued = await self._deps.database.transaction(lambda c: work(c, slot), settle=settle)
+        def write(connection: Connection) -> Queued:
+            return work(connection, slot)
+
+        if tracing.tracer() is not None:
+            # The run stores the calling span's context, and PostgreSQL transactions run on a
+            # thread, which the current span does not follow by itself.
+            context = contextvars.copy_context()
+
+            def write(connection: Connection) -> Queued:
+                return context.run(work, connection, slot)
+
+        queued = await self._deps.database.transaction(write, settle=settle)
         (result, _), _ = queued
         return result
 
@@ -265,6 +278,8 @@ class RunService:
             events.append(_in_progress(run, started_at=run.created_at))
         # The run is written with its log already started: no second write of the row.
         values["last_sequence"] = len(events)
+        if (traceparent := tracing.current_traceparent()) is not None:
+            values["trace_context"] = traceparent
         repo.insert_row(connection, repo.RUNS, values)
         events = log.start(connection, run.id, run.thread_id, events)
         started = slot.load(connection, values) if slot is not None else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +22,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from assistants_grpc.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,9 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = normalize_url(url)
         backend = make_url(self.url).get_backend_name()
+        self._backend = backend
+        # The transaction histogram's observe, once metrics are on (observability/metrics.py).
+        self._observe: Callable[[float], None] | None = None
         self.is_sqlite = backend == "sqlite"
         self.is_postgresql = backend == "postgresql"
         if self.is_sqlite:
@@ -104,8 +110,19 @@ class Database:
         return await asyncio.shield(future)
 
     def transaction_sync(self, work: Callable[[Connection], T]) -> T:
-        with self.engine.begin() as connection:
-            return work(connection)
+        observe = self._observe
+        if observe is None:
+            recorded = metrics.active()
+            if recorded is None:
+                with self.engine.begin() as connection:
+                    return work(connection)
+            observe = self._observe = recorded.db_transaction.labels(self._backend).observe
+        started = time.perf_counter()
+        try:
+            with self.engine.begin() as connection:
+                return work(connection)
+        finally:
+            observe(time.perf_counter() - started)
 
     def dispose(self) -> None:
         if self._executor is not None:

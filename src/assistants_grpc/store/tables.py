@@ -168,6 +168,9 @@ class RunRow(SQLModel, table=True):
     # heartbeat, so a dead worker's runs can be taken over).
     lease_owner: str | None = None
     lease_expires_at: float | None = None
+    # The W3C `traceparent` of the call that created the run, when traces are on: its turns
+    # (on any replica) are spans of that trace (observability/tracing.py).
+    trace_context: str | None = Field(default=None, max_length=128)
 
 
 class RunStepRow(SQLModel, table=True):

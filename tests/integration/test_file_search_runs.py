@@ -8,22 +8,19 @@ tool_choice and max_num_results (CONTRACT.md §9, §12)."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from assistants_grpc.contract.openai_json import render
-from assistants_grpc.contract.pb import assistant_pb2, common_pb2, run_pb2, thread_pb2
+from assistants_grpc.contract.pb import assistant_pb2, common_pb2, run_pb2
 from assistants_grpc.contract.pb import vector_store_pb2 as V
-from assistants_grpc.fake_model import FakeModelServer, TextReply, ToolCallsReply
+from assistants_grpc.fake_model import TextReply, ToolCallsReply
 from assistants_grpc.store.mapping import INCLUDE_FILE_SEARCH_CONTENT
-from tests.conftest import RunningServer, serving
+from tests.conftest import RunningServer
 from tests.integration.documents import docx, pdf
 from tests.integration.event_checks import check_run_log
-from tests.integration.helpers import text_input
 from tests.integration.runs_helpers import (
-    WEATHER,
     collect,
     make_assistant,
     make_thread,

@@ -21,6 +21,7 @@ from tests.conftest import RunningServer
 from tests.integration.documents import docx, pdf
 from tests.integration.event_checks import check_run_log
 from tests.integration.runs_helpers import (
+    WEATHER,
     collect,
     make_assistant,
     make_thread,
@@ -213,3 +214,79 @@ async def test_three_documents_a_question_only_one_answers_and_a_citation(
             results = result_call["file_search"]["results"]
             assert results[0]["file_id"] == kiwi
             assert all(("content" in r) == shown for r in results)
+
+
+# --- a mixed turn, markers over rounds ---------------------------------------------------------
+
+
+async def test_a_mixed_turn_searches_then_waits_and_markers_number_over_rounds(
+    running: RunningServer,
+) -> None:
+    stubs, model = running.stubs, running.model
+    files = await documents(running)
+    store_id = await store_of(running, list(files.values()))
+    answer = (
+        "The kiwi cannot fly【0:0†kiwi.docx】【1:0†tea.md】; steep tea at 80 °C 【1:0†tea.md】 "
+        "and ignore 【7:3†nope.txt】 or 【0:0 unfinished."
+    )
+    model.push(
+        # The function first: the search is the step's second call (index 1).
+        ToolCallsReply([("get_weather", '{"city": "Rome"}'), search_call(QUESTION)], fragments=3),
+        ToolCallsReply([search_call("green tea temperature")], fragments=2),
+        TextReply(answer, chunks=23),
+    )
+    assistant = await searching_assistant(running, store_id, WEATHER)
+    thread = await make_thread(stubs, QUESTION)
+    events = await collect(
+        stubs.runs.CreateRunStream(
+            R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
+        )
+    )
+    # The server's call ran first; the run then waits for the function only.
+    assert names(events)[-2:] == ["thread.run.requires_action", "done"]
+    check_run_log(events, whole=False)
+    run = events[-2].run
+    required = run.required_action.submit_tool_outputs.tool_calls
+    assert [c.function.name for c in required] == ["get_weather"]
+    (step,) = (
+        await stubs.runs.ListRunSteps(R.ListRunStepsRequest(thread_id=thread.id, run_id=run.id))
+    ).data
+    weather, search = render(step)["step_details"]["tool_calls"]
+    assert weather["type"] == "function" and weather["function"]["output"] is None
+    assert search["type"] == "file_search"
+    assert search["file_search"]["results"][0]["file_id"] == files["kiwi.docx"]
+
+    more = await collect(
+        stubs.runs.SubmitToolOutputsStream(
+            R.SubmitToolOutputsRequest(
+                thread_id=thread.id,
+                run_id=run.id,
+                tool_outputs=[R.ToolOutput(tool_call_id=required[0].id, output="sunny")],
+            )
+        )
+    )
+    assert names(more)[-2:] == ["thread.run.completed", "done"]
+    # The first search's passages are call 0 (whatever its index in its step), the second's 1.
+    first_round, second_round = model.requests[-2:]
+    outputs = tool_messages(first_round)
+    assert "sunny" in outputs and any("【0:0†kiwi.docx】" in o for o in outputs)
+    assert any("【1:0†tea.md】" in o for o in tool_messages(second_round))
+
+    final = next(e.message for e in more if e.event == "thread.message.completed")
+    text = render(final)["content"][0]["text"]
+    assert text["value"] == answer  # every marker stays in the text, known or not
+    spans = [
+        (a["text"], a["file_citation"]["file_id"], text["value"][a["start_index"] : a["end_index"]])
+        for a in text["annotations"]
+    ]
+    assert spans == [
+        ("【0:0†kiwi.docx】", files["kiwi.docx"], "【0:0†kiwi.docx】"),
+        ("【1:0†tea.md】", files["tea.md"], "【1:0†tea.md】"),
+        ("【1:0†tea.md】", files["tea.md"], "【1:0†tea.md】"),
+    ]
+    assert [{k: v for k, v in a.items() if k != "index"} for a in annotation_deltas(more)] == (
+        text["annotations"]
+    )
+    message, _ = replay(more)
+    assert message["content"][0]["text"]["value"] == answer  # type: ignore[index]
+    assert len(message["content"][0]["text"]["annotations"]) == 3  # type: ignore[index]

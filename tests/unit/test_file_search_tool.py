@@ -113,7 +113,9 @@ async def test_results_come_back_with_markers_and_details() -> None:
 async def test_a_later_call_numbers_its_markers_after_the_earlier_ones() -> None:
     executor, _ = _executor(HITS)
     earlier = [{"id": "call_0", "type": "file_search", "file_search": {"results": []}}]
-    call = ToolCallRequest("call_2", 1, json.dumps({"queries": ["x"]}))
+    # The step's second file_search call, its fourth call (function calls come first): its
+    # number counts file_search calls only, as known_results does.
+    call = ToolCallRequest("call_2", 3, json.dumps({"queries": ["x"]}), ordinal=1)
     result = await executor.execute(call, _context(earlier_calls=earlier), _noop)
     assert marker(2, 0, "a.md") in result.output
 

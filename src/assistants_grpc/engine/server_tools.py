@@ -59,6 +59,9 @@ class ToolCallRequest:
     """The call's position in the step's `tool_calls` (what its deltas carry)."""
     arguments: str
     """The model's raw JSON arguments (may be malformed: the executor says so in its output)."""
+    ordinal: int = 0
+    """The call's position among the step's calls of its own tool type (`index` counts the
+    step's function calls too): what numbers a file_search call's markers."""
 
 
 @dataclass(frozen=True, slots=True)

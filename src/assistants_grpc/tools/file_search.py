@@ -9,7 +9,7 @@ its source marker
     【{call}:{result}†{filename}】
 
 where `call` numbers the run's file_search calls in order (0, 1, … over `earlier_calls`, plus
-the call's index in its step) and `result` is the passage's place in that call's results. The
+the call's place among its step's file_search calls) and `result` is the passage's place in that call's results. The
 model cites with the same markers; `annotator()` turns each marker it finds in the answer into
 a `file_citation` annotation (the marker stays in the text; `start_index`/`end_index` in code
 points of the message text, end exclusive). A marker split across streamed pieces is held back
@@ -172,7 +172,7 @@ class FileSearchExecutor:
             if store_ids
             else []
         )
-        number = call_number(context.earlier_calls, call.index)
+        number = call_number(context.earlier_calls, call.ordinal)
         return ToolResult(output=_output(number, queries, hits), details=_details(ranking, hits))
 
     def annotator(self, context: ToolRunContext) -> FileCitationAnnotator | None:
@@ -270,10 +270,12 @@ def _file_search_calls(earlier_calls: Sequence[JSON]) -> list[JSON]:
     return bodies
 
 
-def call_number(earlier_calls: Sequence[JSON], index: int) -> int:
+def call_number(earlier_calls: Sequence[JSON], ordinal: int) -> int:
     """The marker number of a call: the file_search calls executed before its step, plus its
-    index in the step (calls of one step are executed with the same earlier_calls)."""
-    return len(_file_search_calls(earlier_calls)) + index
+    place among the step's file_search calls (`ToolCallRequest.ordinal`, not its index in the
+    step, which counts function calls too). Calls of one step are executed with the same
+    earlier_calls, and are stored in that order: `known_results` numbers them the same way."""
+    return len(_file_search_calls(earlier_calls)) + ordinal
 
 
 def known_results(earlier_calls: Sequence[JSON]) -> dict[tuple[int, int], str]:

@@ -11,9 +11,10 @@ its source marker
 where `call` numbers the run's file_search calls in order (0, 1, … over `earlier_calls`, plus
 the call's place among its step's file_search calls) and `result` is the passage's place in
 that call's results. The model cites with the same markers; `annotator()` turns each marker
-it finds in the answer into a `file_citation` annotation (the marker stays in the text; `start_index`/`end_index` in code
-points of the message text, end exclusive). A marker split across streamed pieces is held back
-until it is complete; a marker naming no known result stays plain text.
+it finds in the answer into a `file_citation` annotation (the marker stays in the text;
+`start_index`/`end_index` in code points of the message text, end exclusive). A marker split
+across streamed pieces is held back until it is complete; a marker naming no known result
+stays plain text.
 
 The call's step details are `{"ranking_options": {...}, "results": [{file_id, file_name, score,
 content: [{type: "text", text}]}]}`, stored whole; rendering leaves `content` out unless the

@@ -7,19 +7,21 @@ tool_choice and max_num_results (CONTRACT.md §9, §12)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 
 from assistants_grpc.contract.openai_json import render
-from assistants_grpc.contract.pb import assistant_pb2, common_pb2, run_pb2
+from assistants_grpc.contract.pb import assistant_pb2, common_pb2, run_pb2, thread_pb2
 from assistants_grpc.contract.pb import vector_store_pb2 as V
-from assistants_grpc.fake_model import TextReply, ToolCallsReply
+from assistants_grpc.fake_model import FakeModelServer, TextReply, ToolCallsReply
 from assistants_grpc.store.mapping import INCLUDE_FILE_SEARCH_CONTENT
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, serving
 from tests.integration.documents import docx, pdf
 from tests.integration.event_checks import check_run_log
+from tests.integration.helpers import text_input
 from tests.integration.runs_helpers import (
     WEATHER,
     collect,
@@ -27,6 +29,7 @@ from tests.integration.runs_helpers import (
     make_thread,
     names,
     thread_messages,
+    wait_for_status,
 )
 from tests.integration.test_sdk_replay import replay
 from tests.integration.vector_helpers import make_file, stores, wait_ingested
@@ -290,3 +293,129 @@ async def test_a_mixed_turn_searches_then_waits_and_markers_number_over_rounds(
     message, _ = replay(more)
     assert message["content"][0]["text"]["value"] == answer  # type: ignore[index]
     assert len(message["content"][0]["text"]["annotations"]) == 3  # type: ignore[index]
+
+
+# --- expired stores, the wait for a thread's files ---------------------------------------------
+
+
+async def test_a_run_on_a_thread_whose_store_expired_fails_with_a_clear_error(
+    running: RunningServer,
+) -> None:
+    stubs, model = running.stubs, running.model
+    tea = await make_file(running, "tea.md", TEA.encode())
+    spec = common_pb2.ToolResources(
+        file_search=common_pb2.FileSearchResources(
+            vector_stores=[common_pb2.VectorStoreSpec(file_ids=[tea])]
+        )
+    )
+    thread = await stubs.threads.CreateThread(
+        thread_pb2.CreateThreadRequest(messages=[text_input("tea?")], tool_resources=spec)
+    )
+    [store_id] = thread.tool_resources.file_search.vector_store_ids
+    await wait_ingested(running, store_id)
+    worker = running.server.ingestion
+    assert worker is not None
+    running.clock.advance(8 * 86400)  # a thread's store expires 7 days after its last use
+    await worker.expire_now()
+    store = await stores(running).GetVectorStore(V.GetVectorStoreRequest(vector_store_id=store_id))
+    assert store.status == V.VECTOR_STORE_STATUS_EXPIRED
+
+    model.push(ToolCallsReply([search_call("green tea")]), TextReply("never asked"))
+    assistant = await make_assistant(stubs, tools=[SEARCH])
+    events = await collect(
+        stubs.runs.CreateRunStream(
+            R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
+        )
+    )
+    assert check_run_log(events) == ["queued", "in_progress", "failed"]
+    assert names(events)[-4:] == [
+        "thread.run.step.delta",
+        "thread.run.step.failed",
+        "thread.run.failed",
+        "done",
+    ]
+    failed = events[-2].run
+    error = render(failed)["last_error"]
+    assert error["code"] == "server_error"
+    assert store_id in error["message"] and "expired" in error["message"]
+    step = next(e.run_step for e in events if e.event == "thread.run.step.failed")
+    assert render(step)["last_error"] == error
+    run = await stubs.runs.GetRun(R.GetRunRequest(thread_id=thread.id, run_id=failed.id))
+    assert render(run)["last_error"] == error
+    assert len(model.requests) == 1  # the model is not asked again
+
+
+async def thread_with_a_file_in_progress(running: RunningServer) -> tuple[str, str, str]:
+    """A thread whose store holds a file not ingested yet (the worker is stopped): its id, the
+    store's and the file's."""
+    worker = running.server.ingestion
+    assert worker is not None
+    await worker.stop()
+    tea = await make_file(running, "tea.md", TEA.encode())
+    spec = common_pb2.ToolResources(
+        file_search=common_pb2.FileSearchResources(
+            vector_stores=[common_pb2.VectorStoreSpec(file_ids=[tea])]
+        )
+    )
+    thread = await running.stubs.threads.CreateThread(
+        thread_pb2.CreateThreadRequest(messages=[text_input("tea?")], tool_resources=spec)
+    )
+    [store_id] = thread.tool_resources.file_search.vector_store_ids
+    store = await stores(running).GetVectorStore(V.GetVectorStoreRequest(vector_store_id=store_id))
+    assert store.file_counts.in_progress == 1
+    return thread.id, store_id, tea
+
+
+async def test_a_search_waits_for_the_threads_files_in_progress(
+    database_url: str, fake_model: FakeModelServer
+) -> None:
+    async with serving(database_url, fake_model, overrides={"file_search_wait": 60.0}) as running:
+        stubs, model = running.stubs, running.model
+        thread_id, store_id, tea = await thread_with_a_file_in_progress(running)
+        model.push(ToolCallsReply([search_call("green tea temperature")]), TextReply("80 °C"))
+        assistant = await make_assistant(stubs, tools=[SEARCH])
+        run = await stubs.runs.CreateRun(
+            R.CreateRunRequest(thread_id=thread_id, assistant_id=assistant.id)
+        )
+        async with asyncio.timeout(30):
+            while not model.requests:  # the model's first turn: the call comes next
+                await asyncio.sleep(0.01)
+        # The file is ingested only now: a search that did not wait would find nothing.
+        worker = running.server.ingestion
+        assert worker is not None
+        await worker.start()
+        done = await wait_for_status(
+            stubs, thread_id, run.id, R.RUN_STATUS_COMPLETED, R.RUN_STATUS_FAILED, timeout=60
+        )
+        assert done.status == R.RUN_STATUS_COMPLETED, render(done)["last_error"]
+        steps = await stubs.runs.ListRunSteps(
+            R.ListRunStepsRequest(
+                thread_id=thread_id, run_id=run.id, order=common_pb2.LIST_ORDER_ASC
+            )
+        )
+        (call,) = render(steps.data[0])["step_details"]["tool_calls"]
+        assert [r["file_id"] for r in call["file_search"]["results"]] == [tea]
+        assert "【0:0†tea.md】" in tool_messages(model.requests[-1])[0]
+        store = await wait_ingested(running, store_id)
+        assert store.file_counts.completed == 1
+
+
+async def test_the_wait_for_the_threads_files_is_bounded(
+    database_url: str, fake_model: FakeModelServer
+) -> None:
+    # A short wait (60 s in production): the search goes on without the file, finding nothing.
+    async with serving(database_url, fake_model, overrides={"file_search_wait": 0.2}) as running:
+        stubs, model = running.stubs, running.model
+        thread_id, _, _ = await thread_with_a_file_in_progress(running)
+        model.push(ToolCallsReply([search_call("green tea temperature")]), TextReply("unsure"))
+        assistant = await make_assistant(stubs, tools=[SEARCH])
+        events = await collect(
+            stubs.runs.CreateRunStream(
+                R.CreateRunRequest(thread_id=thread_id, assistant_id=assistant.id)
+            )
+        )
+        assert names(events)[-2:] == ["thread.run.completed", "done"]
+        (call,) = render(completed_steps(events)[0])["step_details"]["tool_calls"]
+        assert call["file_search"]["results"] == []
+        (output,) = tool_messages(model.requests[-1])
+        assert output.startswith("file_search found no passages")

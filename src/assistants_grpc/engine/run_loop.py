@@ -55,7 +55,7 @@ from assistants_grpc.engine.server_calls import (
     merge_tool_resources,
     plan_calls,
 )
-from assistants_grpc.engine.server_tools import ToolRegistry, ToolRunContext
+from assistants_grpc.engine.server_tools import ToolCallRefused, ToolRegistry, ToolRunContext
 from assistants_grpc.engine.tokens import COUNTING_MODEL
 from assistants_grpc.engine.turn_end import (
     INTERRUPT_ENDINGS,
@@ -477,6 +477,10 @@ class Turn:
         error = work.exception()
         if isinstance(error, RunMoved):
             raise error
+        if isinstance(error, ToolCallRefused):
+            logger.info("run %s: a tool call was refused: %s", self.run_id, error.message)
+            await self._end(tr.failed(error.code, error.message))
+            return False
         if error is not None:
             failed = next((c for c in calls if c.server and c.result is None), calls[0])
             logger.error(

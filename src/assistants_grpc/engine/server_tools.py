@@ -36,6 +36,7 @@ __all__ = [
     "InputStream",
     "NoInput",
     "TextAnnotator",
+    "ToolCallRefused",
     "ToolCallRequest",
     "ToolExecutor",
     "ToolRegistry",
@@ -108,6 +109,17 @@ class ToolResult:
     """Content parts the run's next message starts with (`image_file` parts of shown images)."""
     files: Sequence[str] = field(default_factory=tuple)
     """Ids of Files the call created (for the annotator of later turns)."""
+
+
+class ToolCallRefused(Exception):
+    """Raised by `execute()` when the run cannot go on for a reason its caller must be told
+    (a vector store of the run has expired): the run ends `failed` with `code` and this
+    message as its `last_error`, instead of the generic "the tool failed on the server"."""
+
+    def __init__(self, message: str, code: str = "server_error") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
 
 
 class InputStream(Protocol):

@@ -37,6 +37,7 @@ from assistants_grpc.engine.server_tools import (
     EmitDelta,
     InputStream,
     NoInput,
+    ToolCallRefused,
     ToolCallRequest,
     ToolResult,
     ToolRunContext,
@@ -66,9 +67,9 @@ _DESCRIPTION: Final = (
 )
 
 
-class ExpiredStoreError(Exception):
+class ExpiredStoreError(ToolCallRefused):
     """A vector store of the run has expired: the run cannot search it. The run loop ends the
-    run `failed` with this message as its `last_error` (CONTRACT.md §12)."""
+    run `failed` with `server_error` and this message as its `last_error` (CONTRACT.md §12)."""
 
 
 def marker(call: int, result: int, filename: str) -> str:
@@ -157,7 +158,8 @@ class FileSearchExecutor:
             expired = await self._database.transaction(lambda c: _expired(c, store_ids))
             if expired:
                 raise ExpiredStoreError(
-                    f"Vector store {expired[0]} has expired; the run cannot search it."
+                    f"Vector store {expired[0]} has expired, so file_search cannot search it. "
+                    "Create a new vector store with the same files and attach it instead."
                 )
         limit, budget = result_limits(context.model, context.tool)
         hits = (

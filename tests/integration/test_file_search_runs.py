@@ -419,3 +419,71 @@ async def test_the_wait_for_the_threads_files_is_bounded(
         assert call["file_search"]["results"] == []
         (output,) = tool_messages(model.requests[-1])
         assert output.startswith("file_search found no passages")
+
+
+# --- tool_choice, max_num_results --------------------------------------------------------------
+
+
+async def many_chunks(running: RunningServer) -> str:
+    """A store whose one file is 30+ chunks that all match a green-tea question."""
+    text = "\n".join(
+        f"Note {i}: green tea leaves steeped for flavour, variety {i} of the garden."
+        for i in range(200)
+    )
+    file_id = await make_file(running, "notes.md", text.encode())
+    small = common_pb2.ChunkingStrategy(
+        static=common_pb2.StaticChunkingStrategy(max_chunk_size_tokens=100, chunk_overlap_tokens=0)
+    )
+    return await store_of(running, [file_id], chunking_strategy=small)
+
+
+@pytest.mark.parametrize(
+    ("model_name", "settings", "expected"),
+    [
+        ("gpt-4o", common_pb2.FileSearchSettings(), 20),
+        ("gpt-3.5-turbo", common_pb2.FileSearchSettings(), 5),
+        ("gpt-4o", common_pb2.FileSearchSettings(max_num_results=3), 3),
+        ("gpt-3.5-turbo", common_pb2.FileSearchSettings(max_num_results=7), 7),
+    ],
+    ids=["default-20", "gpt-3.5-5", "set-3", "gpt-3.5-set-7"],
+)
+async def test_max_num_results_and_its_defaults(
+    running: RunningServer, model_name: str, settings: common_pb2.FileSearchSettings, expected: int
+) -> None:
+    stubs, model = running.stubs, running.model
+    store_id = await many_chunks(running)
+    model.push(ToolCallsReply([search_call("green tea leaves")]), TextReply("many notes"))
+    assistant = await make_assistant(
+        stubs,
+        model=model_name,
+        tools=[common_pb2.Tool(file_search=settings)],
+        tool_resources=resources(store_id),
+    )
+    events = await streamed_run(running, assistant.id, "tell me about green tea")
+    assert names(events)[-2:] == ["thread.run.completed", "done"]
+    (call,) = render(completed_steps(events)[0])["step_details"]["tool_calls"]
+    assert len(call["file_search"]["results"]) == expected
+    (output,) = tool_messages(model.requests[-1])
+    assert f"【0:{expected - 1}†notes.md】" in output and f"【0:{expected}†" not in output
+
+
+async def test_tool_choice_file_search_forces_the_search_on_the_first_turn(
+    running: RunningServer,
+) -> None:
+    stubs, model = running.stubs, running.model
+    files = await documents(running)
+    store_id = await store_of(running, list(files.values()))
+    model.push(ToolCallsReply([search_call(QUESTION)]), TextReply("The kiwi【0:0†kiwi.docx】."))
+    assistant = await searching_assistant(running, store_id, WEATHER)
+    forced = common_pb2.ToolChoice(
+        named=common_pb2.NamedToolChoice(type=common_pb2.TOOL_TYPE_FILE_SEARCH)
+    )
+    events = await streamed_run(running, assistant.id, QUESTION, tool_choice=forced)
+    assert names(events)[-2:] == ["thread.run.completed", "done"]
+    first, after = model.requests[-2:]
+    assert first["tool_choice"] == {"type": "function", "function": {"name": "file_search"}}
+    assert "tool_choice" not in after  # forced once: the answer may follow the search
+    assert render(events[-2].run)["tool_choice"]["type"] == "file_search"
+    final = next(e.message for e in events if e.event == "thread.message.completed")
+    (citation,) = render(final)["content"][0]["text"]["annotations"]
+    assert citation["file_citation"]["file_id"] == files["kiwi.docx"]

@@ -137,10 +137,11 @@ async def test_three_documents_a_question_only_one_answers_and_a_citation(
     store_id = await store_of(running, list(files.values()))
     kiwi = files["kiwi.docx"]
     answer = "The kiwi cannot fly 【0:0†kiwi.docx】, and it lays a huge egg."
-    # 9 pieces: the marker is cut across several of them.
+    # 9 pieces, the marker cut across three of them; paced just above the service's flush
+    # interval so that pieces tend to become deltas of their own (the marker is held back).
     model.push(
         ToolCallsReply([search_call(QUESTION, "flightless bird")], fragments=4),
-        TextReply(answer, chunks=9),
+        TextReply(answer, chunks=9, chunk_delay=0.03),
     )
     assistant = await searching_assistant(running, store_id)
     include = [INCLUDE_FILE_SEARCH_CONTENT] if with_content else []
@@ -216,7 +217,7 @@ async def test_three_documents_a_question_only_one_answers_and_a_citation(
     for event in events:
         if event.event == "thread.message.delta":
             value = render(event.message_delta)["delta"]["content"][0]["text"].get("value", "")
-            assert value.count("【") == value.count("】")
+            assert value.count("【") == value.count("】"), value
     # Stored with the message.
     (stored,) = await thread_messages(stubs, run.thread_id, run_id=run.id)
     assert render(stored)["content"] == render(final)["content"]

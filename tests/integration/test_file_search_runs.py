@@ -518,3 +518,36 @@ async def test_tool_choice_file_search_forces_the_search_on_the_first_turn(
     final = next(e.message for e in events if e.event == "thread.message.completed")
     (citation,) = render(final)["content"][0]["text"]["annotations"]
     assert citation["file_citation"]["file_id"] == files["kiwi.docx"]
+
+
+async def test_the_assistants_and_the_threads_stores_are_both_searched(
+    running: RunningServer,
+) -> None:
+    stubs, model = running.stubs, running.model
+    files = await documents(running)
+    assistant_store = await store_of(running, [files["kiwi.docx"]])
+    thread_store = await store_of(running, [files["tea.md"]])
+    model.push(
+        ToolCallsReply([search_call("green tea temperature", "flightless bird")]),
+        TextReply("Tea【0:0†tea.md】, kiwi【0:1†kiwi.docx】."),
+    )
+    assistant = await searching_assistant(running, assistant_store)
+    thread = await stubs.threads.CreateThread(
+        thread_pb2.CreateThreadRequest(
+            messages=[text_input("tea and birds?")], tool_resources=resources(thread_store)
+        )
+    )
+    events = await collect(
+        stubs.runs.CreateRunStream(
+            R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
+        )
+    )
+    assert names(events)[-2:] == ["thread.run.completed", "done"]
+    (call,) = render(completed_steps(events)[0])["step_details"]["tool_calls"]
+    found = [r["file_id"] for r in call["file_search"]["results"]]
+    assert sorted(found[:2]) == sorted([files["tea.md"], files["kiwi.docx"]])
+    final = next(e.message for e in events if e.event == "thread.message.completed")
+    cited = [
+        a["file_citation"]["file_id"] for a in render(final)["content"][0]["text"]["annotations"]
+    ]
+    assert cited == found[:2]

@@ -12,11 +12,15 @@ import json
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, update
 
 from assistants_grpc.contract.openai_json import render
 from assistants_grpc.contract.pb import assistant_pb2, common_pb2, run_pb2, thread_pb2
 from assistants_grpc.contract.pb import vector_store_pb2 as V
+from assistants_grpc.engine.run_loop import TurnHooks
 from assistants_grpc.fake_model import FakeModelServer, TextReply, ToolCallsReply
+from assistants_grpc.store import vector_stores as vs
+from assistants_grpc.store.database import normalize_url
 from assistants_grpc.store.mapping import INCLUDE_FILE_SEARCH_CONTENT
 from tests.conftest import RunningServer, serving
 from tests.integration.documents import docx, pdf
@@ -351,29 +355,70 @@ async def test_a_run_on_a_thread_whose_store_expired_fails_with_a_clear_error(
     store = await stores(running).GetVectorStore(V.GetVectorStoreRequest(vector_store_id=store_id))
     assert store.status == V.VECTOR_STORE_STATUS_EXPIRED
 
-    model.push(ToolCallsReply([search_call("green tea")]), TextReply("never asked"))
+    asked = len(model.requests)
     assistant = await make_assistant(stubs, tools=[SEARCH])
     events = await collect(
         stubs.runs.CreateRunStream(
             R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
         )
     )
+    # It fails before the model is asked, whether or not it would have searched.
     assert check_run_log(events) == ["queued", "in_progress", "failed"]
-    assert names(events)[-4:] == [
-        "thread.run.step.delta",
-        "thread.run.step.failed",
-        "thread.run.failed",
-        "done",
-    ]
+    assert names(events)[-3:] == ["thread.run.in_progress", "thread.run.failed", "done"]
     failed = events[-2].run
     error = render(failed)["last_error"]
     assert error["code"] == "server_error"
     assert store_id in error["message"] and "expired" in error["message"]
-    step = next(e.run_step for e in events if e.event == "thread.run.step.failed")
-    assert render(step)["last_error"] == error
     run = await stubs.runs.GetRun(R.GetRunRequest(thread_id=thread.id, run_id=failed.id))
     assert render(run)["last_error"] == error
-    assert len(model.requests) == 1  # the model is not asked again
+    assert len(model.requests) == asked
+
+
+async def test_a_store_that_expires_during_the_run_fails_its_search(
+    database_url: str, fake_model: FakeModelServer
+) -> None:
+    store_ids: list[str] = []
+    servers: list[RunningServer] = []
+
+    async def expire_the_store(_run_id: str) -> None:
+        # After the model's first turn (its file_search call), before the call is executed.
+        if not store_ids:
+            return
+        running = servers[0]
+
+        def expire() -> None:
+            engine = create_engine(normalize_url(database_url))
+            try:
+                with engine.begin() as connection:
+                    connection.execute(
+                        update(vs.VECTOR_STORES)
+                        .where(vs.VECTOR_STORES.c.id == store_ids.pop())
+                        .values(expires_at=int(running.clock.now()) - 1)
+                    )
+            finally:
+                engine.dispose()
+
+        await asyncio.to_thread(expire)
+        assert running.server.ingestion is not None
+        await running.server.ingestion.expire_now()
+
+    hooks = TurnHooks(model_finished=expire_the_store)
+    async with serving(database_url, fake_model, overrides={"turn_hooks": hooks}) as running:
+        servers.append(running)
+        model = running.model
+        files = await documents(running)
+        store_id = await store_of(running, [files["kiwi.docx"]])
+        model.push(ToolCallsReply([search_call(QUESTION)]), TextReply("never asked"))
+        assistant = await searching_assistant(running, store_id)
+        store_ids.append(store_id)
+        events = await streamed_run(running, assistant.id, QUESTION)
+        assert check_run_log(events) == ["queued", "in_progress", "failed"]
+        assert names(events)[-3:] == ["thread.run.step.failed", "thread.run.failed", "done"]
+        error = render(events[-2].run)["last_error"]
+        assert error["code"] == "server_error" and store_id in error["message"]
+        step = next(e.run_step for e in events if e.event == "thread.run.step.failed")
+        assert render(step)["last_error"] == error
+        assert len(model.requests) == 1  # the model is not asked again
 
 
 async def thread_with_a_file_in_progress(running: RunningServer) -> tuple[str, str, str]:

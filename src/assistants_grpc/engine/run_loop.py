@@ -192,6 +192,8 @@ class Turn:
 
     async def _run(self) -> bool:
         loop = self.loop
+        if not self.context.rounds and not await self._preflight():
+            return False
         route = loop.router.route(self.run_row["model"])
         definitions = self.offered.definitions
         prompt, completion_left = turn_prompt(
@@ -226,6 +228,21 @@ class Turn:
             # Wait for the reader so the HTTP stream is closed before the turn goes on.
             await asyncio.gather(reader, return_exceptions=True)
         return await self._finish(end)
+
+    async def _preflight(self) -> bool:
+        """Before the run's first turn, the offered executors' own checks (server_tools.py):
+        False when one refused the run, which has ended `failed`."""
+        for executor in self.offered.server.values():
+            check = getattr(executor, "preflight", None)
+            if check is None:
+                continue
+            try:
+                await check(self.tool_contexts[executor.tool_type])
+            except ToolCallRefused as refused:
+                logger.info("run %s: refused before its first turn: %s", self.run_id, refused)
+                await self._end(tr.failed(refused.code, refused.message))
+                return False
+        return True
 
     async def _read(self, params: dict[str, Any]) -> None:
         inbox = self.control.inbox

@@ -18,6 +18,11 @@ work and says what happened:
 - `annotator()` gives the answer's text a `TextAnnotator` that turns markers into annotations
   (`【…†…】` into `file_citation`, `sandbox:/mnt/data/x` into `file_path`).
 
+An executor may also define `async def preflight(context) -> None` (optional, not part of the
+protocol): awaited before the run's first model turn when its tool is offered; raising
+`ToolCallRefused` there fails the run before the model is asked (file_search: a store of the
+run has expired, CONTRACT.md §12).
+
 Executors are cancellation-safe: a cancel, an expiry or a handback cancels `execute()`'s task.
 """
 

@@ -155,12 +155,7 @@ class FileSearchExecutor:
         store_ids = _store_ids(context.tool_resources)
         if store_ids:
             await self._wait_for_thread_files(context.thread_id)
-            expired = await self._database.transaction(lambda c: _expired(c, store_ids))
-            if expired:
-                raise ExpiredStoreError(
-                    f"Vector store {expired[0]} has expired, so file_search cannot search it. "
-                    "Create a new vector store with the same files and attach it instead."
-                )
+            await self._refuse_expired(store_ids)  # it may have expired since the run began
         limit, budget = result_limits(context.model, context.tool)
         hits = (
             await self._retriever.search(
@@ -177,6 +172,21 @@ class FileSearchExecutor:
         )
         number = call_number(context.earlier_calls, call.ordinal)
         return ToolResult(output=_output(number, queries, hits), details=_details(ranking, hits))
+
+    async def preflight(self, context: ToolRunContext) -> None:
+        """Before the run's first turn: a run whose store has expired fails at once, whether or
+        not the model would search (OpenAI: "runs on that thread will fail")."""
+        store_ids = _store_ids(context.tool_resources)
+        if store_ids:
+            await self._refuse_expired(store_ids)
+
+    async def _refuse_expired(self, store_ids: Sequence[str]) -> None:
+        expired = await self._database.transaction(lambda c: _expired(c, store_ids))
+        if expired:
+            raise ExpiredStoreError(
+                f"Vector store {expired[0]} has expired, so file_search cannot search it. "
+                "Create a new vector store with the same files and attach it instead."
+            )
 
     def annotator(self, context: ToolRunContext) -> FileCitationAnnotator | None:
         known = known_results(context.earlier_calls)

@@ -88,6 +88,7 @@ from assistants_grpc.store.database import Database
 from assistants_grpc.tools.code_interpreter.files import StorageFiles
 from assistants_grpc.tools.code_interpreter.registry import DatabaseRegistry
 from assistants_grpc.tools.code_interpreter.setup import CodeInterpreter, code_interpreter_config
+from assistants_grpc.tools.file_search import WAIT_SECONDS as FILE_SEARCH_WAIT
 from assistants_grpc.tools.file_search import FileSearchExecutor
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,8 @@ class Overrides:
     file_sweep_interval: float = SWEEP_INTERVAL
     # The server-side tools; None: the real ones (file_search, code_interpreter).
     tool_registry: ToolRegistry | None = None
+    # How long a file_search call waits for the thread's files still being ingested.
+    file_search_wait: float = FILE_SEARCH_WAIT
     # The wall clock leases are compared with (shared by replicas; not the expiry clock).
     lease_clock: Clock = field(default_factory=SystemClock)
     # Test seams of the run loop (engine.run_loop.TurnHooks).
@@ -312,7 +315,12 @@ class Runtime:
             )
             # The built-in tools the server executes itself (DESIGN.md "Server-side tools").
             tools = overrides.tool_registry or ToolRegistry(
-                [FileSearchExecutor(retriever, database), code.executor]
+                [
+                    FileSearchExecutor(
+                        retriever, database, wait_seconds=overrides.file_search_wait
+                    ),
+                    code.executor,
+                ]
             )
             executor = RunExecutor(
                 deps,

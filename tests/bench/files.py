@@ -9,6 +9,12 @@ and timed from CreateVectorStore to `completed`. Search: two stores of `search_c
 each are written straight into the database (texts drawn from the words of CPython's
 pydoc topics, vectors random and normalised: a scan costs the same whatever the numbers), one
 lexical only, one with vectors; then one caller searches each, one query at a time.
+
+A run with one file_search round (on the ingestion's store): the model (`bench-file-search`)
+calls `file_search`, the service executes it and asks the model again, which answers with a
+citation. The service's added time is the run's end-to-end time minus the model server's own
+time for the same two turns made directly with the `openai` client (as the tools section
+measures a function round); it includes the search.
 """
 
 from __future__ import annotations
@@ -21,11 +27,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import openai
+from assistants_grpc_client.v1 import common_pb2, vector_store_pb2_grpc
 from assistants_grpc_client.v1 import vector_store_pb2 as V
-from assistants_grpc_client.v1 import vector_store_pb2_grpc
 
-from tests.bench.common import CALL_TIMEOUT, BenchError, Plan, Stubs, summary_ms
-from tests.bench.processes import Children
+from tests.bench.common import (
+    CALL_TIMEOUT,
+    BenchError,
+    Plan,
+    R,
+    Stubs,
+    create_assistant,
+    create_thread,
+    ms,
+    percentile,
+    summary_ms,
+)
+from tests.bench.model_server import (
+    FILE_SEARCH_ANSWER,
+    FILE_SEARCH_QUESTION,
+    MODEL_FILE_SEARCH,
+    file_search_round,
+)
+from tests.bench.processes import HOST, Children
 
 EMBEDDING_MODEL = "fake-embedding"
 DIMENSIONS = 256
@@ -167,6 +191,7 @@ async def measure(children: Children, model_port: int, tmp: Path, plan: Plan) ->
             "seconds": round(seconds, 2),
             "chunks_per_s": round(chunks / seconds, 1),
         }
+        out["file_search_run"] = await _file_search_runs(stubs, model_port, store.id, plan)
     finally:
         await stubs.channel.close()
         children.stop(service)
@@ -195,6 +220,123 @@ async def measure(children: Children, model_port: int, tmp: Path, plan: Plan) ->
         await stubs.channel.close()
         children.stop(service)
     return out
+
+
+# What the service sends the model back after a search, about: up to 20 passages of up to 800
+# tokens. The direct turns send as much, so the model server parses the same amount.
+_TOOL_OUTPUT_CHARS = 60_000
+
+
+async def _file_search_run(stubs: Stubs, thread_id: str, assistant_id: str) -> tuple[float, int]:
+    """One run through CreateRunStream to its end: seconds, and the search's result count."""
+    began = time.perf_counter()
+    request = R.CreateRunRequest(thread_id=thread_id, assistant_id=assistant_id)
+    events = [e async for e in stubs.runs.CreateRunStream(request, timeout=CALL_TIMEOUT)]
+    seconds = time.perf_counter() - began
+    if len(events) < 2 or events[-2].event != "thread.run.completed":
+        raise BenchError(f"file_search run ended with {[e.event for e in events[-6:]]}")
+    message = next(e.message for e in events if e.event == "thread.message.completed")
+    text = message.content[0].text
+    if text.value != FILE_SEARCH_ANSWER or len(text.annotations) != 1:
+        raise BenchError(f"file_search run answered {text}")
+    step = next(
+        e.run_step
+        for e in events
+        if e.event == "thread.run.step.completed" and e.run_step.type == R.RUN_STEP_TYPE_TOOL_CALLS
+    )
+    (call,) = step.step_details.tool_calls.tool_calls
+    return seconds, len(call.file_search.results)
+
+
+async def _direct_turns(model: openai.AsyncOpenAI) -> float:
+    """The model server's own time for the run's two turns, back to back."""
+    first_request: dict[str, Any] = {
+        "messages": [{"role": "user", "content": FILE_SEARCH_QUESTION}]
+    }
+    call = file_search_round(first_request)
+    arguments = call.calls[0][1]  # type: ignore[union-attr]
+    tools: list[Any] = [{"type": "function", "function": {"name": "file_search", "parameters": {}}}]
+    messages: list[Any] = [
+        {"role": "user", "content": FILE_SEARCH_QUESTION},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "file_search", "arguments": arguments},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "x" * _TOOL_OUTPUT_CHARS},
+    ]
+    total = 0.0
+    for turn in (messages[:1], messages):
+        began = time.perf_counter()
+        stream = await model.chat.completions.create(
+            model=MODEL_FILE_SEARCH,
+            messages=turn,
+            tools=tools,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        async with stream:
+            async for _chunk in stream:
+                pass
+        total += time.perf_counter() - began
+    return total
+
+
+async def _file_search_runs(
+    stubs: Stubs, model_port: int, store_id: str, plan: Plan
+) -> dict[str, Any]:
+    model = openai.AsyncOpenAI(
+        base_url=f"http://{HOST}:{model_port}/v1",
+        api_key="x",
+        max_retries=0,
+        timeout=CALL_TIMEOUT,
+    )
+    try:
+        assistant = await create_assistant(
+            stubs,
+            MODEL_FILE_SEARCH,
+            tools=[common_pb2.Tool(file_search=common_pb2.FileSearchSettings())],
+            tool_resources=common_pb2.ToolResources(
+                file_search=common_pb2.FileSearchResources(vector_store_ids=[store_id])
+            ),
+        )
+
+        async def run() -> tuple[float, int]:
+            thread = await create_thread(stubs, FILE_SEARCH_QUESTION)
+            return await _file_search_run(stubs, thread.id, assistant.id)
+
+        for _ in range(2):  # warm-up
+            await run()
+            await _direct_turns(model)
+        runs: list[tuple[float, int]] = []
+        direct: list[float] = []
+        for i in range(plan.tool_samples):
+            # Alternate, so both see the same machine.
+            if i % 2:
+                runs.append(await run())
+                direct.append(await _direct_turns(model))
+            else:
+                direct.append(await _direct_turns(model))
+                runs.append(await run())
+        model_p50 = percentile(direct, 50)
+        service = [seconds - model_p50 for seconds, _ in runs]
+        return {
+            "model_turns": 2,
+            "results": max(count for _, count in runs),
+            "end_to_end": summary_ms([seconds for seconds, _ in runs]),
+            "model_server": summary_ms(direct),
+            "service_p50_ms": ms(percentile(service, 50)),
+            "service_p99_ms": ms(percentile(service, 99)),
+            "n": len(runs),
+        }
+    finally:
+        await model.close()
 
 
 def _count_chunks(url: str, store_id: str) -> int:

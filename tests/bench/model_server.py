@@ -14,6 +14,8 @@ runs section measures both; the service reaches it as :data:`MODEL_FAST_NAGLE`, 
   delta flush interval, so each chunk becomes its own event (a run with a long event log).
 * ``bench-tools``: a two-round function-tool conversation: calls ``get_weather``, then
   ``get_time`` once the first output is in, then answers in text.
+* ``bench-file-search``: one `file_search` call (the server executes it), then, once its tool
+  message is in, an answer citing the first passage.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ TOOL_CALLS: Final = (
     ("get_time", json.dumps({"tz": "Europe/Paris"})),
 )
 TOOLS_ANSWER: Final = "It is sunny in Paris and the local time is noon."
+MODEL_FILE_SEARCH: Final = "bench-file-search"
+FILE_SEARCH_QUESTION: Final = "How are keyword arguments matched to the parameters of a call?"
+FILE_SEARCH_ANSWER: Final = "Keyword arguments are matched by name 【0:0†topics.txt】 first."
 
 
 def fast(_request: dict[str, Any]) -> Reply:
@@ -82,6 +87,15 @@ def tool_round(request: dict[str, Any]) -> Reply:
     return TextReply(TOOLS_ANSWER, chunks=10)
 
 
+def file_search_round(request: dict[str, Any]) -> Reply:
+    """A `file_search` call, or the cited answer once the call's output is the last message."""
+    messages = request.get("messages") or []
+    if messages and messages[-1].get("role") == "tool":
+        return TextReply(FILE_SEARCH_ANSWER, chunks=10)
+    arguments = json.dumps({"queries": [FILE_SEARCH_QUESTION, "keyword arguments"]})
+    return ToolCallsReply([("file_search", arguments)], fragments=4)
+
+
 def models_config(nagle_port: int) -> str:
     """The service's ``--models-config``: :data:`MODEL_FAST_NAGLE` goes to the Nagle-on port,
     every other model to ``OPENAI_BASE_URL`` (the usual port)."""
@@ -99,6 +113,7 @@ def _server(port: int, *, nodelay: bool) -> FakeModelServer:
     server.set_responder(MODEL_SLOW, slow)
     server.set_responder(MODEL_PACED, paced)
     server.set_responder(MODEL_TOOLS, tool_round)
+    server.set_responder(MODEL_FILE_SEARCH, file_search_round)
     return server
 
 

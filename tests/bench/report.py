@@ -399,6 +399,14 @@ def _files(f: dict[str, Any]) -> list[str]:
         ["SearchVectorStore, hybrid", f["search_hybrid"]["n"],
          f["search_hybrid"]["p50_ms"], f["search_hybrid"]["p99_ms"]],
     ]  # fmt: skip
+    run = f.get("file_search_run")
+    if run is not None:
+        # The service's added time over the run's two model turns (the model server's own time
+        # for them, made directly, taken off), the search included.
+        rows.append(
+            ["run with one file_search round, service's added time", run["n"],
+             run["service_p50_ms"], run["service_p99_ms"]]
+        )  # fmt: skip
     return lines + _table(["", "n / value", "p50 ms", "p99 ms"], rows)
 
 

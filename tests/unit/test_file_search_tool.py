@@ -113,7 +113,9 @@ async def test_results_come_back_with_markers_and_details() -> None:
 async def test_a_later_call_numbers_its_markers_after_the_earlier_ones() -> None:
     executor, _ = _executor(HITS)
     earlier = [{"id": "call_0", "type": "file_search", "file_search": {"results": []}}]
-    call = ToolCallRequest("call_2", 1, json.dumps({"queries": ["x"]}))
+    # The step's second file_search call, its fourth call (function calls come first): its
+    # number counts file_search calls only, as known_results does.
+    call = ToolCallRequest("call_2", 3, json.dumps({"queries": ["x"]}), ordinal=1)
     result = await executor.execute(call, _context(earlier_calls=earlier), _noop)
     assert marker(2, 0, "a.md") in result.output
 
@@ -221,3 +223,42 @@ def test_step_rendering_shows_result_content_only_when_included() -> None:
     shown = step_from_row(_step_row(), include_result_content=True)
     content = shown.step_details.tool_calls.tool_calls[0].file_search.results[0].content
     assert content[0].text == "Kiwis."
+
+
+async def test_markers_of_a_mixed_step_match_what_the_annotator_knows() -> None:
+    # A step of [function, file_search, python, file_search]: plan_calls gives each server
+    # call its place among its type's calls, so the two searches are numbered 0 and 1 (not by
+    # their indices 1 and 3), which is how known_results numbers them once stored.
+    from assistants_grpc.engine.accumulator import CallDraft
+    from assistants_grpc.engine.server_calls import plan_calls
+
+    executor, _ = _executor(HITS)
+
+    class Python:
+        tool_type = "code_interpreter"
+
+        def input_stream(self) -> Any:
+            return executor.input_stream()
+
+    drafts = [
+        CallDraft(0, "call_f", "get_weather", ["{}"]),
+        CallDraft(1, "call_s1", "file_search", ['{"queries": ["kiwi"]}']),
+        CallDraft(2, "call_p", "python", ['{"code": "1"}']),
+        CallDraft(3, "call_s2", "file_search", ['{"queries": ["penguin"]}']),
+    ]
+    planned = plan_calls(drafts, {"file_search": executor, "python": Python()})  # type: ignore[dict-item]
+    assert [(p.tool_type, p.request().ordinal) for p in planned] == [
+        ("function", 0),
+        ("file_search", 0),
+        ("code_interpreter", 0),
+        ("file_search", 1),
+    ]
+    earlier = [{"type": "file_search", "file_search": {"results": [{"file_id": "file-0"}]}}]
+    stored = list(earlier)
+    for call in (planned[1], planned[3]):
+        result = await executor.execute(call.request(), _context(earlier_calls=earlier), _noop)
+        stored.append({"type": "file_search", "file_search": result.details})
+        assert marker(1 + call.request().ordinal, 0, "a.md") in result.output
+    known = known_results(stored)
+    assert known[(0, 0)] == "file-0"
+    assert known[(1, 0)] == known[(2, 0)] == "file-a" and known[(2, 1)] == "file-b"

@@ -138,7 +138,14 @@ _CONSTANT_KEYS: Final[dict[str, dict[str, Any]]] = {
 # (h) Full objects leave these lists out when they are empty: the create form of tool_resources
 # adds `file_search.vector_stores`, which the object form does not have (CONTRACT §2), and one
 # proto message serves both forms. An OpenAI object renders back without the key it never had.
-_OMITTED_WHEN_EMPTY: Final = frozenset({"assistants.v1.FileSearchResources.vector_stores"})
+# A file_search result's `content` is there only when `include[]` asks for it (CONTRACT §12,
+# §11.15: "omit file_search.results[*].content").
+_OMITTED_WHEN_EMPTY: Final = frozenset(
+    {
+        "assistants.v1.FileSearchResources.vector_stores",
+        "assistants.v1.FileSearchResult.content",
+    }
+)
 
 # (i) Parsing only: keys OpenAI sends that the proto does not keep, skipped instead of refused as
 # unknown. A Run's `tool_resources` is in real responses but neither in the schema nor the SDK,

@@ -55,7 +55,7 @@ from assistants_grpc.engine.server_calls import (
     merge_tool_resources,
     plan_calls,
 )
-from assistants_grpc.engine.server_tools import ToolRegistry, ToolRunContext
+from assistants_grpc.engine.server_tools import ToolCallRefused, ToolRegistry, ToolRunContext
 from assistants_grpc.engine.tokens import COUNTING_MODEL
 from assistants_grpc.engine.turn_end import (
     INTERRUPT_ENDINGS,
@@ -224,6 +224,8 @@ class Turn:
 
     async def _run(self) -> bool:
         loop = self.loop
+        if not self.context.rounds and not await self._preflight():
+            return False
         route = loop.router.route(self.run_row["model"])
         definitions = self.offered.definitions
         prompt, completion_left = turn_prompt(
@@ -258,6 +260,21 @@ class Turn:
             # Wait for the reader so the HTTP stream is closed before the turn goes on.
             await asyncio.gather(reader, return_exceptions=True)
         return await self._finish(end)
+
+    async def _preflight(self) -> bool:
+        """Before the run's first turn, the offered executors' own checks (server_tools.py):
+        False when one refused the run, which has ended `failed`."""
+        for executor in self.offered.server.values():
+            check = getattr(executor, "preflight", None)
+            if check is None:
+                continue
+            try:
+                await check(self.tool_contexts[executor.tool_type])
+            except ToolCallRefused as refused:
+                logger.info("run %s: refused before its first turn: %s", self.run_id, refused)
+                await self._end(tr.failed(refused.code, refused.message))
+                return False
+        return True
 
     async def _read(self, params: dict[str, Any]) -> None:
         recorded, tracer = metrics.active(), tracing.tracer()
@@ -559,6 +576,10 @@ class Turn:
         error = work.exception()
         if isinstance(error, RunMoved):
             raise error
+        if isinstance(error, ToolCallRefused):
+            logger.info("run %s: a tool call was refused: %s", self.run_id, error.message)
+            await self._end(tr.failed(error.code, error.message))
+            return False
         if error is not None:
             failed = next((c for c in calls if c.server and c.result is None), calls[0])
             logger.error(

@@ -47,13 +47,16 @@ class PlannedCall:
     first: JSON = field(default_factory=dict)
     streamed: JSON = field(default_factory=dict)
     result: ToolResult | None = None
+    ordinal: int = 0
+    """Its position among the round's calls of the same tool type."""
 
     @property
     def server(self) -> bool:
         return self.executor is not None
 
     def request(self) -> ToolCallRequest:
-        return ToolCallRequest(self.draft.id, self.draft.index, self.draft.arguments)
+        draft = self.draft
+        return ToolCallRequest(draft.id, draft.index, draft.arguments, self.ordinal)
 
     def stored(self) -> JSON:
         """The call in the step row: its shown form, plus (server-side) the model's view."""
@@ -82,11 +85,14 @@ def plan_calls(
     tool (`server`, by function name), a function call for the caller otherwise. A server-side
     call's input stream is fed the argument fragments in order (the model has finished them)."""
     planned = []
+    of_type: dict[str, int] = {}
     for draft in drafts:
         executor = server.get(draft.name)
         if executor is None:
             planned.append(PlannedCall(draft, "function"))
             continue
+        ordinal = of_type.get(executor.tool_type, 0)
+        of_type[executor.tool_type] = ordinal + 1
         stream = executor.input_stream()
         streamed: JSON = {}
         for fragment in draft.fragments:
@@ -94,7 +100,14 @@ def plan_calls(
             if body:
                 merge_body(streamed, body)
         planned.append(
-            PlannedCall(draft, executor.tool_type, executor, dict(stream.first()), streamed)
+            PlannedCall(
+                draft,
+                executor.tool_type,
+                executor,
+                dict(stream.first()),
+                streamed,
+                ordinal=ordinal,
+            )
         )
     return planned
 

@@ -18,6 +18,11 @@ work and says what happened:
 - `annotator()` gives the answer's text a `TextAnnotator` that turns markers into annotations
   (`【…†…】` into `file_citation`, `sandbox:/mnt/data/x` into `file_path`).
 
+An executor may also define `async def preflight(context) -> None` (optional, not part of the
+protocol): awaited before the run's first model turn when its tool is offered; raising
+`ToolCallRefused` there fails the run before the model is asked (file_search: a store of the
+run has expired, CONTRACT.md §12).
+
 Executors are cancellation-safe: a cancel, an expiry or a handback cancels `execute()`'s task.
 """
 
@@ -36,6 +41,7 @@ __all__ = [
     "InputStream",
     "NoInput",
     "TextAnnotator",
+    "ToolCallRefused",
     "ToolCallRequest",
     "ToolExecutor",
     "ToolRegistry",
@@ -59,6 +65,9 @@ class ToolCallRequest:
     """The call's position in the step's `tool_calls` (what its deltas carry)."""
     arguments: str
     """The model's raw JSON arguments (may be malformed: the executor says so in its output)."""
+    ordinal: int = 0
+    """The call's position among the step's calls of its own tool type (`index` counts the
+    step's function calls too): what numbers a file_search call's markers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +114,17 @@ class ToolResult:
     """Content parts the run's next message starts with (`image_file` parts of shown images)."""
     files: Sequence[str] = field(default_factory=tuple)
     """Ids of Files the call created (for the annotator of later turns)."""
+
+
+class ToolCallRefused(Exception):
+    """Raised by `execute()` when the run cannot go on for a reason its caller must be told
+    (a vector store of the run has expired): the run ends `failed` with `code` and this
+    message as its `last_error`, instead of the generic "the tool failed on the server"."""
+
+    def __init__(self, message: str, code: str = "server_error") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
 
 
 class InputStream(Protocol):

@@ -178,8 +178,11 @@ class IngestionWorker:
                 await asyncio.sleep(1.0)
 
     async def _claim_loop(self) -> None:
+        # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that arrives as the event is
+        # set (the wake of start(), then stop() at once), and stop() then waits forever.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            async with asyncio.timeout(self._poll_interval):
+                await self._wake.wait()
         self._wake.clear()
         free = self._concurrency - len(self._jobs)
         if free <= 0 or not self._accepting:

@@ -9,11 +9,12 @@ its source marker
     【{call}:{result}†{filename}】
 
 where `call` numbers the run's file_search calls in order (0, 1, … over `earlier_calls`, plus
-the call's index in its step) and `result` is the passage's place in that call's results. The
-model cites with the same markers; `annotator()` turns each marker it finds in the answer into
-a `file_citation` annotation (the marker stays in the text; `start_index`/`end_index` in code
-points of the message text, end exclusive). A marker split across streamed pieces is held back
-until it is complete; a marker naming no known result stays plain text.
+the call's place among its step's file_search calls) and `result` is the passage's place in
+that call's results. The model cites with the same markers; `annotator()` turns each marker
+it finds in the answer into a `file_citation` annotation (the marker stays in the text;
+`start_index`/`end_index` in code points of the message text, end exclusive). A marker split
+across streamed pieces is held back until it is complete; a marker naming no known result
+stays plain text.
 
 The call's step details are `{"ranking_options": {...}, "results": [{file_id, file_name, score,
 content: [{type: "text", text}]}]}`, stored whole; rendering leaves `content` out unless the
@@ -36,6 +37,7 @@ from assistants_grpc.engine.server_tools import (
     EmitDelta,
     InputStream,
     NoInput,
+    ToolCallRefused,
     ToolCallRequest,
     ToolResult,
     ToolRunContext,
@@ -65,9 +67,9 @@ _DESCRIPTION: Final = (
 )
 
 
-class ExpiredStoreError(Exception):
+class ExpiredStoreError(ToolCallRefused):
     """A vector store of the run has expired: the run cannot search it. The run loop ends the
-    run `failed` with this message as its `last_error` (CONTRACT.md §12)."""
+    run `failed` with `server_error` and this message as its `last_error` (CONTRACT.md §12)."""
 
 
 def marker(call: int, result: int, filename: str) -> str:
@@ -153,11 +155,7 @@ class FileSearchExecutor:
         store_ids = _store_ids(context.tool_resources)
         if store_ids:
             await self._wait_for_thread_files(context.thread_id)
-            expired = await self._database.transaction(lambda c: _expired(c, store_ids))
-            if expired:
-                raise ExpiredStoreError(
-                    f"Vector store {expired[0]} has expired; the run cannot search it."
-                )
+            await self._refuse_expired(store_ids)  # it may have expired since the run began
         limit, budget = result_limits(context.model, context.tool)
         hits = (
             await self._retriever.search(
@@ -172,8 +170,23 @@ class FileSearchExecutor:
             if store_ids
             else []
         )
-        number = call_number(context.earlier_calls, call.index)
+        number = call_number(context.earlier_calls, call.ordinal)
         return ToolResult(output=_output(number, queries, hits), details=_details(ranking, hits))
+
+    async def preflight(self, context: ToolRunContext) -> None:
+        """Before the run's first turn: a run whose store has expired fails at once, whether or
+        not the model would search (OpenAI: "runs on that thread will fail")."""
+        store_ids = _store_ids(context.tool_resources)
+        if store_ids:
+            await self._refuse_expired(store_ids)
+
+    async def _refuse_expired(self, store_ids: Sequence[str]) -> None:
+        expired = await self._database.transaction(lambda c: _expired(c, store_ids))
+        if expired:
+            raise ExpiredStoreError(
+                f"Vector store {expired[0]} has expired, so file_search cannot search it. "
+                "Create a new vector store with the same files and attach it instead."
+            )
 
     def annotator(self, context: ToolRunContext) -> FileCitationAnnotator | None:
         known = known_results(context.earlier_calls)
@@ -270,10 +283,12 @@ def _file_search_calls(earlier_calls: Sequence[JSON]) -> list[JSON]:
     return bodies
 
 
-def call_number(earlier_calls: Sequence[JSON], index: int) -> int:
+def call_number(earlier_calls: Sequence[JSON], ordinal: int) -> int:
     """The marker number of a call: the file_search calls executed before its step, plus its
-    index in the step (calls of one step are executed with the same earlier_calls)."""
-    return len(_file_search_calls(earlier_calls)) + index
+    place among the step's file_search calls (`ToolCallRequest.ordinal`, not its index in the
+    step, which counts function calls too). Calls of one step are executed with the same
+    earlier_calls, and are stored in that order: `known_results` numbers them the same way."""
+    return len(_file_search_calls(earlier_calls)) + ordinal
 
 
 def known_results(earlier_calls: Sequence[JSON]) -> dict[tuple[int, int], str]:

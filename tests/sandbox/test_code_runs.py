@@ -557,6 +557,8 @@ async def test_a_server_killed_while_code_runs_leaves_no_sandbox_process(
             process.kill()
         await asyncio.to_thread(process.wait, 10)
         reader.join(10)
+        if process.stdout is not None:
+            process.stdout.close()  # else its FileIO is finalised open: an unraisable warning
 
 
 async def test_a_thread_run_on_another_replica_gets_a_fresh_kernel_and_the_note(
@@ -657,6 +659,7 @@ class CodeRecorder(AsyncAssistantEventHandler):
         self.text += delta.value or ""
 
 
+@pytest.mark.filterwarnings("ignore:deprecated$:DeprecationWarning")  # every beta.* call
 @pytest.mark.filterwarnings(
     "ignore:The Assistants API is deprecated in favor of the Responses API:DeprecationWarning"
 )

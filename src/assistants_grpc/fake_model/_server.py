@@ -246,6 +246,20 @@ class _Connection:
             await asyncio.wait((watcher,), timeout=seconds)
         self.check()
 
+    async def wait_for(self, event: asyncio.Event) -> None:
+        """Wait until `event` is set, but raise _ClientGone as soon as the client goes away."""
+        self.check()
+        waiting = asyncio.ensure_future(event.wait())
+        try:
+            watcher = self._watcher
+            await asyncio.wait(
+                {waiting} if watcher is None else {waiting, watcher},
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            waiting.cancel()
+        self.check()
+
     async def send(self, data: bytes) -> None:
         self.check()
         try:
@@ -379,6 +393,8 @@ class _Responder:
             for i, delta in enumerate(deltas):
                 if i or count:
                     await self.conn.sleep(reply.chunk_delay)
+                if reply.hold is not None and i == len(deltas) - 1:
+                    await self.conn.wait_for(reply.hold)
                 if i == 0 and not self._role_sent:
                     delta = {"content": None, **delta}
                 await self._emit(delta)

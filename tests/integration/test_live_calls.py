@@ -282,3 +282,47 @@ async def test_cancel_while_a_live_call_streams_cancels_its_step(tooled: Running
     (call,) = render(step)["step_details"]["tool_calls"]
     assert ARGUMENTS.startswith(call["code_interpreter"]["input"])
     assert call["code_interpreter"]["input"]
+
+
+async def test_expiry_while_a_live_call_streams_expires_its_step(tooled: RunningServer) -> None:
+    hold = asyncio.Event()  # never set
+    thread, stream = await start(
+        tooled, ToolCallsReply([("python", ARGUMENTS)], fragments=12, hold=hold)
+    )
+    seen = await stream_until_input(stream, hold, release=False)
+    run = seen[0].run
+    tooled.clock.advance(601)
+    await wait_for_status(tooled.stubs, thread.id, run.id, R.RUN_STATUS_EXPIRED)
+    events = await collect(
+        tooled.stubs.runs.WatchRun(R.WatchRunRequest(thread_id=thread.id, run_id=run.id))
+    )
+    assert names(events)[-3:] == ["thread.run.step.expired", "thread.run.expired", "done"]
+    check_run_log(events)
+
+
+async def test_a_model_failing_mid_call_fails_the_live_step(tooled: RunningServer) -> None:
+    hold = asyncio.Event()
+    thread, stream = await start(
+        tooled,
+        ToolCallsReply(
+            [("python", ARGUMENTS)], fragments=12, text="Computing.", hold=hold, break_at_hold=True
+        ),
+    )
+    events = await stream_until_input(stream, hold)
+    check_run_log(events)
+    assert names(events)[-3:] == ["thread.run.step.failed", "thread.run.failed", "done"]
+    failed = events[-2].run
+    assert failed.status == R.RUN_STATUS_FAILED and failed.last_error.message
+    listed = await tooled.stubs.runs.ListRunSteps(
+        R.ListRunStepsRequest(
+            thread_id=thread.id, run_id=failed.id, order=common_pb2.LIST_ORDER_ASC
+        )
+    )
+    message_step, tool_step = listed.data
+    assert message_step.status == R.RUN_STEP_STATUS_COMPLETED
+    assert tool_step.status == R.RUN_STEP_STATUS_FAILED and tool_step.last_error.message
+    (call,) = render(tool_step)["step_details"]["tool_calls"]
+    assert call["code_interpreter"]["input"] == "".join(input_of(e) for e in events)
+    (stored,) = await thread_messages(tooled.stubs, thread.id, run_id=failed.id)
+    assert stored.content[0].text.value == "Computing."
+    assert stored.status == message_pb2.MESSAGE_STATUS_COMPLETED

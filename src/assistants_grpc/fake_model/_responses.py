@@ -74,7 +74,8 @@ class ToolCallsReply:
     ``finish_reason`` is ``"tool_calls"``. ``hold``, when given, is awaited before the last
     call fragment is sent (the test sets it once it saw what it waits for; the event must belong
     to the loop the server runs in): a test observes what the client did with the reply's
-    earlier chunks while the model has not finished.
+    earlier chunks while the model has not finished. ``break_at_hold`` then breaks the stream
+    there instead (a truncated chunk, the connection closed): the model fails mid-call.
     """
 
     calls: list[tuple[str, str]]
@@ -85,6 +86,7 @@ class ToolCallsReply:
     text_between: str | None = None
     text_after: str | None = None
     hold: asyncio.Event | None = field(default=None, compare=False)
+    break_at_hold: bool = False
 
     def texts(self) -> str:
         """All the content the reply writes, in order."""

@@ -75,6 +75,10 @@ class _ClientGone(Exception):
     """The client closed (or reset) the connection while a response was in progress."""
 
 
+class _Broken(Exception):
+    """The reply was scripted to break the response here: the connection is closed."""
+
+
 class _BadRequest(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -395,6 +399,9 @@ class _Responder:
                     await self.conn.sleep(reply.chunk_delay)
                 if reply.hold is not None and i == len(deltas) - 1:
                     await self.conn.wait_for(reply.hold)
+                    if reply.break_at_hold:
+                        await self.malformed(True)
+                        raise _Broken
                 if i == 0 and not self._role_sent:
                     delta = {"content": None, **delta}
                 await self._emit(delta)
@@ -771,6 +778,8 @@ class FakeModelServer:
             with self._lock:
                 self.disconnects += 1
             _LOG.debug("fake model client went away mid-response")
+            return False
+        except _Broken:
             return False
         finally:
             await conn.unwatch()

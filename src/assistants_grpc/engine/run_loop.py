@@ -10,7 +10,10 @@ One turn (`Turn.run`):
 2. coalesces deltas: the first text goes out as soon as it arrives (latency to the first token
    is what callers feel), later ones at most every `flush_interval` seconds, each write one
    transaction holding the rows and the events, published after it commits. Each gRPC event
-   costs far more CPU than a row, so this is what makes runs cheap.
+   costs far more CPU than a row, so this is what makes runs cheap. A turn whose first call is
+   a server-side tool's goes live (engine/accumulator.py): its message so far is completed and
+   its `tool_calls` step opened at once, and the calls' deltas are written as they come, with
+   the same coalescing (`_live_writes`).
 3. decides how it ends (engine/turn_end.py) and writes that: the run's end; or the tool round's
    step, then the server-side calls executed by their ToolExecutor (engine/server_calls.py),
    their results, and either the next turn or `requires_action` for the function calls.

@@ -101,14 +101,13 @@ async def test_three_server_side_rounds_then_an_answer(
         R.RUN_STEP_TYPE_MESSAGE_CREATION
     ]
     for step in steps[:3]:
-        # created, in progress, the call's first delta, its input, what it emitted while
-        # running, its final delta, completed (CONTRACT.md §9, §12).
-        assert step_events(events, step.id) == [
-            "thread.run.step.created",
-            "thread.run.step.in_progress",
-            *["thread.run.step.delta"] * 4,
-            "thread.run.step.completed",
-        ]
+        # created, in progress, the call's first delta, its input (streamed as the model writes
+        # it: one delta or more, as the writes coalesce), what it emitted while running, its
+        # final delta, completed (CONTRACT.md §9, §12).
+        shown = step_events(events, step.id)
+        assert shown[:2] == ["thread.run.step.created", "thread.run.step.in_progress"]
+        assert shown[-1] == "thread.run.step.completed"
+        assert set(shown[2:-1]) == {"thread.run.step.delta"} and len(shown) >= 7
     first_deltas = [
         e.run_step_delta.delta.step_details.tool_calls.tool_calls[0]
         for e in events

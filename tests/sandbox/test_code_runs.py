@@ -99,6 +99,41 @@ def call_deltas(events: list[R.RunEvent]) -> list[dict[str, Any]]:
     return out
 
 
+async def test_the_code_shows_while_the_model_writes_it(coding: RunningServer) -> None:
+    """The step's input grows as the model writes the code (issue 16 §1): the model holds its
+    last fragment until the stream has shown part of the code, decoded."""
+    stubs, model = coding.stubs, coding.model
+    arguments = json.dumps({"code": SYMPY})
+    hold = asyncio.Event()
+    model.push(
+        ToolCallsReply([("python", arguments)], fragments=len(arguments), hold=hold),
+        TextReply("x = 1.", chunks=2),
+    )
+    assistant = await make_assistant(stubs, tools=[CODE])
+    thread = await make_thread(stubs, "solve 3x + 11 = 14")
+    stream = stubs.runs.CreateRunStream(
+        R.CreateRunRequest(thread_id=thread.id, assistant_id=assistant.id)
+    )
+    events: list[R.RunEvent] = []
+    shown = ""
+    async with asyncio.timeout(60):
+        async for event in stream:
+            events.append(event)
+            if event.event == "thread.run.step.delta" and not hold.is_set():
+                for call in event.run_step_delta.delta.step_details.tool_calls.tool_calls:
+                    shown += call.code_interpreter.input
+                if shown:
+                    # Decoded (no JSON escapes), and not all of it: the model has not finished.
+                    assert SYMPY.startswith(shown) and shown != SYMPY
+                    hold.set()
+    assert hold.is_set()
+    assert check_run_log(events) == ["queued", "in_progress", "completed"]
+    deltas = call_deltas(events)
+    assert "".join(d["code_interpreter"].get("input") or "" for d in deltas) == SYMPY
+    outputs = [o for d in deltas for o in d["code_interpreter"].get("outputs") or []]
+    assert outputs == [{"index": 0, "type": "logs", "logs": "x = 1 \u2714 \U0001f600\n[1]"}]
+
+
 async def test_the_math_tutor_solves_3x_plus_11_is_14(coding: RunningServer) -> None:
     stubs, model = coding.stubs, coding.model
     arguments = json.dumps({"code": SYMPY})
@@ -558,7 +593,7 @@ async def test_a_server_killed_while_code_runs_leaves_no_sandbox_process(
         await asyncio.to_thread(process.wait, 10)
         reader.join(10)
         if process.stdout is not None:
-            process.stdout.close()
+            process.stdout.close()  # else its FileIO is finalised open: an unraisable warning
 
 
 async def test_a_thread_run_on_another_replica_gets_a_fresh_kernel_and_the_note(
@@ -659,7 +694,7 @@ class CodeRecorder(AsyncAssistantEventHandler):
         self.text += delta.value or ""
 
 
-@pytest.mark.filterwarnings("ignore:deprecated$:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:deprecated$:DeprecationWarning")  # every beta.* call
 @pytest.mark.filterwarnings(
     "ignore:The Assistants API is deprecated in favor of the Responses API:DeprecationWarning"
 )

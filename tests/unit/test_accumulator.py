@@ -4,7 +4,7 @@ turn ends."""
 from __future__ import annotations
 
 from assistants_grpc.engine import transitions as tr
-from assistants_grpc.engine.accumulator import TurnAccumulator
+from assistants_grpc.engine.accumulator import CallDelta, TurnAccumulator
 from assistants_grpc.engine.model_stream import (
     Finished,
     ModelError,
@@ -16,7 +16,8 @@ from assistants_grpc.engine.model_stream import (
 )
 from assistants_grpc.engine.turn_end import Calls, Ended, Interrupted, decide
 from assistants_grpc.store.run_states import RunStatus
-from tests.integration.echo_tools import EchoCode, MarkerAnnotator
+from assistants_grpc.tools.code_interpreter.arguments import CodeInputStream
+from tests.integration.echo_tools import EchoCode, EchoSearch, MarkerAnnotator
 
 IMAGE = {"type": "image_file", "image_file": {"file_id": "file-1"}}
 
@@ -153,6 +154,98 @@ def test_dropped_pending_is_never_handed_out() -> None:
     feed(turn, TextDelta(" dropped"))
     turn.drop_pending()
     assert not turn.has_pending
+
+
+# --- live turns: a server-side call first ----------------------------------------------------
+
+
+class DecodingCode(EchoCode):
+    """EchoCode whose input stream is the real `python` one (JSON `code` decoded as it comes)."""
+
+    def input_stream(self) -> CodeInputStream:
+        return CodeInputStream()
+
+
+def live_turn(**kwargs: object) -> TurnAccumulator:
+    tools = {"python": DecodingCode(), "file_search": EchoSearch()}
+    return TurnAccumulator(live_tools=tools, **kwargs)  # type: ignore[arg-type]
+
+
+def calls(turn: TurnAccumulator) -> list[tuple[int, bool, dict[str, object]]]:
+    return [(d.index, d.opens, d.body) for d in turn.take_call_deltas()]
+
+
+def test_a_server_side_first_call_streams_every_call_as_it_comes() -> None:
+    turn = live_turn()
+    feed(turn, TextDelta("Let me compute."))
+    assert pending(turn) == [(0, "text", "Let me compute.")]
+    feed(turn, ToolCallStarted(0, "call_a", "python"))
+    assert turn.live and turn.opens_live_step and turn.has_pending
+    assert calls(turn) == [(0, True, {})]
+    assert not turn.opens_live_step and not turn.has_pending
+    # The code is decoded as it comes: an escape split across fragments comes out whole.
+    feed(turn, ToolCallArguments(0, '{"code": "print(1)\\'))
+    assert calls(turn) == [(0, False, {"input": "print(1)"})]
+    feed(turn, ToolCallArguments(0, "nx = 2"), ToolCallArguments(0, '\\u00e9"}'))
+    assert calls(turn) == [(0, False, {"input": "\nx = 2\u00e9"})]  # coalesced
+    # A function call of the same turn streams too, raw.
+    feed(turn, ToolCallStarted(1, "call_b", "get_weather"), ToolCallArguments(1, '{"city":'))
+    assert turn.take_call_deltas() == [CallDelta(1, True, {"arguments": '{"city":'})]
+    feed(turn, ToolCallArguments(1, ' "Oslo"}'), Finished("tool_calls"))
+    assert calls(turn) == [(1, False, {"arguments": ' "Oslo"}'})]
+    # What the input showed is kept for the step; the drafts hold the raw arguments.
+    assert turn.inputs[0].first == {"input": "", "outputs": []}
+    assert turn.inputs[0].streamed == {"input": "print(1)\nx = 2\u00e9"}
+    assert [c.arguments for c in turn.ordered_calls()] == [
+        '{"code": "print(1)\\nx = 2\\u00e9"}',
+        '{"city": "Oslo"}',
+    ]
+    # The message is what was streamed before the call; nothing more is pending for it.
+    turn.end()
+    assert not turn.has_pending and turn.answer_text() == "Let me compute."
+    assert turn.trailing_parts() == []
+
+
+def test_text_after_a_live_call_is_held_for_the_next_message() -> None:
+    turn = live_turn(annotators=[MarkerAnnotator()])
+    feed(turn, TextDelta("See "), ToolCallStarted(0, "call_a", "file_search"))
+    assert pending(turn) == [(0, "text", "See ")]
+    feed(turn, ToolCallArguments(0, '{"query": "x"}'), TextDelta("then 【0:0†doc】 ok"))
+    # file_search shows no input: only its first delta; the text is not the message's.
+    assert calls(turn) == [(0, True, {})]
+    assert not turn.has_pending
+    turn.end()
+    assert not turn.has_pending
+    assert turn.content() == [{"type": "text", "text": {"value": "See ", "annotations": []}}]
+    # Its annotation's positions are within the held text, not the whole turn's.
+    (part,) = turn.trailing_parts()
+    assert part["text"]["value"] == "then 【0:0†doc】 ok"
+    (annotation,) = part["text"]["annotations"]
+    assert (annotation["start_index"], annotation["end_index"]) == (5, 14)
+    assert "index" not in annotation
+    assert turn.written_text() == 'See then 【0:0†doc】 ok{"query": "x"}'
+
+
+def test_a_function_first_turn_stays_held_even_with_a_server_side_call_after() -> None:
+    turn = live_turn()
+    feed(
+        turn,
+        ToolCallStarted(0, "call_a", "get_weather"),
+        ToolCallArguments(0, "{}"),
+        ToolCallStarted(1, "call_b", "python"),
+        ToolCallArguments(1, '{"code": "1"}'),
+        TextDelta("after"),
+    )
+    assert not turn.live and not turn.take_call_deltas()
+    assert pending(turn) == [(0, "text", "after")]  # joins the one message, as before
+    assert turn.trailing_parts() == []
+
+
+def test_a_live_turn_interrupted_drops_what_was_not_handed_out() -> None:
+    turn = live_turn()
+    feed(turn, ToolCallStarted(0, "call_a", "python"), ToolCallArguments(0, '{"code": "x'))
+    turn.drop_pending()
+    assert not turn.take_call_deltas()
 
 
 # --- how a turn ends -------------------------------------------------------------------------

@@ -10,7 +10,10 @@ One turn (`Turn.run`):
 2. coalesces deltas: the first text goes out as soon as it arrives (latency to the first token
    is what callers feel), later ones at most every `flush_interval` seconds, each write one
    transaction holding the rows and the events, published after it commits. Each gRPC event
-   costs far more CPU than a row, so this is what makes runs cheap.
+   costs far more CPU than a row, so this is what makes runs cheap. A turn whose first call is
+   a server-side tool's goes live (engine/accumulator.py): its message so far is completed and
+   its `tool_calls` step opened at once, and the calls' deltas are written as they come, with
+   the same coalescing (`_live_writes`).
 3. decides how it ends (engine/turn_end.py) and writes that: the run's end; or the tool round's
    step, then the server-side calls executed by their ToolExecutor (engine/server_calls.py),
    their results, and either the next turn or `requires_action` for the function calls.
@@ -152,7 +155,10 @@ class Turn:
             for executor in self.offered.server.values()
             if (annotator := executor.annotator(self.tool_contexts[executor.tool_type])) is not None
         ]
-        self.turn = TurnAccumulator(context.lead_parts, annotators)
+        # A turn whose first call is a server-side one streams its calls as they are written
+        # (engine/accumulator.py); not once the round cap is reached: that call fails the run.
+        live = self.offered.server if context.server_rounds < loop.max_tool_rounds else None
+        self.turn = TurnAccumulator(context.lead_parts, annotators, live)
         self.writer = TurnWriter(run_row, loop.deps.new_id)
         self.prompt_tokens = 0
         # Set once the first write's events are on their way to the local streams; the reader
@@ -346,7 +352,8 @@ class Turn:
             end = self._fold([await inbox.get()])
             # Coalesce: the message's first content is written at once; later deltas wait for
             # the rest of the flush interval, gathering what arrives meanwhile.
-            if end is None and not self.turn.opens_message and last_flush is not None:
+            urgent = self.turn.opens_message or self.turn.opens_live_step
+            if end is None and not urgent and last_flush is not None:
                 deadline = last_flush + self.loop.flush_interval
                 while end is None and (remaining := deadline - time.monotonic()) > 0:
                     try:
@@ -386,8 +393,29 @@ class Turn:
     def _flush(self, connection: Connection) -> tuple[int, list[RunEvent]]:
         """Write what is pending, while the run is in progress and ours; returns the last
         sequence written (0 for nothing)."""
-        events = self._append(connection, self.writer.content(connection, self.turn, self._now()))
+        now = self._now()
+        if self.turn.live:
+            written = self._live_writes(connection, now)
+        else:
+            written = self.writer.content(connection, self.turn, now)
+        events = self._append(connection, written)
         return (events[-1].sequence if events else 0), events
+
+    def _live_writes(
+        self, connection: Connection, now: int, calls: list[PlannedCall] | None = None
+    ) -> list[RunEvent]:
+        """A live turn's write: at its first, the message so far completed and the step
+        opened; then what the calls streamed since the last write (`calls`: as planned, when
+        the turn has ended)."""
+        events: list[RunEvent] = []
+        if self.writer.tool_step is None:
+            tokens = self.loop.deps.tokens.count_text(COUNTING_MODEL, self.turn.answer_text())
+            events += self.writer.complete_message(connection, self.turn, now, tokens)
+            events += self.writer.open_live_step(connection, now)
+        if calls is None:
+            calls = plan_calls(self.turn.ordered_calls(), self.offered.server, self.turn.inputs)
+        events += self.writer.live_deltas(connection, calls, self.turn.take_call_deltas())
+        return events
 
     def _append(self, connection: Connection, events: list[RunEvent]) -> list[RunEvent]:
         """Append a turn's events, guarded: the run in progress, its lease ours."""
@@ -492,8 +520,17 @@ class Turn:
         def work(connection: Connection) -> tuple[None, list[RunEvent]]:
             row = self._own_run(connection, expected=RunStatus.IN_PROGRESS)
             now = self._now()
-            events = self.writer.content(connection, self.turn, now)
-            if ending.status == RunStatus.COMPLETED and self.writer.message is None:
+            if self.turn.live:
+                # The calls will not run: what they streamed is written, their step ends with
+                # the run.
+                events = self._live_writes(connection, now)
+            else:
+                events = self.writer.content(connection, self.turn, now)
+            if (
+                ending.status == RunStatus.COMPLETED
+                and self.writer.message is None
+                and self.writer.tool_step is None
+            ):
                 # The model said nothing at all: the run still answers with an (empty) message.
                 events += self.writer.empty_message(connection, self.turn, now)
             self.writer.save_final(connection, self.turn, final_tokens)
@@ -515,7 +552,14 @@ class Turn:
     async def _round(self, outcome: Calls) -> bool:
         """Write the round's step; execute its server-side calls; then the next turn, or
         `requires_action` for its function calls (the step stays open until their outputs)."""
-        calls = plan_calls(self.turn.ordered_calls(), self.offered.server)
+        live = self.turn.live
+        calls = plan_calls(
+            self.turn.ordered_calls(), self.offered.server, self.turn.inputs if live else None
+        )
+        trailing = self.turn.trailing_parts()
+        if trailing:
+            # The text written after the calls started opens the run's next message.
+            next(call for call in reversed(calls) if call.server).trailing = trailing
         usage = self._turn_usage()
         _count_tokens(usage)
         tokens = self.loop.deps.tokens
@@ -524,8 +568,12 @@ class Turn:
 
         def open_step(connection: Connection) -> tuple[None, list[RunEvent]]:
             now = self._now()
-            events = self.writer.complete_message(connection, self.turn, now, final_tokens)
-            events += self.writer.open_tool_step(connection, calls, now, usage)
+            if live:
+                events = self._live_writes(connection, now, calls)
+                self.writer.finish_live_step(connection, calls, usage)
+            else:
+                events = self.writer.complete_message(connection, self.turn, now, final_tokens)
+                events += self.writer.open_tool_step(connection, calls, now, usage)
             if not outcome.server:
                 return None, self._pause(connection, functions, events)
             return None, self._append(connection, events)

@@ -16,13 +16,14 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from assistants_grpc.engine.accumulator import CallDraft
+from assistants_grpc.engine.accumulator import CallDraft, LiveInput
 from assistants_grpc.engine.server_tools import (
     JSON,
     ToolCallRequest,
     ToolExecutor,
     ToolResult,
     ToolRunContext,
+    merge_body,
 )
 from assistants_grpc.observability import metrics, tracing
 from assistants_grpc.store.mapping import MODEL_VIEW
@@ -49,6 +50,9 @@ class PlannedCall:
     result: ToolResult | None = None
     ordinal: int = 0
     """Its position among the round's calls of the same tool type."""
+    trailing: list[JSON] = field(default_factory=list)
+    """Parts the run's next message starts with after the result's own: the text a live turn's
+    model wrote after its calls started (engine/accumulator.py)."""
 
     @property
     def server(self) -> bool:
@@ -73,17 +77,21 @@ class PlannedCall:
                 "name": draft.name,
                 "arguments": draft.arguments,
                 "output": self.result.output,
-                "message_parts": [dict(p) for p in self.result.message_parts],
+                "message_parts": [dict(p) for p in self.result.message_parts]
+                + [dict(p) for p in self.trailing],
             }
         return {"id": draft.id, "type": self.tool_type, self.tool_type: body, MODEL_VIEW: view}
 
 
 def plan_calls(
-    drafts: Iterable[CallDraft], server: Mapping[str, ToolExecutor]
+    drafts: Iterable[CallDraft],
+    server: Mapping[str, ToolExecutor],
+    inputs: Mapping[int, LiveInput] | None = None,
 ) -> list[PlannedCall]:
     """Each call as planned: server-side when its function is one the run offered for a built-in
     tool (`server`, by function name), a function call for the caller otherwise. A server-side
-    call's input stream is fed the argument fragments in order (the model has finished them)."""
+    call's input stream is fed the argument fragments in order, unless a live turn streamed it
+    already (`inputs`, by call index: what it showed so far)."""
     planned = []
     of_type: dict[str, int] = {}
     for draft in drafts:
@@ -93,6 +101,19 @@ def plan_calls(
             continue
         ordinal = of_type.get(executor.tool_type, 0)
         of_type[executor.tool_type] = ordinal + 1
+        live = (inputs or {}).get(draft.index)
+        if live is not None:
+            planned.append(
+                PlannedCall(
+                    draft,
+                    executor.tool_type,
+                    executor,
+                    dict(live.first),
+                    copy.deepcopy(live.streamed),
+                    ordinal=ordinal,
+                )
+            )
+            continue
         stream = executor.input_stream()
         streamed: JSON = {}
         for fragment in draft.fragments:
@@ -110,34 +131,6 @@ def plan_calls(
             )
         )
     return planned
-
-
-def merge_body(into: JSON, delta: Mapping[str, Any]) -> JSON:
-    """Fold a delta body into `into` the way the official SDK accumulates deltas (CONTRACT.md
-    §9): strings concatenate, objects merge, list entries merge by their `index`. Coalescing
-    a call's deltas this way leaves the caller's accumulated result unchanged."""
-    for key, value in delta.items():
-        current = into.get(key)
-        if current is None:
-            into[key] = copy.deepcopy(value)
-        elif isinstance(current, str) and isinstance(value, str):
-            into[key] = current + value
-        elif isinstance(current, dict) and isinstance(value, dict):
-            merge_body(current, value)
-        elif isinstance(current, list) and isinstance(value, list):
-            for entry in value:
-                index = entry.get("index") if isinstance(entry, dict) else None
-                same = next(
-                    (e for e in current if isinstance(e, dict) and e.get("index") == index),
-                    None,
-                )
-                if index is not None and same is not None:
-                    merge_body(same, entry)
-                else:
-                    current.append(copy.deepcopy(entry))
-        else:
-            into[key] = copy.deepcopy(value)
-    return into
 
 
 def merge_tool_resources(*layers: Mapping[str, Any] | None) -> JSON:

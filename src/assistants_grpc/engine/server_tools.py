@@ -28,6 +28,7 @@ Executors are cancellation-safe: a cancel, an expiry or a handback cancels `exec
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -47,6 +48,7 @@ __all__ = [
     "ToolRegistry",
     "ToolResult",
     "ToolRunContext",
+    "merge_body",
 ]
 
 
@@ -206,3 +208,31 @@ class ToolRegistry:
     @property
     def types(self) -> Mapping[str, ToolExecutor]:
         return self._by_type
+
+
+def merge_body(into: JSON, delta: Mapping[str, Any]) -> JSON:
+    """Fold a delta body into `into` the way the official SDK accumulates deltas (CONTRACT.md
+    §9): strings concatenate, objects merge, list entries merge by their `index`. Coalescing
+    a call's deltas this way leaves the caller's accumulated result unchanged."""
+    for key, value in delta.items():
+        current = into.get(key)
+        if current is None:
+            into[key] = copy.deepcopy(value)
+        elif isinstance(current, str) and isinstance(value, str):
+            into[key] = current + value
+        elif isinstance(current, dict) and isinstance(value, dict):
+            merge_body(current, value)
+        elif isinstance(current, list) and isinstance(value, list):
+            for entry in value:
+                index = entry.get("index") if isinstance(entry, dict) else None
+                same = next(
+                    (e for e in current if isinstance(e, dict) and e.get("index") == index),
+                    None,
+                )
+                if index is not None and same is not None:
+                    merge_body(same, entry)
+                else:
+                    current.append(copy.deepcopy(entry))
+        else:
+            into[key] = copy.deepcopy(value)
+    return into

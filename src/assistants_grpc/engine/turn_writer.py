@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 from assistants_grpc.contract.openai_json import parse
 from assistants_grpc.contract.pb import common_pb2, message_pb2, run_pb2
 from assistants_grpc.engine import transitions as tr
-from assistants_grpc.engine.accumulator import PartDelta, TurnAccumulator
+from assistants_grpc.engine.accumulator import CallDelta, PartDelta, TurnAccumulator
 from assistants_grpc.engine.server_calls import PlannedCall
 from assistants_grpc.engine.server_tools import JSON
 from assistants_grpc.engine.tokens import COUNTING_ENCODING
@@ -128,7 +128,13 @@ class TurnWriter:
         for part in pending:
             if part.kind == "whole":
                 assert part.whole is not None
-                delta = parse({"index": part.index, **part.whole}, message_pb2.MessageContentDelta)
+                whole = part.whole
+                if whole.get("type") == "text" and whole["text"].get("annotations"):
+                    # A delta's annotations carry their index (a live turn's trailing text).
+                    text = whole["text"]
+                    numbered = [{"index": i, **a} for i, a in enumerate(text["annotations"])]
+                    whole = {**whole, "text": {**text, "annotations": numbered}}
+                delta = parse({"index": part.index, **whole}, message_pb2.MessageContentDelta)
             elif part.kind == "refusal":
                 delta = message_pb2.MessageContentDelta(index=part.index, refusal=part.text)
             else:
@@ -204,6 +210,57 @@ class TurnWriter:
         if rest:
             events.append(self._step_delta(rest))
         return events
+
+    def open_live_step(self, connection: Connection, now: int) -> list[RunEvent]:
+        """A live turn's step, opened as its first call starts: no calls yet, no usage (both
+        come as the turn goes on, see `live_deltas` and `finish_live_step`)."""
+        self.calls = []
+        step = self.tool_step = self._new_step(now, "tool_calls")
+        step.step_details.tool_calls.SetInParent()
+        repo.insert_row(
+            connection, repo.RUN_STEPS, step_values(step) | {"step_details": self._details()}
+        )
+        return [
+            tr.event("thread.run.step.created", run_step=step),
+            tr.event("thread.run.step.in_progress", run_step=step),
+        ]
+
+    def live_deltas(
+        self, connection: Connection, calls: Sequence[PlannedCall], deltas: Sequence[CallDelta]
+    ) -> list[RunEvent]:
+        """What a live turn's calls streamed since the last write: the first delta of each call
+        that started (together), then what the calls' arguments added; the step's details
+        saved with the calls as they stand."""
+        self.calls = list(calls)
+        if not deltas:
+            return []
+        self._save_details(connection)
+        by_index = {call.draft.index: call for call in self.calls}
+        starts = [self._first_delta(by_index[d.index]) for d in deltas if d.opens]
+        rest = [self._live_delta(by_index[d.index], d.body) for d in deltas if d.body]
+        return [self._step_delta(group) for group in (starts, rest) if group]
+
+    def _live_delta(self, call: PlannedCall, body: JSON) -> run_pb2.ToolCallDelta:
+        if call.server:
+            return self.call_delta(call, body)
+        return run_pb2.ToolCallDelta(
+            index=call.draft.index,
+            function=run_pb2.FunctionToolCallDelta(arguments=body.get("arguments", "")),
+        )
+
+    def finish_live_step(
+        self, connection: Connection, calls: Sequence[PlannedCall], usage: common_pb2.Usage
+    ) -> None:
+        """The live turn's answer ended: the step keeps its calls as written and the turn's
+        usage (shown once it completes)."""
+        assert self.tool_step is not None
+        self.calls = list(calls)
+        repo.update_by_id(
+            connection,
+            repo.RUN_STEPS,
+            self.tool_step.id,
+            {"step_details": self._details(), "usage": tr.usage_json(usage)},
+        )
 
     def _first_delta(self, call: PlannedCall) -> run_pb2.ToolCallDelta:
         draft = call.draft

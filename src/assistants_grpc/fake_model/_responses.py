@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import re
 import string
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 __all__ = [
@@ -70,7 +71,11 @@ class ToolCallsReply:
     ...); otherwise each call is streamed to its end before the next. An optional ``text`` is
     streamed as content before the calls, ``text_between`` word by word between the call
     fragments (one word after each), ``text_after`` after them (models do all three).
-    ``finish_reason`` is ``"tool_calls"``.
+    ``finish_reason`` is ``"tool_calls"``. ``hold``, when given, is awaited before the last
+    call fragment is sent (the test sets it once it saw what it waits for; the event must belong
+    to the loop the server runs in): a test observes what the client did with the reply's
+    earlier chunks while the model has not finished. ``break_at_hold`` then breaks the stream
+    there instead (a truncated chunk, the connection closed): the model fails mid-call.
     """
 
     calls: list[tuple[str, str]]
@@ -80,6 +85,8 @@ class ToolCallsReply:
     text: str | None = None
     text_between: str | None = None
     text_after: str | None = None
+    hold: asyncio.Event | None = field(default=None, compare=False)
+    break_at_hold: bool = False
 
     def texts(self) -> str:
         """All the content the reply writes, in order."""

@@ -75,6 +75,10 @@ class _ClientGone(Exception):
     """The client closed (or reset) the connection while a response was in progress."""
 
 
+class _Broken(Exception):
+    """The reply was scripted to break the response here: the connection is closed."""
+
+
 class _BadRequest(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -246,6 +250,20 @@ class _Connection:
             await asyncio.wait((watcher,), timeout=seconds)
         self.check()
 
+    async def wait_for(self, event: asyncio.Event) -> None:
+        """Wait until `event` is set, but raise _ClientGone as soon as the client goes away."""
+        self.check()
+        waiting = asyncio.ensure_future(event.wait())
+        try:
+            watcher = self._watcher
+            await asyncio.wait(
+                {waiting} if watcher is None else {waiting, watcher},
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            waiting.cancel()
+        self.check()
+
     async def send(self, data: bytes) -> None:
         self.check()
         try:
@@ -379,6 +397,11 @@ class _Responder:
             for i, delta in enumerate(deltas):
                 if i or count:
                     await self.conn.sleep(reply.chunk_delay)
+                if reply.hold is not None and i == len(deltas) - 1:
+                    await self.conn.wait_for(reply.hold)
+                    if reply.break_at_hold:
+                        await self.malformed(True)
+                        raise _Broken
                 if i == 0 and not self._role_sent:
                     delta = {"content": None, **delta}
                 await self._emit(delta)
@@ -755,6 +778,8 @@ class FakeModelServer:
             with self._lock:
                 self.disconnects += 1
             _LOG.debug("fake model client went away mid-response")
+            return False
+        except _Broken:
             return False
         finally:
             await conn.unwatch()

@@ -306,10 +306,15 @@ class SessionManager:
 
     async def _new_kernel(self) -> tuple[SandboxedKernel, KernelClient]:
         kernel = await self._sandbox.start()
+        client: KernelClient | None = None
         try:
             client = self._client_factory(kernel)
             await client.wait_ready(self.settings.start_timeout)
         except BaseException:
+            # Cancelled (the server stopping while a pool kernel starts) or not ready in time:
+            # its sockets are closed here, or they would be left to the garbage collector.
+            if client is not None:
+                client.close()
             await kernel.kill()
             raise
         return kernel, client

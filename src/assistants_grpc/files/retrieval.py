@@ -29,7 +29,7 @@ from sqlalchemy import Connection, RowMapping
 
 from assistants_grpc.files import filters as attribute_filters
 from assistants_grpc.files.embeddings import Embedder, StoreVectors, VectorCache
-from assistants_grpc.files.query import fts5_query, query_terms, tsquery
+from assistants_grpc.files.query import fts5_query, prune_terms, query_terms, tsquery
 from assistants_grpc.store import vector_stores as vs
 from assistants_grpc.store.database import Database
 
@@ -180,12 +180,16 @@ class Retriever:
         postgres = self._database.is_postgresql
         for text in texts:
             terms = query_terms(text)
-            expression = tsquery(terms) if postgres else fts5_query(terms)
-            if expression is None:
+            if not terms:
                 continue
             for store_id in scope.stores:
-                search = vs.lexical_tsquery if postgres else vs.lexical_fts5
-                found = search(connection, store_id, expression, depth, scope.allowed[store_id])
+                allowed = scope.allowed[store_id]
+                if postgres:
+                    expression = tsquery(terms)
+                    assert expression is not None
+                    found = vs.lexical_tsquery(connection, store_id, expression, depth, allowed)
+                else:
+                    found = _fts5_search(connection, store_id, terms, depth, allowed)
                 lists.append(_Ranked(store_id, LEXICAL_WEIGHT, [pk for pk, _ in found]))
         return lists
 
@@ -208,8 +212,7 @@ class Retriever:
             store = await self._vectors(store_id, scope.stores[store_id]["version"])
             allowed = scope.allowed[store_id]
             allowed_set = set(allowed) if allowed is not None else None
-            for vector in vectors:
-                found = store.top(vector, depth, allowed_set)
+            for found in store.top_many(vectors, depth, allowed_set):
                 lists.append(_Ranked(store_id, DENSE_WEIGHT, [pk for pk, _ in found]))
         return lists
 
@@ -234,6 +237,35 @@ class Retriever:
             loaded = await asyncio.to_thread(self._database.transaction_sync, load)
             self._cache.put(store_id, loaded)
             return loaded
+
+
+def _fts5_search(
+    connection: Connection,
+    store_id: str,
+    terms: list[str],
+    depth: int,
+    allowed: list[str] | None,
+) -> list[tuple[int, str]]:
+    """bm25 over the terms a big index can rank quickly (files/query.prune_terms); with a file
+    filter, every term (the filter bounds the chunks ranked)."""
+    if allowed is not None:
+        expression = fts5_query(terms)
+        assert expression is not None
+        return vs.lexical_fts5(connection, store_id, expression, depth, allowed)
+    rows, counts = vs.document_counts(connection, terms)
+    pruned = prune_terms(terms, counts, rows)
+    if not pruned.terms:  # no chunk holds any of the words
+        return []
+    expression = fts5_query(pruned.terms, conjunctive=pruned.conjunctive)
+    assert expression is not None
+    found = vs.lexical_fts5(connection, store_id, expression, depth)
+    if len(found) < depth and pruned.fallback:
+        fallback = fts5_query(pruned.fallback)
+        assert fallback is not None
+        seen = {pk for pk, _ in found}
+        more = vs.lexical_fts5(connection, store_id, fallback, depth)
+        found += [hit for hit in more if hit[0] not in seen][: depth - len(found)]
+    return found
 
 
 @dataclass(frozen=True)

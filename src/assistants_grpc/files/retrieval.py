@@ -189,7 +189,8 @@ class Retriever:
                     assert expression is not None
                     found = vs.lexical_tsquery(connection, store_id, expression, depth, allowed)
                 else:
-                    found = _fts5_search(connection, store_id, terms, depth, allowed)
+                    version = scope.stores[store_id]["version"]
+                    found = _fts5_search(connection, store_id, version, terms, depth, allowed)
                 lists.append(_Ranked(store_id, LEXICAL_WEIGHT, [pk for pk, _ in found]))
         return lists
 
@@ -242,6 +243,7 @@ class Retriever:
 def _fts5_search(
     connection: Connection,
     store_id: str,
+    version: int,
     terms: list[str],
     depth: int,
     allowed: list[str] | None,
@@ -256,14 +258,15 @@ def _fts5_search(
     pruned = prune_terms(terms, counts, rows)
     if not pruned.terms:  # no chunk holds any of the words
         return []
+    share = vs.store_share(connection, store_id, version, rows)
     expression = fts5_query(pruned.terms, conjunctive=pruned.conjunctive)
     assert expression is not None
-    found = vs.lexical_fts5(connection, store_id, expression, depth)
+    found = vs.lexical_fts5(connection, store_id, expression, depth, share=share)
     if len(found) < depth and pruned.fallback:
         fallback = fts5_query(pruned.fallback)
         assert fallback is not None
         seen = {pk for pk, _ in found}
-        more = vs.lexical_fts5(connection, store_id, fallback, depth)
+        more = vs.lexical_fts5(connection, store_id, fallback, depth, share=share)
         found += [hit for hit in more if hit[0] not in seen][: depth - len(found)]
     return found
 

@@ -7,6 +7,7 @@ cancelled, removed, its File deleted) is then reflected without a second write t
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Iterable, Sequence
@@ -291,10 +292,24 @@ def lexical_fts5(
     match: str,
     limit: int,
     file_ids: Sequence[str] | None = None,
+    *,
+    share: float | None = None,
 ) -> list[tuple[int, str]]:
     """Chunk (pk, file id) pairs of the store's completed files (only `file_ids`, if given),
     best bm25 first. The store is in the MATCH expression too, so FTS5 intersects its posting
-    list with the terms'; the join on the exact id stays the rule."""
+    list with the terms'; the join on the exact id stays the rule.
+
+    `share`: the part of the index that is this store's chunks, if known. At half or more, the
+    store's term is left out of the expression (its posting list is the store's every chunk,
+    read whole for bm25: ~5 ms at 100,000 chunks, for a filter that removes at most half), and
+    FTS5's list is made wider by as much; if the join then leaves too few, the search is done
+    again with the store's term."""
+    if file_ids is None and share is not None and share >= 0.5:
+        inner = math.ceil(2 * limit / share)
+        parameters = {"match": match, "store_id": store_id, "limit": limit, "inner": inner}
+        found = [(pk, file_id) for pk, file_id in connection.execute(_FTS5_SEARCH[0], parameters)]
+        if len(found) >= limit or not _more_than(connection, match, inner):
+            return found
     store_phrase = _store_term(store_id)
     which, parameters = _parameters(
         {
@@ -309,6 +324,36 @@ def lexical_fts5(
         del parameters["inner"]
     rows = connection.execute(_FTS5_SEARCH[which], parameters)
     return [(pk, file_id) for pk, file_id in rows]
+
+
+_MATCHES_PAST = text(
+    f"SELECT count(*) FROM (SELECT rowid FROM {LEXICAL_INDEX}"
+    f" WHERE {LEXICAL_INDEX} MATCH :match LIMIT :past)"
+)
+
+
+def _more_than(connection: Connection, match: str, count: int) -> bool:
+    """Whether more than `count` chunks match (so the list cut at `count` may have left some
+    of the store's out)."""
+    found = connection.execute(_MATCHES_PAST, {"match": match, "past": count + 1}).scalar()
+    return int(found or 0) > count
+
+
+_STORE_CHUNKS = text("SELECT count(*) FROM vector_store_chunks WHERE vector_store_id = :store_id")
+_STORE_SHARES: dict[tuple[str, int], int] = {}
+
+
+def store_share(connection: Connection, store_id: str, version: int, rows: int) -> float:
+    """The part of `rows` (the chunks indexed) that are the store's, from its chunk count as of
+    `version` (cached; approximate, for choosing a query's form)."""
+    key = (store_id, version)
+    count = _STORE_SHARES.get(key)
+    if count is None:
+        count = int(connection.execute(_STORE_CHUNKS, {"store_id": store_id}).scalar() or 0)
+        if len(_STORE_SHARES) > 1024:
+            _STORE_SHARES.clear()
+        _STORE_SHARES[key] = count
+    return count / rows if rows else 0.0
 
 
 # --- document frequencies of query terms (SQLite) -------------------------------------------
@@ -421,6 +466,7 @@ __all__ = [
     "lexical_tsquery",
     "remove_file",
     "remove_file_everywhere",
+    "store_share",
     "stores_by_id",
     "stores_of_file",
     "touch_stores",

@@ -68,9 +68,7 @@ def test_no_question_is_a_syntax_error(database_url: str) -> None:
                     database.transaction_sync(lambda c: vs.lexical_fts5(c, "vs_q", expression, 5))
                     # The forms a big index is searched with: the words' document counts (each
                     # word tokenized by FTS5), AND-ed terms, the store left out.
-                    rows, counts = database.transaction_sync(
-                        lambda c: vs.document_counts(c, terms)
-                    )
+                    rows, counts = database.transaction_sync(lambda c: vs.document_counts(c, terms))
                     assert set(counts) == set(terms) and rows >= 1
                     conjunctive = fts5_query(terms, conjunctive=True)
                     assert conjunctive is not None

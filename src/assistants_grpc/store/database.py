@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -62,9 +64,17 @@ class Database:
         backend = make_url(self.url).get_backend_name()
         self.is_sqlite = backend == "sqlite"
         self.is_postgresql = backend == "postgresql"
+        self.sqlite_writer = threading.Lock()
+        """On SQLite, held by the event loop's transactions and by a background writer thread's
+        (ingestion): the loop waits for a batch to end, and goes on the moment it does, not after
+        SQLite's busy handler's next sleep (1, 2, 5, 10… ms)."""
+        self.last_loop_transaction = 0.0
+        """time.monotonic() when the event loop's last SQLite transaction ended: a background
+        writer lets the loop's bursts of writes (a run starting) pass first."""
         if self.is_sqlite:
             _prepare_sqlite_file(self.url)
-            self.engine: Engine = create_engine(self.url, pool_size=2, max_overflow=0)
+            # The event loop's, the ingestion writer's, and a vector-cache load's.
+            self.engine: Engine = create_engine(self.url, pool_size=3, max_overflow=0)
             event.listen(self.engine, "connect", _set_sqlite_pragmas)
             self._executor: ThreadPoolExecutor | None = None
         else:
@@ -89,12 +99,18 @@ class Database:
         loop = asyncio.get_running_loop()
         if self._executor is None:  # SQLite runs inline: nothing interrupts it
             if settle is None:
-                return self.transaction_sync(work)
+                try:
+                    with self.sqlite_writer:
+                        return self.transaction_sync(work)
+                finally:
+                    self.last_loop_transaction = time.monotonic()
             outcome: asyncio.Future[T] = loop.create_future()
             try:
-                outcome.set_result(self.transaction_sync(work))
+                with self.sqlite_writer:
+                    outcome.set_result(self.transaction_sync(work))
             except Exception as error:
                 outcome.set_exception(error)
+            self.last_loop_transaction = time.monotonic()
             settle(outcome)
             return outcome.result()
         future = loop.run_in_executor(self._executor, self.transaction_sync, work)

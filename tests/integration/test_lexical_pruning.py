@@ -7,29 +7,39 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from assistants_grpc.files.query import fts5_query, prune_terms, query_terms
+from assistants_grpc.files.query import (
+    INDEX_POSTING_BUDGET,
+    POSTING_BUDGET,
+    fts5_query,
+    posting_budget,
+    prune_terms,
+    query_terms,
+)
 from assistants_grpc.store import migrate
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store import vector_stores as vs
 from assistants_grpc.store.database import Database
 
 
-def _store(database: Database, store_id: str, texts: list[str]) -> None:
+def _store(database: Database, store_id: str, texts: list[str], *, first: int = 0) -> None:
+    """Chunks `first`… of the store's one file (the store and file made with chunk 0)."""
+
     def work(connection):  # type: ignore[no-untyped-def]
-        repo.insert_row(
-            connection,
-            vs.VECTOR_STORES,
-            {"id": store_id, "project": "default", "created_at": 1, "name": "", "metadata": {},
-             "last_active_at": 1, "version": 0},
-        )  # fmt: skip
-        repo.insert_row(
-            connection,
-            vs.VECTOR_STORE_FILES,
-            {"id": f"file-{store_id}", "vector_store_id": store_id, "created_at": 1,
-             "filename": "f.txt", "status": "completed", "usage_bytes": 0,
-             "chunk_max_tokens": 800, "chunk_overlap_tokens": 400, "attributes": {},
-             "attempts": 0},
-        )  # fmt: skip
+        if not first:
+            repo.insert_row(
+                connection,
+                vs.VECTOR_STORES,
+                {"id": store_id, "project": "default", "created_at": 1, "name": "",
+                 "metadata": {}, "last_active_at": 1, "version": 0},
+            )  # fmt: skip
+            repo.insert_row(
+                connection,
+                vs.VECTOR_STORE_FILES,
+                {"id": f"file-{store_id}", "vector_store_id": store_id, "created_at": 1,
+                 "filename": "f.txt", "status": "completed", "usage_bytes": 0,
+                 "chunk_max_tokens": 800, "chunk_overlap_tokens": 400, "attributes": {},
+                 "attempts": 0},
+            )  # fmt: skip
         repo.insert_rows(
             connection,
             vs.CHUNKS,
@@ -37,7 +47,7 @@ def _store(database: Database, store_id: str, texts: list[str]) -> None:
                 {"vector_store_id": store_id, "file_id": f"file-{store_id}", "seq": i,
                  "text": text, "char_start": 0, "char_end": len(text), "token_start": i,
                  "token_end": i + 1}
-                for i, text in enumerate(texts)
+                for i, text in enumerate(texts, start=first)
             ],
         )  # fmt: skip
 
@@ -84,29 +94,43 @@ def test_prune_terms() -> None:
     assert (alone.terms, alone.conjunctive) == (["commoner"], False)
 
 
-def test_a_big_store_is_searched_without_its_term(tmp_path: Path) -> None:
+def test_a_dense_store_is_searched_by_its_range(tmp_path: Path) -> None:
     database = _database(tmp_path)
     try:
-        # vs_big is most of the index, yet its one zebra chunk ranks below vs_other's.
-        _store(database, "vs_big", [f"plain words number {i}" for i in range(60)] + ["a zebra"])
+        # vs_big's chunks are most of the pks they span, but vs_other's lie among them, and
+        # vs_big's one zebra chunk ranks below theirs.
+        _store(database, "vs_big", [f"plain words number {i}" for i in range(300)])
         # (each of a length of its own: no two scores tie, so the orders compare)
         _store(database, "vs_other", ["zebra zebra zebra" + " filler" * i for i in range(50)])
+        _store(database, "vs_big", ["a zebra"], first=300)
         expression = fts5_query(query_terms("zebra?"))
         assert expression is not None
 
-        def search(store_id: str, limit: int, share: float | None) -> list[tuple[int, str]]:
-            return database.transaction_sync(
-                lambda c: vs.lexical_fts5(c, store_id, expression, limit, share=share)
-            )
+        def search(store_id: str, limit: int, spanned: bool) -> list[tuple[int, str]]:
+            def work(connection):  # type: ignore[no-untyped-def]
+                span = vs.store_span(connection, store_id, 0) if spanned else None
+                return vs.lexical_fts5(connection, store_id, expression, limit, span=span)
 
-        rows, _ = database.transaction_sync(lambda c: vs.document_counts(c, ["zebra"]))
-        share = database.transaction_sync(lambda c: vs.store_share(c, "vs_big", 0, rows))
-        assert share >= 0.5
-        # The wider list without the store's term holds only vs_other's chunks: the search is
-        # done again with it, and finds vs_big's.
-        assert search("vs_big", 1, share) == search("vs_big", 1, None)
-        assert [file_id for _, file_id in search("vs_big", 1, share)] == ["file-vs_big"]
-        # Without the store's term, the same list as with it when enough are found.
-        assert search("vs_other", 20, 0.9) == search("vs_other", 20, None)
+            return database.transaction_sync(work)
+
+        span = database.transaction_sync(lambda c: vs.store_span(c, "vs_big", 0))
+        assert (span.low, span.high, span.chunks) == (1, 351, 301)
+        assert span.density >= vs.DENSE_SPAN
+        # The list of the range holds only vs_other's chunks: the search is done again with
+        # the store's term, and finds vs_big's.
+        assert search("vs_big", 1, True) == search("vs_big", 1, False)
+        assert [file_id for _, file_id in search("vs_big", 1, True)] == ["file-vs_big"]
+        # vs_other's range is its own: the same list as with its term.
+        assert search("vs_other", 20, True) == search("vs_other", 20, False)
+        assert len(search("vs_other", 20, True)) == 20
+        # A store with no chunks finds nothing.
+        _store(database, "vs_empty", [])
+        assert search("vs_empty", 5, True) == []
     finally:
         database.dispose()
+
+
+def test_posting_budget_follows_the_store_share() -> None:
+    assert posting_budget(1.0) == POSTING_BUDGET
+    assert posting_budget(0.5) == 2 * POSTING_BUDGET
+    assert posting_budget(0.0) == min(INDEX_POSTING_BUDGET, 20 * POSTING_BUDGET)

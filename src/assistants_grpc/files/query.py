@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
+    "INDEX_POSTING_BUDGET",
     "MAX_TERMS",
     "POSTING_BUDGET",
     "Pruned",
     "fts5_query",
+    "posting_budget",
     "prune_terms",
     "query_terms",
     "tsquery",
@@ -57,10 +59,19 @@ def fts5_query(terms: Sequence[str], *, conjunctive: bool = False) -> str | None
     return "text : (" + joiner.join(f'"{term}"' for term in terms) + ")"
 
 
-# Postings (chunks containing a term, summed over the kept terms) a lexical search may rank.
-# FTS5's bm25 costs ~1 µs a matching chunk: an OR of common words over 100,000 chunks ranks
+# Chunks of a store a lexical search may rank (estimated: the kept terms' postings, summed).
+# FTS5's bm25 costs ~1-2 µs a matching chunk: an OR of common words over 100,000 chunks ranks
 # most of them (100-300 ms).
-POSTING_BUDGET: Final = 12_000
+POSTING_BUDGET: Final = 4_000
+# And postings of the whole index (every store's) it may read: bm25 reads every term's whole
+# posting list for its document frequency (~0.1 µs a posting), whatever the store.
+INDEX_POSTING_BUDGET: Final = 150_000
+
+
+def posting_budget(share: float) -> int:
+    """The budget of postings counted over the whole index, for a store that is `share` of it:
+    only its own chunks are ranked, but every store's postings are read."""
+    return min(INDEX_POSTING_BUDGET, int(POSTING_BUDGET / max(share, 0.05)))
 
 
 @dataclass(frozen=True)

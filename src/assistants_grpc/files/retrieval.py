@@ -29,7 +29,13 @@ from sqlalchemy import Connection, RowMapping
 
 from assistants_grpc.files import filters as attribute_filters
 from assistants_grpc.files.embeddings import Embedder, StoreVectors, VectorCache
-from assistants_grpc.files.query import fts5_query, prune_terms, query_terms, tsquery
+from assistants_grpc.files.query import (
+    fts5_query,
+    posting_budget,
+    prune_terms,
+    query_terms,
+    tsquery,
+)
 from assistants_grpc.store import vector_stores as vs
 from assistants_grpc.store.database import Database
 
@@ -255,18 +261,19 @@ def _fts5_search(
         assert expression is not None
         return vs.lexical_fts5(connection, store_id, expression, depth, allowed)
     rows, counts = vs.document_counts(connection, terms)
-    pruned = prune_terms(terms, counts, rows)
+    span = vs.store_span(connection, store_id, version)
+    share = (span.high - span.low + 1) / rows if rows else 1.0
+    pruned = prune_terms(terms, counts, rows, posting_budget(share))
     if not pruned.terms:  # no chunk holds any of the words
         return []
-    share = vs.store_share(connection, store_id, version, rows)
     expression = fts5_query(pruned.terms, conjunctive=pruned.conjunctive)
     assert expression is not None
-    found = vs.lexical_fts5(connection, store_id, expression, depth, share=share)
+    found = vs.lexical_fts5(connection, store_id, expression, depth, span=span)
     if len(found) < depth and pruned.fallback:
         fallback = fts5_query(pruned.fallback)
         assert fallback is not None
         seen = {pk for pk, _ in found}
-        more = vs.lexical_fts5(connection, store_id, fallback, depth, share=share)
+        more = vs.lexical_fts5(connection, store_id, fallback, depth, span=span)
         found += [hit for hit in more if hit[0] not in seen][: depth - len(found)]
     return found
 

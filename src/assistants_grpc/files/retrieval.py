@@ -116,10 +116,13 @@ class Retriever:
         if not scope.stores:
             return []
         depth = max(MIN_CANDIDATES, 3 * query.max_results)
-        lists = await self._database.transaction(
-            lambda c: self._lexical_lists(c, scope, texts, depth)
+        # Both at once, off the event loop: the full-text query on a reader thread while the
+        # queries are embedded (an HTTP call), then the vector scan on a thread too.
+        lexical, dense = await asyncio.gather(
+            self._database.read(lambda c: self._lexical_lists(c, scope, texts, depth)),
+            self._dense_lists(scope, texts, depth),
         )
-        lists += await self._dense_lists(scope, texts, depth)
+        lists = lexical + dense
         fused = _fuse(lists)
         if not fused:
             return []
@@ -219,8 +222,8 @@ class Retriever:
             store = await self._vectors(store_id, scope.stores[store_id]["version"])
             allowed = scope.allowed[store_id]
             allowed_set = set(allowed) if allowed is not None else None
-            for found in store.top_many(vectors, depth, allowed_set):
-                lists.append(_Ranked(store_id, DENSE_WEIGHT, [pk for pk, _ in found]))
+            found = await asyncio.to_thread(store.top_many, vectors, depth, allowed_set)
+            lists += [_Ranked(store_id, DENSE_WEIGHT, [pk for pk, _ in one]) for one in found]
         return lists
 
     async def _vectors(self, store_id: str, version: int) -> StoreVectors:

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _POSTGRES_THREADS = 8
+_SQLITE_READERS = 2
 
 
 def normalize_url(url: str) -> str:
@@ -73,10 +74,15 @@ class Database:
         writer lets the loop's bursts of writes (a run starting) pass first."""
         if self.is_sqlite:
             _prepare_sqlite_file(self.url)
-            # The event loop's, the ingestion writer's, and a vector-cache load's.
-            self.engine: Engine = create_engine(self.url, pool_size=3, max_overflow=0)
+            # The event loop's, the ingestion writer's, a vector-cache load's and the readers'.
+            self.engine: Engine = create_engine(
+                self.url, pool_size=3 + _SQLITE_READERS, max_overflow=0
+            )
             event.listen(self.engine, "connect", _set_sqlite_pragmas)
             self._executor: ThreadPoolExecutor | None = None
+            self._readers: ThreadPoolExecutor | None = ThreadPoolExecutor(
+                max_workers=_SQLITE_READERS, thread_name_prefix="db-read"
+            )
         else:
             self.engine = create_engine(
                 self.url, pool_size=_POSTGRES_THREADS, max_overflow=0, pool_pre_ping=True
@@ -84,6 +90,7 @@ class Database:
             self._executor = ThreadPoolExecutor(
                 max_workers=_POSTGRES_THREADS, thread_name_prefix="db"
             )
+            self._readers = None
 
     async def transaction(
         self,
@@ -119,13 +126,23 @@ class Database:
         future.add_done_callback(settle)
         return await asyncio.shield(future)
 
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """Run `work`, which only reads and may take a while (a full-text search), in one
+        transaction off the event loop: on SQLite on a reader thread (WAL readers run beside the
+        writer, and sqlite3 lets go of the GIL), on PostgreSQL as any transaction."""
+        if self._readers is None:
+            return await self.transaction(work)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self.transaction_sync, work)
+
     def transaction_sync(self, work: Callable[[Connection], T]) -> T:
         with self.engine.begin() as connection:
             return work(connection)
 
     def dispose(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        for executor in (self._executor, self._readers):
+            if executor is not None:
+                executor.shutdown(wait=True)
         self.engine.dispose()
 
 

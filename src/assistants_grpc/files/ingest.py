@@ -60,7 +60,7 @@ __all__ = [
 
 CHUNK_BATCH: Final = 4
 # On SQLite a batch waits until the event loop has written nothing for this long (seconds).
-_LOOP_QUIET: Final = 0.002
+_LOOP_QUIET: Final = 0.005
 MAX_ATTEMPTS: Final = 3
 # The Assistants tools read up to 2M tokens of a file (CONTRACT.md §12).
 MAX_FILE_TOKENS: Final = 2_000_000

@@ -134,3 +134,23 @@ def test_posting_budget_follows_the_store_share() -> None:
     assert posting_budget(1.0) == POSTING_BUDGET
     assert posting_budget(0.5) == 2 * POSTING_BUDGET
     assert posting_budget(0.0) == min(INDEX_POSTING_BUDGET, 20 * POSTING_BUDGET)
+
+
+def test_document_counts_on_either_backend(database_url: str) -> None:
+    """Exact counts before statistics exist; on PostgreSQL, after ANALYZE, estimates from
+    them (never more than the chunks, a word no chunk holds small, a stop word nil)."""
+    database = Database(database_url)
+    try:
+        migrate.upgrade(database)
+        _store(database, "vs_counts", ["searching zebras", "searched zebra", "a zebra"] * 20)
+        words = ["zebra", "search", "nowhere", "the"]
+        rows, counts = database.transaction_sync(lambda c: vs.document_counts(c, words))
+        assert rows >= 60
+        assert counts == {"zebra": 60, "search": 40, "nowhere": 0, "the": 0}
+        if database.is_postgresql:
+            database.transaction_sync(lambda c: c.exec_driver_sql("ANALYZE vector_store_chunks"))
+            estimated = database.transaction_sync(lambda c: vs._read_counts_postgres(c, words))
+            assert 0 < estimated["zebra"] <= rows and 0 < estimated["search"] <= rows
+            assert estimated["the"] == 0
+    finally:
+        database.dispose()

@@ -120,9 +120,10 @@ def prune_terms(
     return Pruned(together, True, [present[0]])
 
 
-def tsquery(terms: list[str]) -> str | None:
-    """A `to_tsquery('english', …)` text: every term a quoted lexeme, OR-ed (`|`). Quoted, a
-    lexeme is never an operator; to_tsquery still stems it and drops English stop words."""
+def tsquery(terms: Sequence[str], *, conjunctive: bool = False) -> str | None:
+    """A `to_tsquery('english', …)` text: every term a quoted lexeme, OR-ed (`|`; AND-ed, `&`,
+    if `conjunctive`). Quoted, a lexeme is never an operator; to_tsquery still stems it and
+    drops English stop words."""
     if not terms:
         return None
-    return " | ".join(f"'{term}'" for term in terms)
+    return (" & " if conjunctive else " | ").join(f"'{term}'" for term in terms)

@@ -30,6 +30,7 @@ from sqlalchemy import Connection, RowMapping
 from assistants_grpc.files import filters as attribute_filters
 from assistants_grpc.files.embeddings import Embedder, StoreVectors, VectorCache
 from assistants_grpc.files.query import (
+    Pruned,
     fts5_query,
     posting_budget,
     prune_terms,
@@ -193,13 +194,9 @@ class Retriever:
                 continue
             for store_id in scope.stores:
                 allowed = scope.allowed[store_id]
-                if postgres:
-                    expression = tsquery(terms)
-                    assert expression is not None
-                    found = vs.lexical_tsquery(connection, store_id, expression, depth, allowed)
-                else:
-                    version = scope.stores[store_id]["version"]
-                    found = _fts5_search(connection, store_id, version, terms, depth, allowed)
+                version = scope.stores[store_id]["version"]
+                search = _tsquery_search if postgres else _fts5_search
+                found = search(connection, store_id, version, terms, depth, allowed)
                 lists.append(_Ranked(store_id, LEXICAL_WEIGHT, [pk for pk, _ in found]))
         return lists
 
@@ -247,6 +244,36 @@ class Retriever:
             loaded = await asyncio.to_thread(self._database.transaction_sync, load)
             self._cache.put(store_id, loaded)
             return loaded
+
+
+def _tsquery_search(
+    connection: Connection,
+    store_id: str,
+    version: int,
+    terms: list[str],
+    depth: int,
+    allowed: list[str] | None,
+) -> list[tuple[int, str]]:
+    """ts_rank over the terms a big index can rank quickly (files/query.prune_terms: ts_rank
+    reads every matching chunk's tsvector), every term with a file filter."""
+    if allowed is None:
+        rows, counts = vs.document_counts(connection, terms)
+        share = vs.store_span(connection, store_id, version).chunks / rows if rows else 1.0
+        pruned = prune_terms(terms, counts, rows, posting_budget(share))
+        if not pruned.terms:  # no chunk holds any of the words
+            return []
+    else:
+        pruned = Pruned(terms, False, [])
+    expression = tsquery(pruned.terms, conjunctive=pruned.conjunctive)
+    assert expression is not None
+    found = vs.lexical_tsquery(connection, store_id, expression, depth, allowed)
+    if len(found) < depth and pruned.fallback:
+        fallback = tsquery(pruned.fallback)
+        assert fallback is not None
+        seen = {pk for pk, _ in found}
+        more = vs.lexical_tsquery(connection, store_id, fallback, depth)
+        found += [hit for hit in more if hit[0] not in seen][: depth - len(found)]
+    return found
 
 
 def _fts5_search(

@@ -193,6 +193,7 @@ async def _make_text_files(database_url: str, count: int, *, first: int = 0) -> 
 
 async def _search_latency(stub: Any, store_id: str, queries: list[str]) -> dict[str, float]:
     durations = []
+    empty = 0
     for query in queries:
         began = time.perf_counter()
         found = await stub.SearchVectorStore(
@@ -200,9 +201,12 @@ async def _search_latency(stub: Any, store_id: str, queries: list[str]) -> dict[
             timeout=CALL_TIMEOUT,
         )
         durations.append(time.perf_counter() - began)
-        if not found.data:
-            raise BenchError(f"no results for {query!r} in {store_id}")
-    return summary_ms(durations)
+        empty += not found.data
+    # PostgreSQL drops English stop words that SQLite keeps: a question of those alone finds
+    # nothing there. More than that is a broken search.
+    if empty > len(queries) // 20:
+        raise BenchError(f"{empty} of {len(queries)} searches of {store_id} found nothing")
+    return summary_ms(durations) | {"empty": empty}
 
 
 async def measure(children: Children, model_port: int, tmp: Path, plan: Plan) -> dict[str, Any]:
@@ -223,8 +227,19 @@ async def measure(children: Children, model_port: int, tmp: Path, plan: Plan) ->
     finally:
         await stubs.channel.close()
         children.stop(service)
+    out |= await measure_search(children, model_port, url, plan, "service-files")
+    return out
+
+
+async def measure_search(
+    children: Children, model_port: int, url: str, plan: Plan, name: str
+) -> dict[str, Any]:
+    """SearchVectorStore over two stores written straight into the database at `url` (SQLite,
+    or a PostgreSQL database with the schema), lexical and hybrid, one query at a time. On
+    PostgreSQL the tables are ANALYZEd first, as autovacuum would after such a load."""
+    out: dict[str, Any] = {}
     service = children.start_service(
-        "service-files", url, model_port, extra=["--embedding-model", EMBEDDING_MODEL]
+        name, url, model_port, extra=["--embedding-model", EMBEDDING_MODEL]
     )
     stubs = Stubs.connect(service.port)
     stub = vector_store_pb2_grpc.VectorStoreServiceStub(stubs.channel)
@@ -234,6 +249,8 @@ async def measure(children: Children, model_port: int, tmp: Path, plan: Plan) ->
             _seed_store, url, "vs_benchlexical", plan.search_chunks, dense=False
         )
         await asyncio.to_thread(_seed_store, url, "vs_benchhybrid", plan.search_chunks, dense=True)
+        if url.startswith("postgresql"):
+            await asyncio.to_thread(_analyze, url)
         rng = random.Random(7)
         vocabulary = _vocabulary()
         queries = [
@@ -248,6 +265,16 @@ async def measure(children: Children, model_port: int, tmp: Path, plan: Plan) ->
         await stubs.channel.close()
         children.stop(service)
     return out
+
+
+def _analyze(url: str) -> None:
+    from assistants_grpc.store.database import Database
+
+    database = Database(url)
+    try:
+        database.transaction_sync(lambda c: c.exec_driver_sql("ANALYZE"))
+    finally:
+        database.dispose()
 
 
 def _count_chunks(url: str, store_id: str) -> int:

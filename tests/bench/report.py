@@ -307,7 +307,7 @@ def markdown(results: dict[str, Any]) -> str:
     if "prompt" in s:
         lines += _prompt(s["prompt"])
     if "files" in s:
-        lines += _files(s["files"])
+        lines += _files(s["files"], s.get("files_postgres"))
     if "replicas" in s:
         lines += _replicas(s["replicas"])
     if "import" in s:
@@ -315,7 +315,7 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _files(f: dict[str, Any]) -> list[str]:
+def _files(f: dict[str, Any], pg: dict[str, Any] | None = None) -> list[str]:
     i = f["ingest"]
     lines = [
         "## Files and vector stores",
@@ -346,6 +346,10 @@ def _files(f: dict[str, Any]) -> list[str]:
          f["search_lexical"]["p50_ms"], f["search_lexical"]["p99_ms"]],
         ["SearchVectorStore, hybrid", f["search_hybrid"]["n"],
          f["search_hybrid"]["p50_ms"], f["search_hybrid"]["p99_ms"]],
+        *([[f"SearchVectorStore, {kind}, PostgreSQL", pg[key]["n"],
+            pg[key]["p50_ms"], pg[key]["p99_ms"]]
+           for kind, key in (("lexical", "search_lexical"), ("hybrid", "search_hybrid"))
+           if key in pg] if pg else []),
     ]  # fmt: skip
     return lines + _table(["", "n / value", "p50 ms", "p99 ms"], rows)
 

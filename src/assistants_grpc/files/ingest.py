@@ -14,10 +14,10 @@ ingester) fails with `server_error`.
 The work of a job: the File spooled to a temporary directory, its text extracted in a capped
 child process (files/extraction.py), cut into token chunks on a worker thread
 (files/chunking.py), embedded when the store was built with the server's embedding model, and
-written CHUNK_BATCH chunks a transaction. On SQLite those transactions run on one writer thread
-of the worker (sqlite3 and FTS5 work without the GIL), not on the event loop, and in small
-batches, so a lock the loop's own writes meet is short: runs beside an ingestion keep their
-latency.
+written CHUNK_BATCH chunks a transaction (IDLE_CHUNK_BATCH while the event loop is idle). On
+SQLite those transactions run on one writer thread of the worker (sqlite3 and FTS5 work without
+the GIL), not on the event loop, after the loop's own writes, and in small batches while it is
+busy, so a lock the loop's writes meet is short: runs beside an ingestion keep their latency.
 
 The same worker expires vector stores past their `expires_at` (by the injected clock) and
 deletes their chunks.
@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "CHUNK_BATCH",
+    "IDLE_CHUNK_BATCH",
     "MAX_ATTEMPTS",
     "MAX_FILE_TOKENS",
     "FileContent",
@@ -59,6 +60,10 @@ __all__ = [
 ]
 
 CHUNK_BATCH: Final = 4
+# Chunks a transaction while the event loop has been idle for _LOOP_IDLE (and chunks an
+# embedding request).
+IDLE_CHUNK_BATCH: Final = 64
+_LOOP_IDLE: Final = 0.05
 # On SQLite a batch waits until the event loop has written nothing for this long (seconds).
 _LOOP_QUIET: Final = 0.005
 MAX_ATTEMPTS: Final = 3
@@ -285,13 +290,19 @@ class IngestionWorker:
         if embedder is None or embedder.model != job.embedding_model:
             embedder = None
         usage = 0
-        for start in range(0, len(chunks), CHUNK_BATCH):
-            batch = chunks[start : start + CHUNK_BATCH]
-            vectors = await embedder.embed([c.text for c in batch]) if embedder else None
-            rows = [_chunk_row(job, chunk, vectors, i) for i, chunk in enumerate(batch)]
+        for start in range(0, len(chunks), IDLE_CHUNK_BATCH):
+            group = chunks[start : start + IDLE_CHUNK_BATCH]
+            vectors = await embedder.embed([c.text for c in group]) if embedder else None
+            rows = [_chunk_row(job, chunk, vectors, i) for i, chunk in enumerate(group)]
             usage += sum(len(row["text"].encode()) + len(row["embedding"] or b"") for row in rows)
-            await self._write(job, functools.partial(repo.insert_rows, table=vs.CHUNKS, rows=rows))
-            await asyncio.sleep(0)  # let the loop serve others between batches
+            while rows:
+                # Small batches while the event loop is busy (its writes wait for a batch's
+                # lock), big ones while it is idle (FTS5 indexes a big batch for less a chunk).
+                size = IDLE_CHUNK_BATCH if self._loop_idle() else CHUNK_BATCH
+                batch, rows = rows[:size], rows[size:]
+                write = functools.partial(repo.insert_rows, table=vs.CHUNKS, rows=batch)
+                await self._write(job, write)
+                await asyncio.sleep(0)  # let the loop serve others between batches
 
         def complete(connection: Connection) -> None:
             _finish(connection, job, self.owner, {"status": "completed", "usage_bytes": usage})
@@ -325,6 +336,13 @@ class IngestionWorker:
                 self._database.transaction_sync(guarded)
 
         await asyncio.get_running_loop().run_in_executor(writer, locked)
+
+    def _loop_idle(self) -> bool:
+        """No event-loop transaction for _LOOP_IDLE (SQLite; always on PostgreSQL, where
+        transactions run on threads)."""
+        if not self._database.is_sqlite:
+            return True
+        return time.monotonic() - self._database.last_loop_transaction >= _LOOP_IDLE
 
     async def _fail(self, job: _Job, code: str, message: str) -> None:
         log.info("file %s of %s failed: %s", job.file_id, job.store_id, code)

@@ -134,7 +134,8 @@ class Bench:
         print(f"bench: model server pid {model.pid} port {model.port}", flush=True)
         if any(name not in (*_POSTGRES_SECTIONS, *_STANDALONE) for name in self.sections):
             await self._sqlite(children, model, tmp)
-        if any(name in _POSTGRES_SECTIONS for name in self.sections):
+        postgres_files = "files" in self.sections and not self.args.no_postgres
+        if postgres_files or any(name in _POSTGRES_SECTIONS for name in self.sections):
             await self._postgres(children, model, tmp)
         if "import" in self.sections:
             await self._import(tmp)
@@ -257,6 +258,9 @@ class Bench:
         if "replicas" in self.sections:
             await self._replicas(children, model, url)
             _reset_postgres(url)
+        if "files" in self.sections:
+            await self._files_postgres(children, model, url)
+            _reset_postgres(url)
         if "postgres" not in self.sections:
             return
         service = children.start_service(
@@ -307,6 +311,27 @@ class Bench:
             f"(machine {busy:.0f}% busy, other processes {other:.0f}%)",
             flush=True,
         )
+
+    async def _files_postgres(self, children: Children, model: Child, url: str) -> None:
+        """The files section's search figures on PostgreSQL (its service comes and goes)."""
+        print("bench: files (PostgreSQL)…", flush=True)
+        began = time.monotonic()
+        try:
+            from assistants_grpc.store import migrate
+            from assistants_grpc.store.database import Database
+
+            database = Database(url)
+            try:
+                await asyncio.to_thread(migrate.upgrade, database)
+            finally:
+                database.dispose()
+            self.results["files_postgres"] = await files.measure_search(
+                children, model.port, url, self.plan, "service-files-postgres"
+            )
+        except Exception as error:
+            traceback.print_exc()
+            self.errors["files_postgres"] = _one_line(error)
+        print(f"bench: files (PostgreSQL) done in {time.monotonic() - began:.1f} s", flush=True)
 
     async def _replicas(self, children: Children, model: Child, url: str) -> None:
         """Several service processes on one database; they come and go inside the section."""

@@ -217,6 +217,7 @@ class Plan:
     search_chunks: int = 100_000
     search_queries: int = 200
     ingest_files: int = 8
+    ingest_run_samples: int = 100  # first deltas alone, half before and half after
 
     @classmethod
     def default(cls) -> Plan:
@@ -263,6 +264,7 @@ class Plan:
             search_chunks=20_000,
             search_queries=40,
             ingest_files=2,
+            ingest_run_samples=20,
         )
 
 

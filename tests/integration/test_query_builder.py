@@ -66,6 +66,17 @@ def test_no_question_is_a_syntax_error(database_url: str) -> None:
                 expression = fts5_query(terms)
                 if expression is not None:
                     database.transaction_sync(lambda c: vs.lexical_fts5(c, "vs_q", expression, 5))
+                    # The forms a big index is searched with: the words' document counts (each
+                    # word tokenized by FTS5), AND-ed terms, the store's pk range for its term.
+                    rows, counts = database.transaction_sync(lambda c: vs.document_counts(c, terms))
+                    assert set(counts) == set(terms) and rows >= 1
+                    conjunctive = fts5_query(terms, conjunctive=True)
+                    assert conjunctive is not None
+                    database.transaction_sync(
+                        lambda c: vs.lexical_fts5(
+                            c, "vs_q", conjunctive, 5, span=vs.store_span(c, "vs_q", 0)
+                        )
+                    )
 
         search()
         # And the words still find what they should.

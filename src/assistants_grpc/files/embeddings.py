@@ -8,7 +8,9 @@ their chunks, so a cosine similarity is one matrix-vector product.
 A store's vectors are read from the database once and kept (`VectorCache`) with the store's
 `version`; every change of a store's chunks bumps it (store/vector_stores.bump_version), on
 whichever replica, and a search compares the cached version with the row's before using the
-cache. 100,000 vectors of 256 floats scan in a few milliseconds with numpy.
+cache. 100,000 vectors of 256 floats scan in a few milliseconds with numpy: the matrix is kept
+transposed (one row per dimension), so a scan is `query @ matrix` reading memory in order (2-3x
+faster than `matrix @ query` here), and BLAS runs on one thread (files/__init__.py).
 """
 
 from __future__ import annotations
@@ -88,13 +90,15 @@ class Embedder:
 
 @dataclass(frozen=True)
 class StoreVectors:
-    """One store's vectors: row i is chunk `pks[i]` of file `file_ids[files[i]]`."""
+    """One store's vectors: column i of `columns` is chunk `pks[i]` of file
+    `file_ids[files[i]]`."""
 
     version: int
     pks: npt.NDArray[np.int64]
     files: npt.NDArray[np.int32]
     file_ids: tuple[str, ...]
-    matrix: Matrix
+    columns: Matrix
+    """dimensions x chunks, C-contiguous."""
 
     @classmethod
     def build(cls, version: int, rows: Sequence[tuple[int, str, bytes]]) -> StoreVectors:
@@ -107,17 +111,24 @@ class StoreVectors:
         )
         if rows:
             matrix = np.frombuffer(b"".join(row[2] for row in rows), dtype="<f4")
-            matrix = matrix.reshape(len(rows), -1).astype(np.float32, copy=False)
+            columns = np.ascontiguousarray(matrix.reshape(len(rows), -1).T, dtype=np.float32)
         else:
-            matrix = np.zeros((0, 0), dtype=np.float32)
-        return cls(version, pks, files, tuple(file_index), matrix)
+            columns = np.zeros((0, 0), dtype=np.float32)
+        return cls(version, pks, files, tuple(file_index), columns)
 
     def top(self, query: Matrix, limit: int, allowed: set[str] | None) -> list[tuple[int, str]]:
         """The `limit` chunks most similar to `query` (normalised), best first, among the
         files in `allowed` (None: every file)."""
-        if not len(self.pks) or query.shape[-1] != self.matrix.shape[1]:
-            return []
-        scores = self.matrix @ query
+        return self.top_many(query.reshape(1, -1), limit, allowed)[0]
+
+    def top_many(
+        self, queries: Matrix, limit: int, allowed: set[str] | None
+    ) -> list[list[tuple[int, str]]]:
+        """`top` of each row of `queries`, with one scan of the matrix for all of them."""
+        if not len(self.pks) or queries.shape[-1] != self.columns.shape[0]:
+            return [[] for _ in range(len(queries))]
+        scores = np.asarray(queries, dtype=np.float32) @ self.columns
+        mask = None
         if allowed is not None:
             mask = np.isin(
                 self.files,
@@ -125,9 +136,16 @@ class StoreVectors:
                     (i for i, f in enumerate(self.file_ids) if f in allowed), dtype=np.int32
                 ),
             )
+        return [self._best(row, limit, mask) for row in scores]
+
+    def _best(
+        self, scores: Matrix, limit: int, mask: npt.NDArray[np.bool_] | None
+    ) -> list[tuple[int, str]]:
+        if mask is not None:
             scores = np.where(mask, scores, -np.inf)
-        limit = min(limit, len(scores))
-        best = np.argpartition(-scores, limit - 1)[:limit]
+        count = len(scores)
+        limit = min(limit, count)
+        best = np.argpartition(scores, count - limit)[count - limit :]
         best = best[np.argsort(-scores[best], kind="stable")]
         return [
             (int(self.pks[i]), self.file_ids[int(self.files[i])])

@@ -8,7 +8,8 @@ the outcome is text or an `ExtractionError` with OpenAI's code: `invalid_file` f
 broke a limit, `server_error` when the child died for another reason.
 
 A process per file costs ~100 ms of start-up; the files are ingested in the background, so
-that buys the isolation cheaply.
+that buys the isolation cheaply. Small plain-text files, which need no parser, skip it
+(`extract`).
 """
 
 from __future__ import annotations
@@ -21,15 +22,21 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Final, NoReturn
 
-from assistants_grpc.files.extract import INVALID_FILE, ExtractionError
+from assistants_grpc.files.extract import INVALID_FILE, ExtractionError, extract_text, kind_of
 
 log = logging.getLogger(__name__)
 
 SERVER_ERROR = "server_error"
 
-__all__ = ["SERVER_ERROR", "ExtractionLimits", "extract_in_child"]
+__all__ = [
+    "IN_PROCESS_TEXT_BYTES",
+    "SERVER_ERROR",
+    "ExtractionLimits",
+    "extract",
+    "extract_in_child",
+]
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,20 @@ class ExtractionLimits:
     wall_seconds: float = 120.0
     cpu_seconds: int = 90
     memory_bytes: int = 2 * 1024 * 1024 * 1024
+
+
+# Plain text up to this size is read in the server, on a thread: it needs no parser to guard
+# against (a UTF-8 decode, bounded by the size), and a child per small file cost more than the
+# file (its start-up, and on uvloop a fork of the whole server, on the event loop).
+IN_PROCESS_TEXT_BYTES: Final = 4 * 1024 * 1024
+
+
+async def extract(source: Path, filename: str, work_dir: Path, limits: ExtractionLimits) -> str:
+    """The text of `source` (named `filename`): small plain text read here, anything else in a
+    capped child process."""
+    if kind_of(filename) == "text" and source.stat().st_size <= IN_PROCESS_TEXT_BYTES:
+        return await asyncio.to_thread(extract_text, source, filename)
+    return await extract_in_child(source, filename, work_dir, limits)
 
 
 async def extract_in_child(

@@ -14,9 +14,10 @@ ingester) fails with `server_error`.
 The work of a job: the File spooled to a temporary directory, its text extracted in a capped
 child process (files/extraction.py), cut into token chunks on a worker thread
 (files/chunking.py), embedded when the store was built with the server's embedding model, and
-written CHUNK_BATCH chunks a transaction. On SQLite transactions run on the event loop, so the
-small batches (and a yield between them) keep a 1,000-chunk file from holding it: runs beside
-an ingestion keep their latency.
+written CHUNK_BATCH chunks a transaction (IDLE_CHUNK_BATCH while the event loop is idle). On
+SQLite those transactions run on one writer thread of the worker (sqlite3 and FTS5 work without
+the GIL), not on the event loop, after the loop's own writes, and in small batches while it is
+busy, so a lock the loop's writes meet is short: runs beside an ingestion keep their latency.
 
 The same worker expires vector stores past their `expires_at` (by the injected clock) and
 deletes their chunks.
@@ -31,6 +32,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -41,7 +43,7 @@ from assistants_grpc.engine.tokens import COUNTING_ENCODING, TokenCounter
 from assistants_grpc.files.chunking import Chunk, chunk_text
 from assistants_grpc.files.embeddings import Embedder, to_bytes
 from assistants_grpc.files.extract import INVALID_FILE, ExtractionError
-from assistants_grpc.files.extraction import SERVER_ERROR, ExtractionLimits, extract_in_child
+from assistants_grpc.files.extraction import SERVER_ERROR, ExtractionLimits, extract
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store import vector_stores as vs
 from assistants_grpc.store.database import Database
@@ -50,13 +52,20 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "CHUNK_BATCH",
+    "IDLE_CHUNK_BATCH",
     "MAX_ATTEMPTS",
     "MAX_FILE_TOKENS",
     "FileContent",
     "IngestionWorker",
 ]
 
-CHUNK_BATCH: Final = 64
+CHUNK_BATCH: Final = 4
+# Chunks a transaction while the event loop has been idle for _LOOP_IDLE (and chunks an
+# embedding request).
+IDLE_CHUNK_BATCH: Final = 64
+_LOOP_IDLE: Final = 0.05
+# On SQLite a batch waits until the event loop has written nothing for this long (seconds).
+_LOOP_QUIET: Final = 0.005
 MAX_ATTEMPTS: Final = 3
 # The Assistants tools read up to 2M tokens of a file (CONTRACT.md §12).
 MAX_FILE_TOKENS: Final = 2_000_000
@@ -118,6 +127,7 @@ class IngestionWorker:
         self._jobs: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = False
+        self._writer: ThreadPoolExecutor | None = None
         self.on_change: Callable[[str], None] | None = None
         """Called with a store id whenever its chunks changed (completed, expired)."""
 
@@ -126,6 +136,8 @@ class IngestionWorker:
             # One process serves SQLite: leases in the file belong to a dead predecessor.
             await self._database.transaction(_release_all)
         self._accepting = True
+        if self._database.is_sqlite and self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-write")
         self._tasks = [
             asyncio.create_task(self._forever(self._claim_loop, 0.0), name="ingest-claims"),
             asyncio.create_task(
@@ -152,6 +164,9 @@ class IngestionWorker:
                 await task
         self._tasks = []
         self._jobs.clear()
+        writer, self._writer = self._writer, None
+        if writer is not None:  # a batch in flight ends before the leases are released
+            await asyncio.to_thread(writer.shutdown, wait=True)
         await self._database.transaction(functools.partial(_release, owner=self.owner))
 
     async def idle(self, timeout: float = 30.0) -> bool:
@@ -263,7 +278,7 @@ class IngestionWorker:
                 source = await self._content.spool(job.file_id, directory)
             except FileNotFoundError:
                 raise ExtractionError(INVALID_FILE, "The file no longer exists.") from None
-            text = await extract_in_child(source, job.filename, directory, self._limits)
+            text = await extract(source, job.filename, directory, self._limits)
         encoding = self._tokens.encoding(COUNTING_ENCODING)
         chunks = await asyncio.to_thread(
             chunk_text, encoding, text, job.max_tokens, job.overlap_tokens
@@ -278,13 +293,19 @@ class IngestionWorker:
         if embedder is None or embedder.model != job.embedding_model:
             embedder = None
         usage = 0
-        for start in range(0, len(chunks), CHUNK_BATCH):
-            batch = chunks[start : start + CHUNK_BATCH]
-            vectors = await embedder.embed([c.text for c in batch]) if embedder else None
-            rows = [_chunk_row(job, chunk, vectors, i) for i, chunk in enumerate(batch)]
+        for start in range(0, len(chunks), IDLE_CHUNK_BATCH):
+            group = chunks[start : start + IDLE_CHUNK_BATCH]
+            vectors = await embedder.embed([c.text for c in group]) if embedder else None
+            rows = [_chunk_row(job, chunk, vectors, i) for i, chunk in enumerate(group)]
             usage += sum(len(row["text"].encode()) + len(row["embedding"] or b"") for row in rows)
-            await self._write(job, functools.partial(repo.insert_rows, table=vs.CHUNKS, rows=rows))
-            await asyncio.sleep(0)  # let the loop serve others between batches
+            while rows:
+                # Small batches while the event loop is busy (its writes wait for a batch's
+                # lock), big ones while it is idle (FTS5 indexes a big batch for less a chunk).
+                size = IDLE_CHUNK_BATCH if self._loop_idle() else CHUNK_BATCH
+                batch, rows = rows[:size], rows[size:]
+                write = functools.partial(repo.insert_rows, table=vs.CHUNKS, rows=batch)
+                await self._write(job, write)
+                await asyncio.sleep(0)  # let the loop serve others between batches
 
         def complete(connection: Connection) -> None:
             _finish(connection, job, self.owner, {"status": "completed", "usage_bytes": usage})
@@ -295,13 +316,36 @@ class IngestionWorker:
         self._changed(job.store_id)
 
     async def _write(self, job: _Job, work: Callable[[Connection], Any]) -> None:
-        """One transaction of the job, if the job is still this replica's."""
+        """One transaction of the job, if the job is still this replica's.
+
+        On SQLite, on the worker's one writer thread: indexing a chunk for FTS5 costs a few
+        hundred microseconds, all inside sqlite3 (which lets go of the GIL), so a batch on the
+        event loop held it ~10 ms, and runs beside an ingestion waited that long at every turn.
+        On the thread, the loop only waits when one of its own writes meets a batch's lock."""
 
         def guarded(connection: Connection) -> None:
             _hold(connection, job, self.owner, time.time() + self._lease_seconds)
             work(connection)
 
-        await self._database.transaction(guarded)
+        writer = self._writer
+        if writer is None:
+            await self._database.transaction(guarded)
+            return
+        while time.monotonic() - self._database.last_loop_transaction < _LOOP_QUIET:
+            await asyncio.sleep(_LOOP_QUIET)
+
+        def locked() -> None:
+            with self._database.sqlite_writer:
+                self._database.transaction_sync(guarded)
+
+        await asyncio.get_running_loop().run_in_executor(writer, locked)
+
+    def _loop_idle(self) -> bool:
+        """No event-loop transaction for _LOOP_IDLE (SQLite; always on PostgreSQL, where
+        transactions run on threads)."""
+        if not self._database.is_sqlite:
+            return True
+        return time.monotonic() - self._database.last_loop_transaction >= _LOOP_IDLE
 
     async def _fail(self, job: _Job, code: str, message: str) -> None:
         log.info("file %s of %s failed: %s", job.file_id, job.store_id, code)

@@ -12,9 +12,21 @@ rank).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["MAX_TERMS", "fts5_query", "query_terms", "tsquery"]
+__all__ = [
+    "INDEX_POSTING_BUDGET",
+    "MAX_TERMS",
+    "POSTING_BUDGET",
+    "Pruned",
+    "fts5_query",
+    "posting_budget",
+    "prune_terms",
+    "query_terms",
+    "tsquery",
+]
 
 # Letters and digits of any script; `_` separates (FTS5's and PostgreSQL's parsers split on it).
 _WORD = re.compile(r"[^\W_]+")
@@ -36,19 +48,82 @@ def query_terms(text: str) -> list[str]:
     return kept[:MAX_TERMS]
 
 
-def fts5_query(terms: list[str]) -> str | None:
-    """An FTS5 MATCH expression over the `text` column: every term a quoted string, OR-ed.
-    None when there is nothing to search for."""
+def fts5_query(terms: Sequence[str], *, conjunctive: bool = False) -> str | None:
+    """An FTS5 MATCH expression over the `text` column: every term a quoted string, OR-ed
+    (AND-ed if `conjunctive`). None when there is nothing to search for."""
     if not terms:
         return None
     # Terms hold letters and digits only, so there is no `"` to double; quoting anyway makes
     # NEAR, OR, AND, NOT plain words.
-    return "text : (" + " OR ".join(f'"{term}"' for term in terms) + ")"
+    joiner = " AND " if conjunctive else " OR "
+    return "text : (" + joiner.join(f'"{term}"' for term in terms) + ")"
 
 
-def tsquery(terms: list[str]) -> str | None:
-    """A `to_tsquery('english', …)` text: every term a quoted lexeme, OR-ed (`|`). Quoted, a
-    lexeme is never an operator; to_tsquery still stems it and drops English stop words."""
+# Chunks of a store a lexical search may rank (estimated: the kept terms' postings, summed).
+# FTS5's bm25 costs ~1-2 µs a matching chunk: an OR of common words over 100,000 chunks ranks
+# most of them (100-300 ms).
+POSTING_BUDGET: Final = 4_000
+# And postings of the whole index (every store's) it may read: bm25 reads every term's whole
+# posting list for its document frequency (~0.1 µs a posting), whatever the store.
+INDEX_POSTING_BUDGET: Final = 150_000
+
+
+def posting_budget(share: float) -> int:
+    """The budget of postings counted over the whole index, for a store that is `share` of it:
+    only its own chunks are ranked, but every store's postings are read."""
+    return min(INDEX_POSTING_BUDGET, int(POSTING_BUDGET / max(share, 0.05)))
+
+
+@dataclass(frozen=True)
+class Pruned:
+    terms: list[str]
+    conjunctive: bool
+    """The terms are AND-ed: even the rarest alone matches more than the budget."""
+    fallback: list[str]
+    """When the AND-ed terms find too few chunks: the rarest term, OR-ed alone."""
+
+
+def prune_terms(
+    terms: Sequence[str], counts: Mapping[str, int], rows: int, budget: int = POSTING_BUDGET
+) -> Pruned:
+    """The terms a big index is searched with, from each term's document count.
+
+    When the terms' postings fit the budget, all of them (a small store is always searched
+    with every word). Otherwise the rarest terms that fit: a common word's inverse document
+    frequency is small (nil at half the chunks), so the chunks it alone would add rank last,
+    and among the chunks of rare words it only nudges the order. When even the rarest word
+    is too common, the chunks holding the rarest few words together (estimated to fit the
+    budget): under bm25 over OR-ed common words, the chunks that hold more of them rank first.
+    Words no chunk holds are left out (they change no score)."""
+    total = sum(counts.get(term, 0) for term in terms)
+    if total <= budget:
+        return Pruned(list(terms), False, [])
+    present = sorted((t for t in terms if counts.get(t, 0) > 0), key=lambda t: counts[t])
+    kept: list[str] = []
+    postings = 0
+    for term in present:
+        if kept and postings + counts[term] > budget:
+            break
+        kept.append(term)
+        postings += counts[term]
+    if postings <= budget:
+        return Pruned([t for t in terms if t in kept], False, [])
+    together = [present[0]]
+    estimate = float(counts[present[0]])
+    for term in present[1:]:
+        if estimate <= budget:
+            break
+        together.append(term)
+        estimate *= counts[term] / max(rows, 1)
+    if len(together) == 1:
+        return Pruned(together, False, [])
+    return Pruned(together, True, [present[0]])
+
+
+def tsquery(terms: Sequence[str], *, conjunctive: bool = False) -> str | None:
+    """A `to_tsquery('english', …)` text: every term a quoted lexeme, OR-ed (`|`; AND-ed, `&`,
+    if `conjunctive`). Quoted, a lexeme is never an operator; to_tsquery still stems it and
+    drops English stop words."""
     if not terms:
         return None
-    return " | ".join(f"'{term}'" for term in terms)
+    return (" & " if conjunctive else " | ").join(f"'{term}'" for term in terms)

@@ -29,7 +29,14 @@ from sqlalchemy import Connection, RowMapping
 
 from assistants_grpc.files import filters as attribute_filters
 from assistants_grpc.files.embeddings import Embedder, StoreVectors, VectorCache
-from assistants_grpc.files.query import fts5_query, query_terms, tsquery
+from assistants_grpc.files.query import (
+    Pruned,
+    fts5_query,
+    posting_budget,
+    prune_terms,
+    query_terms,
+    tsquery,
+)
 from assistants_grpc.store import vector_stores as vs
 from assistants_grpc.store.database import Database
 
@@ -110,10 +117,13 @@ class Retriever:
         if not scope.stores:
             return []
         depth = max(MIN_CANDIDATES, 3 * query.max_results)
-        lists = await self._database.transaction(
-            lambda c: self._lexical_lists(c, scope, texts, depth)
+        # Both at once, off the event loop: the full-text query on a reader thread while the
+        # queries are embedded (an HTTP call), then the vector scan on a thread too.
+        lexical, dense = await asyncio.gather(
+            self._database.read(lambda c: self._lexical_lists(c, scope, texts, depth)),
+            self._dense_lists(scope, texts, depth),
         )
-        lists += await self._dense_lists(scope, texts, depth)
+        lists = lexical + dense
         fused = _fuse(lists)
         if not fused:
             return []
@@ -180,12 +190,13 @@ class Retriever:
         postgres = self._database.is_postgresql
         for text in texts:
             terms = query_terms(text)
-            expression = tsquery(terms) if postgres else fts5_query(terms)
-            if expression is None:
+            if not terms:
                 continue
             for store_id in scope.stores:
-                search = vs.lexical_tsquery if postgres else vs.lexical_fts5
-                found = search(connection, store_id, expression, depth, scope.allowed[store_id])
+                allowed = scope.allowed[store_id]
+                version = scope.stores[store_id]["version"]
+                search = _tsquery_search if postgres else _fts5_search
+                found = search(connection, store_id, version, terms, depth, allowed)
                 lists.append(_Ranked(store_id, LEXICAL_WEIGHT, [pk for pk, _ in found]))
         return lists
 
@@ -208,9 +219,8 @@ class Retriever:
             store = await self._vectors(store_id, scope.stores[store_id]["version"])
             allowed = scope.allowed[store_id]
             allowed_set = set(allowed) if allowed is not None else None
-            for vector in vectors:
-                found = store.top(vector, depth, allowed_set)
-                lists.append(_Ranked(store_id, DENSE_WEIGHT, [pk for pk, _ in found]))
+            found = await asyncio.to_thread(store.top_many, vectors, depth, allowed_set)
+            lists += [_Ranked(store_id, DENSE_WEIGHT, [pk for pk, _ in one]) for one in found]
         return lists
 
     async def _vectors(self, store_id: str, version: int) -> StoreVectors:
@@ -234,6 +244,68 @@ class Retriever:
             loaded = await asyncio.to_thread(self._database.transaction_sync, load)
             self._cache.put(store_id, loaded)
             return loaded
+
+
+def _tsquery_search(
+    connection: Connection,
+    store_id: str,
+    version: int,
+    terms: list[str],
+    depth: int,
+    allowed: list[str] | None,
+) -> list[tuple[int, str]]:
+    """ts_rank over the terms a big index can rank quickly (files/query.prune_terms: ts_rank
+    reads every matching chunk's tsvector), every term with a file filter."""
+    if allowed is None:
+        rows, counts = vs.document_counts(connection, terms)
+        share = vs.store_span(connection, store_id, version).chunks / rows if rows else 1.0
+        pruned = prune_terms(terms, counts, rows, posting_budget(share))
+        if not pruned.terms:  # no chunk holds any of the words
+            return []
+    else:
+        pruned = Pruned(terms, False, [])
+    expression = tsquery(pruned.terms, conjunctive=pruned.conjunctive)
+    assert expression is not None
+    found = vs.lexical_tsquery(connection, store_id, expression, depth, allowed)
+    if len(found) < depth and pruned.fallback:
+        fallback = tsquery(pruned.fallback)
+        assert fallback is not None
+        seen = {pk for pk, _ in found}
+        more = vs.lexical_tsquery(connection, store_id, fallback, depth)
+        found += [hit for hit in more if hit[0] not in seen][: depth - len(found)]
+    return found
+
+
+def _fts5_search(
+    connection: Connection,
+    store_id: str,
+    version: int,
+    terms: list[str],
+    depth: int,
+    allowed: list[str] | None,
+) -> list[tuple[int, str]]:
+    """bm25 over the terms a big index can rank quickly (files/query.prune_terms); with a file
+    filter, every term (the filter bounds the chunks ranked)."""
+    if allowed is not None:
+        expression = fts5_query(terms)
+        assert expression is not None
+        return vs.lexical_fts5(connection, store_id, expression, depth, allowed)
+    rows, counts = vs.document_counts(connection, terms)
+    span = vs.store_span(connection, store_id, version)
+    share = (span.high - span.low + 1) / rows if rows else 1.0
+    pruned = prune_terms(terms, counts, rows, posting_budget(share))
+    if not pruned.terms:  # no chunk holds any of the words
+        return []
+    expression = fts5_query(pruned.terms, conjunctive=pruned.conjunctive)
+    assert expression is not None
+    found = vs.lexical_fts5(connection, store_id, expression, depth, span=span)
+    if len(found) < depth and pruned.fallback:
+        fallback = fts5_query(pruned.fallback)
+        assert fallback is not None
+        seen = {pk for pk, _ in found}
+        more = vs.lexical_fts5(connection, store_id, fallback, depth, span=span)
+        found += [hit for hit in more if hit[0] not in seen][: depth - len(found)]
+    return found
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _POSTGRES_THREADS = 8
+_SQLITE_READERS = 2
 
 
 def normalize_url(url: str) -> str:
@@ -68,11 +70,24 @@ class Database:
         self._observe: Callable[[float], None] | None = None
         self.is_sqlite = backend == "sqlite"
         self.is_postgresql = backend == "postgresql"
+        self.sqlite_writer = threading.Lock()
+        """On SQLite, held by the event loop's transactions and by a background writer thread's
+        (ingestion): the loop waits for a batch to end, and goes on the moment it does, not after
+        SQLite's busy handler's next sleep (1, 2, 5, 10… ms)."""
+        self.last_loop_transaction = 0.0
+        """time.monotonic() when the event loop's last SQLite transaction ended: a background
+        writer lets the loop's bursts of writes (a run starting) pass first."""
         if self.is_sqlite:
             _prepare_sqlite_file(self.url)
-            self.engine: Engine = create_engine(self.url, pool_size=2, max_overflow=0)
+            # The event loop's, the ingestion writer's, a vector-cache load's and the readers'.
+            self.engine: Engine = create_engine(
+                self.url, pool_size=3 + _SQLITE_READERS, max_overflow=0
+            )
             event.listen(self.engine, "connect", _set_sqlite_pragmas)
             self._executor: ThreadPoolExecutor | None = None
+            self._readers: ThreadPoolExecutor | None = ThreadPoolExecutor(
+                max_workers=_SQLITE_READERS, thread_name_prefix="db-read"
+            )
         else:
             self.engine = create_engine(
                 self.url, pool_size=_POSTGRES_THREADS, max_overflow=0, pool_pre_ping=True
@@ -80,6 +95,7 @@ class Database:
             self._executor = ThreadPoolExecutor(
                 max_workers=_POSTGRES_THREADS, thread_name_prefix="db"
             )
+            self._readers = None
 
     async def transaction(
         self,
@@ -95,12 +111,18 @@ class Database:
         loop = asyncio.get_running_loop()
         if self._executor is None:  # SQLite runs inline: nothing interrupts it
             if settle is None:
-                return self.transaction_sync(work)
+                try:
+                    with self.sqlite_writer:
+                        return self.transaction_sync(work)
+                finally:
+                    self.last_loop_transaction = time.monotonic()
             outcome: asyncio.Future[T] = loop.create_future()
             try:
-                outcome.set_result(self.transaction_sync(work))
+                with self.sqlite_writer:
+                    outcome.set_result(self.transaction_sync(work))
             except Exception as error:
                 outcome.set_exception(error)
+            self.last_loop_transaction = time.monotonic()
             settle(outcome)
             return outcome.result()
         future = loop.run_in_executor(self._executor, self.transaction_sync, work)
@@ -108,6 +130,15 @@ class Database:
             return await future
         future.add_done_callback(settle)
         return await asyncio.shield(future)
+
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """Run `work`, which only reads and may take a while (a full-text search), in one
+        transaction off the event loop: on SQLite on a reader thread (WAL readers run beside the
+        writer, and sqlite3 lets go of the GIL), on PostgreSQL as any transaction."""
+        if self._readers is None:
+            return await self.transaction(work)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self.transaction_sync, work)
 
     def transaction_sync(self, work: Callable[[Connection], T]) -> T:
         observe = self._observe
@@ -125,8 +156,9 @@ class Database:
             observe(time.perf_counter() - started)
 
     def dispose(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        for executor in (self._executor, self._readers):
+            if executor is not None:
+                executor.shutdown(wait=True)
         self.engine.dispose()
 
 

@@ -7,7 +7,11 @@ cancelled, removed, its File deleted) is then reflected without a second write t
 
 from __future__ import annotations
 
+import math
+import re
+import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -270,17 +274,76 @@ def _parameters(
     return 1, values | {"file_ids": list(file_ids)}
 
 
+_ID_TOKEN = re.compile(r"[^\W_]+")
+
+
+def _store_term(store_id: str) -> str:
+    """The store in an FTS5 expression: the last token of its id (the random part; `vs_…`
+    tokenizes into `vs` and it). One term, not the phrase `"vs …"`: bm25 computes every phrase's
+    document frequency by reading its whole posting list, positions and all for a phrase, which
+    cost ~25 ms a query on a 100,000-chunk store. Ids differing in case only, or in their
+    prefix only, share a term; the join on the exact id keeps their chunks apart."""
+    tokens = _ID_TOKEN.findall(store_id)
+    return f'vector_store_id : "{tokens[-1]}"' if tokens else f'vector_store_id : "{store_id}"'
+
+
+DENSE_SPAN = 0.8
+"""A store whose chunks are this much, or more, of the pk range they span is searched by that
+range alone, without its term."""
+
+
+@dataclass(frozen=True)
+class StoreSpan:
+    """The pk range a store's chunks lie in, and how many they are."""
+
+    low: int
+    high: int
+    chunks: int
+
+    @property
+    def density(self) -> float:
+        return self.chunks / (self.high - self.low + 1) if self.high >= self.low else 0.0
+
+
 def lexical_fts5(
     connection: Connection,
     store_id: str,
     match: str,
     limit: int,
     file_ids: Sequence[str] | None = None,
+    *,
+    span: StoreSpan | None = None,
 ) -> list[tuple[int, str]]:
     """Chunk (pk, file id) pairs of the store's completed files (only `file_ids`, if given),
     best bm25 first. The store is in the MATCH expression too, so FTS5 intersects its posting
-    list with the terms'; the join on the exact id stays the rule."""
-    store_phrase = f'vector_store_id : "{store_id}"'
+    list with the terms'; the join on the exact id stays the rule.
+
+    `span`: where the store's chunks lie, if known. FTS5 keeps to a rowid range for free, and
+    ranks only the matches in it. When the store's chunks are most of their range (a store
+    filled by one file after another), the range alone stands for the store: its term's posting
+    list is its every chunk, read whole for bm25 (~4 ms at 100,000 chunks). FTS5's list is made
+    wider by the density, and if the join then leaves too few, the search is done again with
+    the store's term."""
+    if file_ids is None and span is not None:
+        if span.chunks == 0:
+            return []
+        bounds = {"low": span.low, "high": span.high}
+        if span.density >= DENSE_SPAN:
+            inner = math.ceil(2 * limit / span.density)
+            parameters = {"match": match, "store_id": store_id, "limit": limit, "inner": inner}
+            rows = connection.execute(_FTS5_RANGE_SEARCH, parameters | bounds)
+            found = [(pk, file_id) for pk, file_id in rows]
+            if len(found) >= limit or not _more_than(connection, match, inner, bounds):
+                return found
+        parameters = {
+            "match": f"{_store_term(store_id)} AND {match}",
+            "store_id": store_id,
+            "limit": limit,
+            "inner": 2 * limit,
+        }
+        rows = connection.execute(_FTS5_RANGE_SEARCH, parameters | bounds)
+        return [(pk, file_id) for pk, file_id in rows]
+    store_phrase = _store_term(store_id)
     which, parameters = _parameters(
         {
             "match": f"{store_phrase} AND {match}",
@@ -294,6 +357,165 @@ def lexical_fts5(
         del parameters["inner"]
     rows = connection.execute(_FTS5_SEARCH[which], parameters)
     return [(pk, file_id) for pk, file_id in rows]
+
+
+_FTS5_RANGE_SEARCH = text(
+    _FTS5_SQL.replace(
+        "AND rank MATCH 'bm25(0.0, 1.0)'",
+        "AND rank MATCH 'bm25(0.0, 1.0)' AND rowid BETWEEN :low AND :high",
+    )
+)
+_MATCHES_PAST = text(
+    f"SELECT count(*) FROM (SELECT rowid FROM {LEXICAL_INDEX}"
+    f" WHERE {LEXICAL_INDEX} MATCH :match AND rowid BETWEEN :low AND :high LIMIT :past)"
+)
+
+
+def _more_than(connection: Connection, match: str, count: int, bounds: dict[str, int]) -> bool:
+    """Whether more than `count` chunks in the range match (so the list cut at `count` may
+    have left some of the store's out)."""
+    parameters = {"match": match, "past": count + 1} | bounds
+    return int(connection.execute(_MATCHES_PAST, parameters).scalar() or 0) > count
+
+
+_STORE_SPAN = text(
+    "SELECT min(pk), max(pk), count(*) FROM vector_store_chunks WHERE vector_store_id = :store_id"
+)
+_STORE_SPANS: dict[tuple[str, str, int], StoreSpan] = {}
+
+
+def store_span(connection: Connection, store_id: str, version: int) -> StoreSpan:
+    """Where the store's chunks lie, as of `version` (cached: a read of every chunk's index
+    entry, ~20 ms at 100,000). Chunks of a file still in progress, written since, lie past
+    `high` and are not searched anyway."""
+    key = (str(connection.engine.url), store_id, version)
+    span = _STORE_SPANS.get(key)
+    if span is None:
+        low, high, count = connection.execute(_STORE_SPAN, {"store_id": store_id}).one()
+        span = StoreSpan(int(low or 0), int(high or -1), int(count or 0))
+        if len(_STORE_SPANS) > 1024:
+            _STORE_SPANS.clear()
+        _STORE_SPANS[key] = span
+    return span
+
+
+# --- document frequencies of query terms (SQLite) -------------------------------------------
+# FTS5 keeps no document frequencies: fts5vocab counts a term's documents by reading its posting
+# list (~100 ns a posting: 10 ms for a word in 100,000 chunks). They only guide which terms a
+# search keeps (files/query.prune_terms), so they are cached per process, by the word as the
+# user wrote it, and read again once the index has grown or shrunk by a tenth. The word is
+# tokenized by FTS5 itself (porter, diacritics), in a temporary FTS5 table of the connection's
+# own temp schema: no write to the database, no lock.
+
+_FTS5_TOKENIZER = "porter unicode61 remove_diacritics 2"
+_TEMP_TABLES = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.vsq_words"
+    f" USING fts5(word, tokenize='{_FTS5_TOKENIZER}')",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.vsq_word_tokens"
+    " USING fts5vocab(temp, vsq_words, 'instance')",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.vsq_index_terms"
+    f" USING fts5vocab(main, {LEXICAL_INDEX}, 'row')",
+)
+_WORD_COUNTS = text(
+    "SELECT w.doc, (SELECT r.doc FROM temp.vsq_index_terms AS r WHERE r.term = w.term)"
+    " FROM temp.vsq_word_tokens AS w"
+)
+_INDEXED_ROWS = text("SELECT coalesce(max(pk), 0) FROM vector_store_chunks")
+
+
+class _DocumentCounts:
+    """One database's (by URL) cached counts."""
+
+    def __init__(self, max_words: int = 50_000) -> None:
+        self._counts: dict[str, int] = {}
+        self._rows = -1
+        self._max_words = max_words
+        self._lock = threading.Lock()
+
+    def get(self, connection: Connection, words: Sequence[str]) -> tuple[int, dict[str, int]]:
+        rows = int(connection.execute(_INDEXED_ROWS).scalar() or 0)
+        with self._lock:
+            stale = abs(rows - self._rows) > self._rows // 10
+            if stale or len(self._counts) > self._max_words:
+                self._counts.clear()
+                self._rows = rows
+            known = {word: self._counts[word] for word in words if word in self._counts}
+        missing = [word for word in dict.fromkeys(words) if word not in known]
+        if missing:
+            postgres = connection.dialect.name == "postgresql"
+            found = (_read_counts_postgres if postgres else _read_counts)(connection, missing)
+            known |= found
+            with self._lock:
+                self._counts.update(found)
+        return rows, known
+
+
+def _read_counts(connection: Connection, words: Sequence[str]) -> dict[str, int]:
+    for statement in _TEMP_TABLES:
+        connection.exec_driver_sql(statement)
+    connection.exec_driver_sql("DELETE FROM temp.vsq_words")
+    connection.execute(
+        text("INSERT INTO temp.vsq_words (rowid, word) VALUES (:i, :word)"),
+        [{"i": i, "word": word} for i, word in enumerate(words)],
+    )
+    counts = dict.fromkeys(words, 0)
+    for i, count in connection.execute(_WORD_COUNTS):
+        # A word of several tokens (none, from query_terms) counts as its commonest.
+        counts[words[i]] = max(counts[words[i]], int(count or 0))
+    connection.exec_driver_sql("DELETE FROM temp.vsq_words")
+    return counts
+
+
+# PostgreSQL: ANALYZE keeps the commonest lexemes of the tsvector column and their frequencies
+# (pg_stats.most_common_elems): a word's lexemes are looked up there, and a lexeme not listed
+# is rarer than the rarest listed. Before any ANALYZE, the GIN index counts the word's chunks
+# (a bitmap scan: 10-100 ms for a common word, once, then cached like SQLite's). A word
+# to_tsvector drops (an English stop word) counts 0.
+_LEXEME_STATS = text(
+    "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats"
+    " WHERE tablename = 'vector_store_chunks' AND attname = 'tsv'"
+    " AND schemaname = current_schema()"
+)
+_LEXEMES = text(
+    "SELECT u.word, tsvector_to_array(to_tsvector('english', u.word))"
+    " FROM unnest(CAST(:words AS text[])) AS u(word)"
+)
+_WORD_COUNT_POSTGRES = text(
+    "SELECT count(*) FROM vector_store_chunks WHERE tsv @@ to_tsquery('english', :word)"
+)
+
+
+def _read_counts_postgres(connection: Connection, words: Sequence[str]) -> dict[str, int]:
+    stats = connection.execute(_LEXEME_STATS).first()
+    if stats is None or not stats[0] or not stats[1]:
+        # Letters and digits only (files/query.query_terms), quoted: never an operator.
+        return {
+            word: int(connection.execute(_WORD_COUNT_POSTGRES, {"word": f"'{word}'"}).scalar() or 0)
+            for word in words
+        }
+    elements, frequencies = list(stats[0]), list(stats[1])
+    # The frequencies: one per element, then the least and the greatest, then of empty rows.
+    frequency = dict(zip(elements, frequencies[: len(elements)], strict=False))
+    rarest = frequencies[len(elements)] if len(frequencies) > len(elements) else 0.0
+    rows = int(connection.execute(_INDEXED_ROWS).scalar() or 0)
+    counts: dict[str, int] = {}
+    for word, lexemes in connection.execute(_LEXEMES, {"words": list(words)}):
+        known = [frequency.get(lexeme, rarest) for lexeme in lexemes or []]
+        counts[word] = math.ceil(max(known) * rows) if known else 0
+    return counts
+
+
+_DOCUMENT_COUNTS: dict[str, _DocumentCounts] = {}
+
+
+def document_counts(connection: Connection, words: Sequence[str]) -> tuple[int, dict[str, int]]:
+    """(an upper bound of the chunks indexed, {word: chunks containing it, in every store});
+    approximate (cached), for choosing terms, never for scoring."""
+    url = str(connection.engine.url)
+    counts = _DOCUMENT_COUNTS.get(url)
+    if counts is None:
+        counts = _DOCUMENT_COUNTS.setdefault(url, _DocumentCounts())
+    return counts.get(connection, words)
 
 
 def lexical_tsquery(
@@ -317,12 +539,14 @@ __all__ = [
     "FILE_STATUSES",
     "VECTOR_STORES",
     "VECTOR_STORE_FILES",
+    "StoreSpan",
     "bump_version",
     "chunk_spans",
     "chunks_by_pk",
     "delete_chunks",
     "delete_file_row",
     "delete_store_cascade",
+    "document_counts",
     "embeddings_of_store",
     "expired_store_ids",
     "file_counts",
@@ -333,6 +557,7 @@ __all__ = [
     "lexical_tsquery",
     "remove_file",
     "remove_file_everywhere",
+    "store_span",
     "stores_by_id",
     "stores_of_file",
     "touch_stores",

@@ -1,0 +1,156 @@
+"""How a big SQLite index is searched quickly: document counts of the query's words as FTS5
+tokenizes them, the terms kept within the posting budget, and the store left out of the
+expression when it is most of the index (with the exact search again when that finds too few).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from assistants_grpc.files.query import (
+    INDEX_POSTING_BUDGET,
+    POSTING_BUDGET,
+    fts5_query,
+    posting_budget,
+    prune_terms,
+    query_terms,
+)
+from assistants_grpc.store import migrate
+from assistants_grpc.store import repository as repo
+from assistants_grpc.store import vector_stores as vs
+from assistants_grpc.store.database import Database
+
+
+def _store(database: Database, store_id: str, texts: list[str], *, first: int = 0) -> None:
+    """Chunks `first`… of the store's one file (the store and file made with chunk 0)."""
+
+    def work(connection):  # type: ignore[no-untyped-def]
+        if not first:
+            repo.insert_row(
+                connection,
+                vs.VECTOR_STORES,
+                {"id": store_id, "project": "default", "created_at": 1, "name": "",
+                 "metadata": {}, "last_active_at": 1, "version": 0},
+            )  # fmt: skip
+            repo.insert_row(
+                connection,
+                vs.VECTOR_STORE_FILES,
+                {"id": f"file-{store_id}", "vector_store_id": store_id, "created_at": 1,
+                 "filename": "f.txt", "status": "completed", "usage_bytes": 0,
+                 "chunk_max_tokens": 800, "chunk_overlap_tokens": 400, "attributes": {},
+                 "attempts": 0},
+            )  # fmt: skip
+        repo.insert_rows(
+            connection,
+            vs.CHUNKS,
+            [
+                {"vector_store_id": store_id, "file_id": f"file-{store_id}", "seq": i,
+                 "text": text, "char_start": 0, "char_end": len(text), "token_start": i,
+                 "token_end": i + 1}
+                for i, text in enumerate(texts, start=first)
+            ],
+        )  # fmt: skip
+
+    database.transaction_sync(work)
+
+
+def _database(tmp_path: Path) -> Database:
+    database = Database(f"sqlite:///{tmp_path / 'index.db'}")
+    migrate.upgrade(database)
+    return database
+
+
+def test_document_counts_are_fts5_tokens(tmp_path: Path) -> None:
+    database = _database(tmp_path)
+    try:
+        _store(database, "vs_counts", ["searching the café", "searched", "a zebra"])
+        words = ["search", "searches", "Cafe", "zebra", "nowhere"]
+        rows, counts = database.transaction_sync(lambda c: vs.document_counts(c, words))
+        assert rows >= 3
+        # porter: every form of "search" is one term; diacritics and case fold away.
+        assert counts == {"search": 2, "searches": 2, "Cafe": 1, "zebra": 1, "nowhere": 0}
+    finally:
+        database.dispose()
+
+
+def test_prune_terms() -> None:
+    counts = {"rare": 10, "mid": 400, "common": 5000, "commoner": 8000, "none": 0}
+    # Within the budget: every term, as asked.
+    small = prune_terms(["common", "rare", "none"], counts, 20_000, budget=6000)
+    assert (small.terms, small.conjunctive) == (["common", "rare", "none"], False)
+    # Past it: the rarest that fit, in the question's order; a word no chunk holds goes.
+    kept = prune_terms(["common", "mid", "none", "rare", "commoner"], counts, 20_000, budget=600)
+    assert (kept.terms, kept.conjunctive) == (["mid", "rare"], False)
+    # Even the rarest too common: the rarest few together, and the rarest alone to fall back on.
+    together = prune_terms(["commoner", "common"], counts, 20_000, budget=1000)
+    assert (together.terms, together.conjunctive, together.fallback) == (
+        ["common", "commoner"],
+        True,
+        ["common"],
+    )
+    assert fts5_query(together.terms, conjunctive=True) == 'text : ("common" AND "commoner")'
+    # One word only, too common: itself.
+    alone = prune_terms(["commoner"], counts, 20_000, budget=1000)
+    assert (alone.terms, alone.conjunctive) == (["commoner"], False)
+
+
+def test_a_dense_store_is_searched_by_its_range(tmp_path: Path) -> None:
+    database = _database(tmp_path)
+    try:
+        # vs_big's chunks are most of the pks they span, but vs_other's lie among them, and
+        # vs_big's one zebra chunk ranks below theirs.
+        _store(database, "vs_big", [f"plain words number {i}" for i in range(300)])
+        # (each of a length of its own: no two scores tie, so the orders compare)
+        _store(database, "vs_other", ["zebra zebra zebra" + " filler" * i for i in range(50)])
+        _store(database, "vs_big", ["a zebra"], first=300)
+        expression = fts5_query(query_terms("zebra?"))
+        assert expression is not None
+
+        def search(store_id: str, limit: int, spanned: bool) -> list[tuple[int, str]]:
+            def work(connection):  # type: ignore[no-untyped-def]
+                span = vs.store_span(connection, store_id, 0) if spanned else None
+                return vs.lexical_fts5(connection, store_id, expression, limit, span=span)
+
+            return database.transaction_sync(work)
+
+        span = database.transaction_sync(lambda c: vs.store_span(c, "vs_big", 0))
+        assert (span.low, span.high, span.chunks) == (1, 351, 301)
+        assert span.density >= vs.DENSE_SPAN
+        # The list of the range holds only vs_other's chunks: the search is done again with
+        # the store's term, and finds vs_big's.
+        assert search("vs_big", 1, True) == search("vs_big", 1, False)
+        assert [file_id for _, file_id in search("vs_big", 1, True)] == ["file-vs_big"]
+        # vs_other's range is its own: the same list as with its term.
+        assert search("vs_other", 20, True) == search("vs_other", 20, False)
+        assert len(search("vs_other", 20, True)) == 20
+        # A store with no chunks finds nothing.
+        _store(database, "vs_empty", [])
+        assert search("vs_empty", 5, True) == []
+    finally:
+        database.dispose()
+
+
+def test_posting_budget_follows_the_store_share() -> None:
+    assert posting_budget(1.0) == POSTING_BUDGET
+    assert posting_budget(0.5) == 2 * POSTING_BUDGET
+    assert posting_budget(0.0) == min(INDEX_POSTING_BUDGET, 20 * POSTING_BUDGET)
+
+
+def test_document_counts_on_either_backend(database_url: str) -> None:
+    """Exact counts before statistics exist; on PostgreSQL, after ANALYZE, estimates from
+    them (never more than the chunks, a word no chunk holds small, a stop word nil)."""
+    database = Database(database_url)
+    try:
+        migrate.upgrade(database)
+        _store(database, "vs_counts", ["searching zebras", "searched zebra", "a zebra"] * 20)
+        words = ["zebra", "search", "nowhere", "the"]
+        rows, counts = database.transaction_sync(lambda c: vs.document_counts(c, words))
+        assert rows >= 60
+        assert counts == {"zebra": 60, "search": 40, "nowhere": 0, "the": 0}
+        if database.is_postgresql:
+            database.transaction_sync(lambda c: c.exec_driver_sql("ANALYZE vector_store_chunks"))
+            estimated = database.transaction_sync(lambda c: vs._read_counts_postgres(c, words))
+            assert 0 < estimated["zebra"] <= rows and 0 < estimated["search"] <= rows
+            assert estimated["the"] == 0
+    finally:
+        database.dispose()

@@ -64,8 +64,11 @@ CHUNK_BATCH: Final = 4
 # embedding request).
 IDLE_CHUNK_BATCH: Final = 64
 _LOOP_IDLE: Final = 0.05
-# On SQLite a batch waits until the event loop has written nothing for this long (seconds).
+# On SQLite a batch waits until the event loop has written nothing for this long (seconds),
+# but never longer than _QUIET_WAIT_MAX: runs streaming back to back leave no such gap, and
+# the ingestion (and its lease) must still move on, a small batch at a time.
 _LOOP_QUIET: Final = 0.005
+_QUIET_WAIT_MAX: Final = 0.05
 MAX_ATTEMPTS: Final = 3
 # The Assistants tools read up to 2M tokens of a file (CONTRACT.md §12).
 MAX_FILE_TOKENS: Final = 2_000_000
@@ -331,7 +334,11 @@ class IngestionWorker:
         if writer is None:
             await self._database.transaction(guarded)
             return
-        while time.monotonic() - self._database.last_loop_transaction < _LOOP_QUIET:
+        waited_until = time.monotonic() + _QUIET_WAIT_MAX
+        while (
+            time.monotonic() - self._database.last_loop_transaction < _LOOP_QUIET
+            and time.monotonic() < waited_until
+        ):
             await asyncio.sleep(_LOOP_QUIET)
 
         def locked() -> None:

@@ -287,6 +287,9 @@ class RunScheduler:
         for run_id, thread_id, previous in claimed:
             if previous is not None and previous != self.owner:
                 # A lease that lapsed: its replica died or stopped renewing (observability.logs).
+                # Counted here, once the claim has committed.
+                if (recorded := metrics.active()) is not None:
+                    recorded.lease_takeovers.inc()
                 log.warning(
                     "took over run %s from %s (its lease lapsed)",
                     run_id,
@@ -388,10 +391,6 @@ def _claim(
     )
     claimed = [(row[0], row[1], row[2]) for row in connection.execute(query)]
     ids = [run_id for run_id, _, _ in claimed]
-    # A run whose lease another replica let expire is taken over here.
-    takeovers = sum(1 for _, _, previous in claimed if previous not in (None, owner))
-    if takeovers and (recorded := metrics.active()) is not None:
-        recorded.lease_takeovers.inc(takeovers)
     if ids:
         connection.execute(
             update(repo.RUNS)

@@ -69,8 +69,8 @@ def observe_route(template: str, app: ASGIApp) -> ASGIApp:
                 streams.dec()
             done(method, status, time.perf_counter() - began)
             if span is not None:
-                span[0].set_attribute("http.response.status_code", status)
-                tracing.close_span(*span, error=str(status) if status >= 500 else None)
+                span.set_attribute("http.response.status_code", status)
+                tracing.close_span(span, error=str(status) if status >= 500 else None)
 
     return _Asgi(observed)
 

@@ -97,17 +97,16 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 _RPC_ATTRIBUTES = {"rpc.system": "grpc"}
 
 
-def _span(method: str, context: grpc.aio.ServicerContext) -> tuple[Any, object] | None:
+def _span(method: str, context: grpc.aio.ServicerContext) -> tracing.ServerSpan | None:
     if tracing.tracer() is None:
         return None
     parent = tracing.context_from_headers(context.invocation_metadata() or ())
     return tracing.open_server_span(method.lstrip("/"), parent, _RPC_ATTRIBUTES)
 
 
-def _end_span(opened: tuple[Any, object], code: str) -> None:
-    span, token = opened
+def _end_span(span: tracing.ServerSpan, code: str) -> None:
     span.set_attribute("rpc.grpc.status_code", _CODE_NUMBERS[code])
-    tracing.close_span(span, token, None if code in (_OK, "CANCELLED") else code)
+    tracing.close_span(span, None if code in (_OK, "CANCELLED") else code)
 
 
 _CODE_NUMBERS = {str(status.name): int(status.value[0]) for status in grpc.StatusCode}

@@ -28,7 +28,7 @@ from assistants_grpc.config import Settings
 from assistants_grpc.engine.scheduler import RunScheduler
 from assistants_grpc.files.ingest import IngestionWorker
 from assistants_grpc.files.retrieval import Retriever
-from assistants_grpc.http.face import HttpFace, TlsFiles
+from assistants_grpc.http.face import HttpFace, StartingHttp, TlsFiles
 from assistants_grpc.observability import metrics, rpc, tracing
 from assistants_grpc.observability.metrics import MetricsServer
 from assistants_grpc.runtime import Overrides, Runtime
@@ -53,6 +53,7 @@ class AssistantsServer:
         self.runtime = runtime if runtime is not None else Runtime(settings, overrides)
         self._face: GrpcFace | None = None
         self._starting: StartingHealth | None = None
+        self._starting_http: StartingHttp | None = None
         self._serve_http = bool(settings.http_port) if http is None else http
         self._http: HttpFace | None = None
         self._serve_metrics = bool(settings.metrics_port) if metrics is None else metrics
@@ -68,8 +69,11 @@ class AssistantsServer:
 
     @property
     def http_port(self) -> int:
-        """The HTTP face's bound port; 0 when it is off or not started."""
-        return self._http.port if self._http is not None else 0
+        """The HTTP face's bound port: while starting, that of the starting listener (503);
+        0 when it is off or not started."""
+        if self._http is not None:
+            return self._http.port
+        return self._starting_http.port if self._starting_http is not None else 0
 
     @property
     def metrics_port(self) -> int:
@@ -127,20 +131,30 @@ class AssistantsServer:
         tracing.configure()
         owns_runtime = not self.runtime.started
         port = settings.port
+        http_port = settings.http_port
         starting: StartingHealth | None = None
-        if owns_runtime:
-            # The port answers health from now on: NOT_SERVING while migrations run.
-            starting = StartingHealth(host=settings.host, port=port, credentials=credentials)
-            port = await starting.start()
-            self._starting = starting
+        starting_http: StartingHttp | None = None
         try:
+            if owns_runtime:
+                # The ports answer health from now on: NOT_SERVING while migrations run.
+                starting = StartingHealth(host=settings.host, port=port, credentials=credentials)
+                port = await starting.start()
+                self._starting = starting
+                if self._serve_http:
+                    starting_http = StartingHttp(
+                        host=settings.http_bind_host, port=http_port, tls=self._http_tls()
+                    )
+                    http_port = await starting_http.start()
+                    self._starting_http = starting_http
             await self.runtime.start()
         except BaseException:
-            self._starting = None
+            self._starting = self._starting_http = None
             raise
         finally:
             if starting is not None:
                 await starting.stop()
+            if starting_http is not None:
+                await starting_http.stop()
         face = GrpcFace(
             self.runtime.services,
             self.runtime.guard,
@@ -150,7 +164,7 @@ class AssistantsServer:
             credentials=credentials,
             interceptors=rpc.interceptors(),
         )
-        http_face = self._http_face() if self._serve_http else None
+        http_face = self._http_face(http_port) if self._serve_http else None
         metrics_face = self._metrics_face() if self._serve_metrics else None
         faces = [f for f in (face, http_face, metrics_face) if f is not None]
         try:
@@ -160,7 +174,7 @@ class AssistantsServer:
                 await self.runtime.stop(0)
             raise
         self._face = face
-        self._starting = None
+        self._starting = self._starting_http = None
         self._http = http_face
         self._metrics = metrics_face
         database = self.runtime.database
@@ -173,20 +187,22 @@ class AssistantsServer:
         )
         return face.port
 
-    def _http_face(self) -> HttpFace:
+    def _http_tls(self) -> TlsFiles | None:
         settings = self.settings
-        tls = (
-            TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
-            if settings.tls_cert is not None and settings.tls_key is not None
-            else None
-        )
+        if settings.tls_cert is None or settings.tls_key is None:
+            return None
+        return TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+
+    def _http_face(self, port: int) -> HttpFace:
+        """The HTTP face on `port` (the one the starting listener held, for port 0)."""
+        settings = self.settings
         return HttpFace(
             self.runtime.services,
             self.runtime.guard,
             host=settings.http_bind_host,
-            port=settings.http_port,
+            port=port,
             max_request_bytes=settings.max_request_bytes,
-            tls=tls,
+            tls=self._http_tls(),
         )
 
     def _metrics_face(self) -> MetricsServer:

@@ -154,8 +154,9 @@ async def test_health_follows_the_database(fake_model: FakeModelServer) -> None:
 
 
 async def test_starting_is_not_serving_while_migrations_wait(fake_model: FakeModelServer) -> None:
-    """Another replica migrating (it holds the migration lock): this one's port answers health,
-    NOT_SERVING, until its own migrations ran; then SERVING on the same port."""
+    """Another replica migrating (it holds the migration lock): this one's ports answer health,
+    NOT_SERVING (gRPC) and 503 starting (HTTP), until its own migrations ran; then SERVING on
+    the same ports."""
     assert POSTGRES_URL
     reset_postgres(POSTGRES_URL)
     engine = create_engine(normalize_url(POSTGRES_URL))
@@ -170,19 +171,27 @@ async def test_starting_is_not_serving_while_migrations_wait(fake_model: FakeMod
             code_interpreter="off",
         ),
         Overrides(model_env={"OPENAI_BASE_URL": fake_model.base_url}),
+        http=True,
     )
     start = asyncio.create_task(server.start())
     channel: grpc.aio.Channel | None = None
     try:
         async with asyncio.timeout(30):
-            while server.runtime.state != "migrating" or server.port == 0:
+            while server.runtime.state != "migrating" or 0 in (server.port, server.http_port):
                 await asyncio.sleep(0.01)
-        port = server.port
+        port, http_port = server.port, server.http_port
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "assistants.v1.RunService"):
             reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
             assert reply.status == NOT_SERVING
+        async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
+            starting = await http.get("/health")
+            assert starting.status_code == 503
+            assert starting.json() == {"status": "NOT_SERVING", "state": "starting"}
+            refused = await http.post("/v1/assistants", json={"model": "gpt-4o"})
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+            assert refused.json()["error"]["code"] == "starting"
         assert not start.done()
         holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
         holder.commit()
@@ -190,6 +199,10 @@ async def test_starting_is_not_serving_while_migrations_wait(fake_model: FakeMod
         assert server.runtime.state == "serving"
         reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
         assert reply.status == SERVING
+        assert server.http_port == http_port
+        async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
+            serving = await http.get("/health")
+            assert (serving.status_code, serving.json()) == (200, {"status": "SERVING"})
     finally:
         holder.close()
         engine.dispose()

@@ -18,6 +18,7 @@ belong to `assistants-grpc serve`, which stops the runtime, which stops every fa
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import ssl
@@ -25,11 +26,13 @@ from dataclasses import dataclass
 from typing import Final
 
 import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from assistants_grpc.auth.exposure import SecurityConfigError
 from assistants_grpc.auth.guard import Guard
 from assistants_grpc.http.app import build_app
 from assistants_grpc.http.call import Face
+from assistants_grpc.http.errors import envelope
 from assistants_grpc.http.streaming import KEEPALIVE_SECONDS, Streams
 from assistants_grpc.services.bundle import Services
 
@@ -94,38 +97,8 @@ class HttpFace:
         return self._face.requests
 
     async def start(self) -> None:
-        tls = self._tls
-        config = uvicorn.Config(
-            build_app(self._face),
-            host=self._host,
-            port=self._requested_port,
-            http="httptools",
-            ws="none",
-            lifespan="off",
-            # The server's own logging stays as configured; no access log (keys and ids in
-            # URLs are nobody's business at INFO).
-            log_config=None,
-            access_log=False,
-            server_header=False,
-            # No proxy header rewriting: the client address is the connection's.
-            proxy_headers=False,
-            ssl_certfile=tls.cert if tls else None,
-            ssl_keyfile=tls.key if tls else None,
-            ssl_ca_certs=tls.client_ca if tls else None,
-            ssl_cert_reqs=ssl.CERT_REQUIRED if tls and tls.client_ca else ssl.CERT_NONE,
-        )
-        try:
-            config.load()
-        except (OSError, ssl.SSLError) as error:
-            raise SecurityConfigError(f"HTTP face TLS: {error}") from None
-        sock = _bind(self._host, self._requested_port)
-        server = uvicorn.Server(config)
-        server.lifespan = config.lifespan_class(config)
-        try:
-            await server.startup(sockets=[sock])
-        except BaseException:
-            sock.close()
-            raise
+        app = build_app(self._face)
+        server, sock = await _serve(app, self._host, self._requested_port, self._tls)
         self.port = sock.getsockname()[1]
         self._server = server
         self._ticker = asyncio.ensure_future(server.main_loop())
@@ -168,6 +141,98 @@ class HttpFace:
             await listener.wait_closed()
 
 
+async def _serve(
+    app: ASGIApp, host: str, port: int, tls: TlsFiles | None
+) -> tuple[uvicorn.Server, socket.socket]:
+    """uvicorn serving `app` on a socket bound here (see the module's docstring)."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http="httptools",
+        ws="none",
+        lifespan="off",
+        # The server's own logging stays as configured; no access log (keys and ids in
+        # URLs are nobody's business at INFO).
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        # No proxy header rewriting: the client address is the connection's.
+        proxy_headers=False,
+        ssl_certfile=tls.cert if tls else None,
+        ssl_keyfile=tls.key if tls else None,
+        ssl_ca_certs=tls.client_ca if tls else None,
+        ssl_cert_reqs=ssl.CERT_REQUIRED if tls and tls.client_ca else ssl.CERT_NONE,
+    )
+    try:
+        config.load()
+    except (OSError, ssl.SSLError) as error:
+        raise SecurityConfigError(f"HTTP face TLS: {error}") from None
+    sock = _bind(host, port)
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)
+    try:
+        await server.startup(sockets=[sock])
+    except BaseException:
+        sock.close()
+        raise
+    return server, sock
+
+
+class StartingHttp:
+    """The HTTP port while the runtime starts (migrations may wait for another replica's), as
+    StartingHealth is the gRPC port's: `GET /health` answers 503 `{"status": "NOT_SERVING",
+    "state": "starting"}`, every other request 503 with an OpenAI error and `Retry-After`, so
+    an HTTP probe tells "starting" from "serving" and from "down" (refused). `stop` frees the
+    port for the face, which binds the same one (the chosen one, for port 0)."""
+
+    def __init__(self, *, host: str, port: int, tls: TlsFiles | None = None) -> None:
+        self._host, self._requested_port, self._tls = host, port, tls
+        self._server: uvicorn.Server | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        server, sock = await _serve(_starting_app, self._host, self._requested_port, self._tls)
+        self._server = server
+        self.port = sock.getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        for listener in server.servers:
+            listener.close()
+        for connection in list(server.server_state.connections):
+            connection.shutdown()
+        for listener in server.servers:
+            await listener.wait_closed()
+
+
+_STARTING_HEALTH: Final = b'{"status": "NOT_SERVING", "state": "starting"}'
+# Nothing was done, so the SDK may retry anything (it retries a 503 after `retry-after-ms`).
+_STARTING_ERROR: Final = json.dumps(
+    envelope(
+        "the server is starting (database migrations are running); retry shortly",
+        "server_error",
+        None,
+        "starting",
+    )
+).encode()
+
+
+async def _starting_app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        return
+    health = scope["path"] == "/health"
+    body = _STARTING_HEALTH if health else _STARTING_ERROR
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    if not health:
+        headers += [(b"retry-after", b"1"), (b"retry-after-ms", b"1000")]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def _bind(host: str, port: int) -> socket.socket:
     """A listening-ready socket on host:port (IPv6 for an IPv6 address)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -182,4 +247,4 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-__all__ = ["HttpFace", "TlsFiles"]
+__all__ = ["HttpFace", "StartingHttp", "TlsFiles"]

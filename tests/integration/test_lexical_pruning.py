@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from sqlalchemy import select
+
 from assistants_grpc.files.query import (
     INDEX_POSTING_BUDGET,
     POSTING_BUDGET,
+    TSQUERY_POSTING_BUDGET,
     fts5_query,
     posting_budget,
     prune_terms,
@@ -134,23 +138,37 @@ def test_posting_budget_follows_the_store_share() -> None:
     assert posting_budget(1.0) == POSTING_BUDGET
     assert posting_budget(0.5) == 2 * POSTING_BUDGET
     assert posting_budget(0.0) == min(INDEX_POSTING_BUDGET, 20 * POSTING_BUDGET)
+    assert posting_budget(0.5, TSQUERY_POSTING_BUDGET) == 2 * TSQUERY_POSTING_BUDGET
 
 
-def test_document_counts_on_either_backend(database_url: str) -> None:
-    """Exact counts before statistics exist; on PostgreSQL, after ANALYZE, estimates from
-    them (never more than the chunks, a word no chunk holds small, a stop word nil)."""
+def test_postgresql_ranks_at_most_the_cap(database_url: str) -> None:
+    """Past `ranked` matching chunks none is ranked: the best of the first ones the index
+    yields (the table's order) come back, of the store's chunks only. Below the cap, the
+    result is the full ranking's."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("ranked= is PostgreSQL's")
     database = Database(database_url)
     try:
         migrate.upgrade(database)
-        _store(database, "vs_counts", ["searching zebras", "searched zebra", "a zebra"] * 20)
-        words = ["zebra", "search", "nowhere", "the"]
-        rows, counts = database.transaction_sync(lambda c: vs.document_counts(c, words))
-        assert rows >= 60
-        assert counts == {"zebra": 60, "search": 40, "nowhere": 0, "the": 0}
-        if database.is_postgresql:
-            database.transaction_sync(lambda c: c.exec_driver_sql("ANALYZE vector_store_chunks"))
-            estimated = database.transaction_sync(lambda c: vs._read_counts_postgres(c, words))
-            assert 0 < estimated["zebra"] <= rows and 0 < estimated["search"] <= rows
-            assert estimated["the"] == 0
+        _store(database, "vs_other", ["zebra zebra zebra"] * 5)
+        # The first chunks hold one zebra among many words: a full ranking puts the others
+        # first.
+        texts = ["zebra" + " x" * 20] * 4 + ["zebra zebra zebra"] * 8
+        _store(database, "vs_cap", texts)
+        pks = database.transaction_sync(
+            lambda c: sorted(c.execute(select(vs.CHUNKS.c.pk).where(
+                vs.CHUNKS.c.vector_store_id == "vs_cap")).scalars())
+        )  # fmt: skip
+
+        def search(ranked: int | None) -> list[int]:
+            found = database.transaction_sync(
+                lambda c: vs.lexical_tsquery(c, "vs_cap", "'zebra'", 5, ranked=ranked)
+            )
+            return [pk for pk, _ in found]
+
+        every = search(None)
+        assert len(every) == 5 and not set(every) & set(pks[:4])
+        assert search(len(pks)) == every
+        assert set(search(4)) == set(pks[:4])
     finally:
         database.dispose()

@@ -20,6 +20,8 @@ __all__ = [
     "INDEX_POSTING_BUDGET",
     "MAX_TERMS",
     "POSTING_BUDGET",
+    "TSQUERY_POSTING_BUDGET",
+    "TSQUERY_RANKED_MAX",
     "Pruned",
     "fts5_query",
     "posting_budget",
@@ -68,10 +70,23 @@ POSTING_BUDGET: Final = 4_000
 INDEX_POSTING_BUDGET: Final = 150_000
 
 
-def posting_budget(share: float) -> int:
-    """The budget of postings counted over the whole index, for a store that is `share` of it:
-    only its own chunks are ranked, but every store's postings are read."""
-    return min(INDEX_POSTING_BUDGET, int(POSTING_BUDGET / max(share, 0.05)))
+# PostgreSQL reads every matching chunk's heap row to rank it: ~2 µs a chunk from shared
+# buffers, ~10 µs when its page must be read in (a 100,000-chunk store's rows are ~120 MB, about
+# all of the default 128 MB of shared_buffers). Several times FTS5's cost, so fewer chunks: at
+# 2,000 a question of a 100,000-chunk store takes ~6 ms of ranking (at 4,000, ~11 ms; the
+# first answers of 50 questions amid 100,000 filler chunks were no worse).
+TSQUERY_POSTING_BUDGET: Final = 2_000
+# And at most this many are ranked, whatever the estimate was: a question of common words
+# matches half a store whatever terms are kept (~150-250 ms to rank them all). Above the
+# budget, for the estimate's error (words sharing a stem, words found together).
+TSQUERY_RANKED_MAX: Final = 3_000
+
+
+def posting_budget(share: float, budget: int = POSTING_BUDGET) -> int:
+    """The budget of postings counted over the whole index, for a store that is `share` of it
+    and may rank `budget` chunks: only its own chunks are ranked, but every store's postings
+    are read."""
+    return min(INDEX_POSTING_BUDGET, int(budget / max(share, 0.05)))
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 For every query and every store, up to two ranked lists of chunks:
 
-- lexical, in the database: FTS5 bm25 on SQLite, tsvector `ts_rank_cd` on PostgreSQL, the
+- lexical, in the database: FTS5 bm25 on SQLite, tsvector `ts_rank` on PostgreSQL, the
   question always quoted into the query language (files/query.py);
 - dense, when an embedding endpoint is configured and the store was built with its model: the
   cosine similarity of the query's embedding with every chunk's, an exact scan (numpy) of the
@@ -30,6 +30,8 @@ from sqlalchemy import Connection, RowMapping
 from assistants_grpc.files import filters as attribute_filters
 from assistants_grpc.files.embeddings import Embedder, StoreVectors, VectorCache
 from assistants_grpc.files.query import (
+    TSQUERY_POSTING_BUDGET,
+    TSQUERY_RANKED_MAX,
     Pruned,
     fts5_query,
     posting_budget,
@@ -255,23 +257,26 @@ def _tsquery_search(
     allowed: list[str] | None,
 ) -> list[tuple[int, str]]:
     """ts_rank over the terms a big index can rank quickly (files/query.prune_terms: ts_rank
-    reads every matching chunk's tsvector), every term with a file filter."""
+    reads every matching chunk's tsvector), and over TSQUERY_RANKED_MAX matching chunks at
+    most; every term, and every match, with a file filter."""
     if allowed is None:
         rows, counts = vs.document_counts(connection, terms)
         share = vs.store_span(connection, store_id, version).chunks / rows if rows else 1.0
-        pruned = prune_terms(terms, counts, rows, posting_budget(share))
+        budget = posting_budget(share, TSQUERY_POSTING_BUDGET)
+        pruned = prune_terms(terms, counts, rows, budget)
         if not pruned.terms:  # no chunk holds any of the words
             return []
     else:
         pruned = Pruned(terms, False, [])
     expression = tsquery(pruned.terms, conjunctive=pruned.conjunctive)
     assert expression is not None
-    found = vs.lexical_tsquery(connection, store_id, expression, depth, allowed)
+    ranked = TSQUERY_RANKED_MAX
+    found = vs.lexical_tsquery(connection, store_id, expression, depth, allowed, ranked=ranked)
     if len(found) < depth and pruned.fallback:
         fallback = tsquery(pruned.fallback)
         assert fallback is not None
         seen = {pk for pk, _ in found}
-        more = vs.lexical_tsquery(connection, store_id, fallback, depth)
+        more = vs.lexical_tsquery(connection, store_id, fallback, depth, ranked=ranked)
         found += [hit for hit in more if hit[0] not in seen][: depth - len(found)]
     return found
 

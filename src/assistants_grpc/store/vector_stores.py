@@ -253,8 +253,26 @@ _FTS5_FILTERED_SQL = (
     f" ORDER BY bm25({LEXICAL_INDEX}, 0.0, 1.0) LIMIT :limit"
 )
 # PostgreSQL's ranks know no inverse document frequency, so chunks that match every term come
-# first (`qa`, the terms AND-ed), then by ts_rank among equals.
+# first (`qa`, the terms AND-ed), then by ts_rank among equals. A search costs ~2-3 µs a
+# matching chunk (its heap row is read, then ranked), and a question of common words can match
+# half a store whatever terms are kept (files/query.prune_terms), so at most `:ranked` of them
+# are ranked: the first the index yields, in the table's order. Unless that cap binds, the
+# result is the same as ranking every match. The tsquery of the scan is a subquery: its value
+# hidden, the planner keeps to the (store, tsv) GIN index; knowing that a word is in half the
+# rows, it would read the table in order until `:ranked` rows match, as if every store's
+# chunks were spread evenly through it (they lie together: 100,000 of another store first).
+# With a file filter, every match is ranked (the filter bounds them, as on SQLite).
 _TSQUERY_SQL = (
+    "SELECT c.pk, c.file_id FROM ("
+    " SELECT pk, vector_store_id, file_id, tsv FROM vector_store_chunks"
+    " WHERE vector_store_id = :store_id AND tsv @@ (SELECT to_tsquery('english', :query))"
+    " LIMIT :ranked) AS c"
+    " JOIN vector_store_files AS f ON f.vector_store_id = c.vector_store_id AND f.id = c.file_id,"
+    " to_tsquery('english', :query) AS q, to_tsquery('english', :all_terms) AS qa"
+    " WHERE f.status = 'completed'"
+    " ORDER BY (c.tsv @@ qa) DESC, ts_rank(c.tsv, q, 1) DESC, c.pk LIMIT :limit"
+)
+_TSQUERY_FILTERED_SQL = (
     "SELECT c.pk, c.file_id FROM vector_store_chunks AS c"
     " JOIN vector_store_files AS f ON f.vector_store_id = c.vector_store_id AND f.id = c.file_id,"
     " to_tsquery('english', :query) AS q, to_tsquery('english', :all_terms) AS qa"
@@ -263,7 +281,7 @@ _TSQUERY_SQL = (
 )
 # Indexed by "filtered by file ids".
 _FTS5_SEARCH = (text(_FTS5_SQL), _lexical(_FTS5_FILTERED_SQL, filtered=True))
-_TSQUERY_SEARCH = (_lexical(_TSQUERY_SQL, filtered=False), _lexical(_TSQUERY_SQL, filtered=True))
+_TSQUERY_SEARCH = (text(_TSQUERY_SQL), _lexical(_TSQUERY_FILTERED_SQL, filtered=True))
 
 
 def _parameters(
@@ -524,11 +542,17 @@ def lexical_tsquery(
     query: str,
     limit: int,
     file_ids: Sequence[str] | None = None,
+    *,
+    ranked: int | None = None,
 ) -> list[tuple[int, str]]:
+    """The store's chunks matching `query` (a to_tsquery text), best first. `ranked`: at most
+    that many matching chunks are ranked (None: all); ignored with `file_ids`."""
     all_terms = query.replace(" | ", " & ")
-    which, parameters = _parameters(
-        {"query": query, "all_terms": all_terms, "store_id": store_id, "limit": limit}, file_ids
-    )
+    values: dict[str, Any] = {"query": query, "all_terms": all_terms}
+    values |= {"store_id": store_id, "limit": limit}
+    if file_ids is None:
+        values["ranked"] = ranked  # LIMIT NULL is no limit
+    which, parameters = _parameters(values, file_ids)
     rows = connection.execute(_TSQUERY_SEARCH[which], parameters)
     return [(pk, file_id) for pk, file_id in rows]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from assistants_grpc.files.query import (
     INDEX_POSTING_BUDGET,
@@ -171,4 +171,50 @@ def test_postgresql_ranks_at_most_the_cap(database_url: str) -> None:
         assert search(len(pks)) == every
         assert set(search(4)) == set(pks[:4])
     finally:
+        database.dispose()
+
+
+def test_postgresql_counts_come_from_the_statistics_read_once(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After ANALYZE, a word's count is its lexeme's share of the rows in pg_stats (a word not
+    listed there counts as the rarest listed; a stop word 0), and pg_stats is read once for
+    words asked later, until what was read is STATS_SECONDS old."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("pg_stats is PostgreSQL's")
+    database = Database(database_url)
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    def stats_reads() -> int:
+        return sum("pg_stats" in statement for statement in statements)
+
+    try:
+        migrate.upgrade(database)
+        texts = [f"common word{i % 50} " + ("often " if i % 4 == 0 else "") for i in range(400)]
+        _store(database, "vs_stats", texts)
+        database.transaction_sync(lambda c: c.exec_driver_sql("ANALYZE vector_store_chunks"))
+        monkeypatch.setattr(vs, "_LEXEME_FREQUENCIES", vs._LexemeStats())
+        monkeypatch.setattr(vs, "_DOCUMENT_COUNTS", {})
+        event.listen(database.engine, "before_cursor_execute", seen)
+        rows, counts = database.transaction_sync(
+            lambda c: vs.document_counts(c, ["common", "often", "the"])
+        )
+        assert rows >= 400 and stats_reads() == 1
+        assert counts["common"] == pytest.approx(rows, rel=0.1)
+        assert counts["often"] == pytest.approx(rows / 4, rel=0.3)
+        assert counts["the"] == 0  # an English stop word: to_tsvector drops it
+        # New words asked later: counted from what was read, pg_stats not read again.
+        _, later = database.transaction_sync(lambda c: vs.document_counts(c, ["word7"]))
+        assert 0 < later["word7"] <= rows / 10
+        assert stats_reads() == 1
+        # Once what was read is old, read again.
+        monkeypatch.setattr(vs._LexemeStats, "STATS_SECONDS", 0.0)
+        database.transaction_sync(lambda c: vs.document_counts(c, ["word8"]))
+        assert stats_reads() == 2
+    finally:
+        if event.contains(database.engine, "before_cursor_execute", seen):
+            event.remove(database.engine, "before_cursor_execute", seen)
         database.dispose()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -503,18 +504,52 @@ _WORD_COUNT_POSTGRES = text(
 )
 
 
+class _LexemeStats:
+    """pg_stats' commonest lexemes of one database (by URL), parsed, kept for STATS_SECONDS:
+    the row is an array of thousands of lexemes (~3 ms to read and parse), and the questions
+    of a busy store keep bringing words not yet counted. ANALYZE (autovacuum's, after many
+    changes) updates it rarely; a minute late only changes which terms are kept."""
+
+    STATS_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        self._read: dict[str, tuple[float, dict[str, float], float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, connection: Connection) -> tuple[dict[str, float], float] | None:
+        """({lexeme: share of the rows holding it}, the share of any lexeme not listed), or
+        None before the column's first ANALYZE."""
+        url = str(connection.engine.url)
+        now = time.monotonic()
+        with self._lock:
+            known = self._read.get(url)
+        if known is not None and now - known[0] < self.STATS_SECONDS:
+            return known[1], known[2]
+        stats = connection.execute(_LEXEME_STATS).first()
+        if stats is None or not stats[0] or not stats[1]:
+            return None
+        elements, frequencies = list(stats[0]), list(stats[1])
+        # The frequencies: one per element, then the least and the greatest, then of empty
+        # rows.
+        frequency = dict(zip(elements, frequencies[: len(elements)], strict=False))
+        rarest = frequencies[len(elements)] if len(frequencies) > len(elements) else 0.0
+        with self._lock:
+            self._read[url] = (now, frequency, rarest)
+        return frequency, rarest
+
+
+_LEXEME_FREQUENCIES = _LexemeStats()
+
+
 def _read_counts_postgres(connection: Connection, words: Sequence[str]) -> dict[str, int]:
-    stats = connection.execute(_LEXEME_STATS).first()
-    if stats is None or not stats[0] or not stats[1]:
+    stats = _LEXEME_FREQUENCIES.get(connection)
+    if stats is None:
         # Letters and digits only (files/query.query_terms), quoted: never an operator.
         return {
             word: int(connection.execute(_WORD_COUNT_POSTGRES, {"word": f"'{word}'"}).scalar() or 0)
             for word in words
         }
-    elements, frequencies = list(stats[0]), list(stats[1])
-    # The frequencies: one per element, then the least and the greatest, then of empty rows.
-    frequency = dict(zip(elements, frequencies[: len(elements)], strict=False))
-    rarest = frequencies[len(elements)] if len(frequencies) > len(elements) else 0.0
+    frequency, rarest = stats
     rows = int(connection.execute(_INDEXED_ROWS).scalar() or 0)
     counts: dict[str, int] = {}
     for word, lexemes in connection.execute(_LEXEMES, {"words": list(words)}):

@@ -193,6 +193,80 @@ async def closed_loop(
     return LoadResult(concurrency, finished_in_window, seconds, latencies, cpu)
 
 
+async def paced_loop(
+    call: Callable[[int], Awaitable[object]],
+    rate: float,
+    duration: float,
+    warmup: float,
+    max_in_flight: int = 64,
+    pids: Sequence[int] = (),
+) -> LoadResult:
+    """Calls started at a steady `rate` a second for `warmup + duration` seconds (at most
+    `max_in_flight` at once: past that a start waits, and the pace slips). Every variant of a
+    comparison paced alike sees the same load, so its CPU per call is what a call costs it:
+    under a closed loop a server kept less busy (its client slowed by anything) batches less
+    per event-loop turn and spends more per call for it. Counted and timed as `closed_loop`."""
+    loop = asyncio.get_running_loop()
+    begin = loop.time()
+    start = begin + warmup
+    end = start + duration
+    latencies: list[float] = []
+    finished_in_window = 0
+    slots = asyncio.Semaphore(max_in_flight)
+    failures: list[BaseException] = []
+
+    async def one(index: int) -> None:
+        nonlocal finished_in_window
+        try:
+            began = loop.time()
+            timer = time.perf_counter()
+            await call(index)
+            latency = time.perf_counter() - timer
+            done = loop.time()
+            if began >= start:
+                latencies.append(latency)
+            if start <= done < end:
+                finished_in_window += 1
+        except BaseException as error:  # the first is raised once the loop ends
+            failures.append(error)
+        finally:
+            slots.release()
+
+    cpu: dict[int, float] = {}
+
+    async def sampler() -> None:
+        await asyncio.sleep(max(start - loop.time(), 0))
+        before = {pid: cpu_seconds(pid) for pid in pids}
+        await asyncio.sleep(max(end - loop.time(), 0))
+        cpu.update({pid: cpu_seconds(pid) - before[pid] for pid in pids})
+
+    sampling = asyncio.create_task(sampler())
+    calls: set[asyncio.Task[None]] = set()
+    try:
+        index = 0
+        while not failures:
+            due = begin + index / rate
+            if due >= end:
+                break
+            if due > loop.time():
+                await asyncio.sleep(due - loop.time())
+            await slots.acquire()
+            task = asyncio.create_task(one(index))
+            calls.add(task)
+            task.add_done_callback(calls.discard)
+            index += 1
+        await sampling
+        if calls:
+            await asyncio.gather(*calls)
+    finally:
+        for task in (*calls, sampling):
+            task.cancel()
+        await asyncio.gather(*calls, sampling, return_exceptions=True)
+    if failures:
+        raise failures[0]
+    return LoadResult(max_in_flight, finished_in_window, duration, latencies, cpu)
+
+
 @dataclass(frozen=True)
 class Plan:
     """How much of each measurement to do (the default run, or `--quick`)."""

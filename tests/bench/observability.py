@@ -6,7 +6,14 @@ over OTLP/HTTP (to a sink in the bench process that reads and discards them).
 Three service processes, each on its own SQLite file, measured in the same bench run in short
 slices that take turns (their order rotating each round), so a burst of load from anything else
 on the machine hits all three alike. The figures are CPU per call, which a busy machine changes
-far less than calls per second."""
+far less than calls per second.
+
+Two kinds of rounds. Saturated: each variant as fast as its callers go (a closed loop), for its
+calls per second. Paced: each variant at the same steady rate (70% of the slowest variant's
+saturated rate), for the figures: on two cores shared by the callers, the services and the OTLP
+sink, a closed loop's CPU per call also measures how busy the callers kept the service (one kept
+less busy batches less per event-loop turn and spends more per call), so only at equal load is
+the difference between variants what the variant costs."""
 
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ from tests.bench.common import (
     Stubs,
     closed_loop,
     create_assistant,
+    paced_loop,
     percentile,
     user_text,
 )
@@ -38,6 +46,8 @@ from tests.bench.runs import check_completed, consume
 VARIANTS: Final = ("metrics_off", "metrics_on", "traced")
 UNARY_IN_FLIGHT: Final = 16
 RUNS_IN_FLIGHT: Final = 8
+# The paced rounds' rate: this share of the slowest variant's saturated calls per second.
+PACED_SHARE: Final = 0.7
 
 
 class _Sink:
@@ -173,16 +183,21 @@ async def _measure(
         rounds = 2 if plan.quick else 4
         unary_seconds = max(plan.unary_seconds / 2, 0.5)
         run_seconds = max(plan.run_seconds / 3, 0.5)
-        unary_results: dict[str, list[LoadResult]] = {name: [] for name in VARIANTS}
-        run_results: dict[str, list[LoadResult]] = {name: [] for name in VARIANTS}
+        kinds = (
+            ("unary", unary, UNARY_IN_FLIGHT, unary_seconds),
+            ("runs", run, RUNS_IN_FLIGHT, run_seconds),
+        )
+        saturated: dict[str, dict[str, list[LoadResult]]] = {
+            kind: {name: [] for name in VARIANTS} for kind, *_ in kinds
+        }
+        paced: dict[str, dict[str, list[LoadResult]]] = {
+            kind: {name: [] for name in VARIANTS} for kind, *_ in kinds
+        }
         for index in range(rounds):
             order = VARIANTS[index % 3 :] + VARIANTS[: index % 3]
-            for results, make, in_flight, seconds in (
-                (unary_results, unary, UNARY_IN_FLIGHT, unary_seconds),
-                (run_results, run, RUNS_IN_FLIGHT, run_seconds),
-            ):
+            for kind, make, in_flight, seconds in kinds:
                 for name in order:
-                    results[name].append(
+                    saturated[kind][name].append(
                         await closed_loop(
                             make(name),
                             in_flight,
@@ -191,19 +206,37 @@ async def _measure(
                             pids=(services[name].pid,),
                         )
                     )
+        rates = {
+            kind: PACED_SHARE * min(sum(r.calls for r in got) / sum(r.seconds for r in got)
+                                    for got in saturated[kind].values())
+            for kind, *_ in kinds
+        }  # fmt: skip
+        for index in range(rounds):
+            order = VARIANTS[index % 3 :] + VARIANTS[: index % 3]
+            for kind, make, in_flight, seconds in kinds:
+                for name in order:
+                    paced[kind][name].append(
+                        await paced_loop(
+                            make(name),
+                            rates[kind],
+                            seconds,
+                            plan.unary_warmup,
+                            max_in_flight=4 * in_flight,
+                            pids=(services[name].pid,),
+                        )
+                    )
         # A scrape, as Prometheus would make: it must count what was done.
         scrape_after = _scrape(metrics_port)
         runs_counted = _metric(scrape_after, "assistants_runs_finished_total") - _metric(
             scrape_before, "assistants_runs_finished_total"
         )
-        runs_made = sum(r.calls for r in run_results["metrics_on"])
+        runs_made = sum(r.calls for r in saturated["runs"]["metrics_on"])
+        runs_made += sum(r.calls for r in paced["runs"]["metrics_on"])
         if runs_counted < runs_made:
             raise BenchError(f"/metrics counted {runs_counted} runs of {runs_made} finished")
     finally:
         for s in stubs.values():
             await s.close()
-    unary_cells = {name: _merge(unary_results[name], services[name].pid) for name in VARIANTS}
-    run_cells = {name: _merge(run_results[name], services[name].pid) for name in VARIANTS}
 
     def over_off(results: dict[str, list[LoadResult]], name: str) -> dict[str, Any]:
         """The variant's CPU per call over metrics off's: pooled over the rounds (the figure),
@@ -222,22 +255,24 @@ async def _measure(
             "rounds": rounds,
         }
 
+    def cells(kind: str) -> dict[str, Any]:
+        got, sat = paced[kind], saturated[kind]
+        return {
+            **{name: _merge(got[name], services[name].pid) for name in VARIANTS},
+            "paced_per_s": round(rates[kind], 1),
+            "metrics_cpu_overhead": over_off(got, "metrics_on"),
+            "tracing_cpu_overhead": over_off(got, "traced"),
+            "saturated": {
+                **{name: _merge(sat[name], services[name].pid) for name in VARIANTS},
+                "metrics_cpu_overhead": over_off(sat, "metrics_on"),
+                "tracing_cpu_overhead": over_off(sat, "traced"),
+            },
+        }
+
     return {
-        "unary": {
-            "method": "GetAssistant",
-            "in_flight": UNARY_IN_FLIGHT,
-            **unary_cells,
-            "rounds": rounds,
-            "metrics_cpu_overhead": over_off(unary_results, "metrics_on"),
-            "tracing_cpu_overhead": over_off(unary_results, "traced"),
-        },
-        "runs": {
-            "in_flight": RUNS_IN_FLIGHT,
-            **run_cells,
-            "rounds": rounds,
-            "metrics_cpu_overhead": over_off(run_results, "metrics_on"),
-            "tracing_cpu_overhead": over_off(run_results, "traced"),
-        },
+        "unary": {"method": "GetAssistant", "in_flight": UNARY_IN_FLIGHT, "rounds": rounds}
+        | cells("unary"),
+        "runs": {"in_flight": RUNS_IN_FLIGHT, "rounds": rounds} | cells("runs"),
         "scrape_bytes": len(scrape_after.encode()),
         "otlp_exports": sink.requests,
         "otlp_bytes": sink.bytes,

@@ -17,6 +17,7 @@ Field numbers are those of opentelemetry/proto/trace/v1/trace.proto and common/v
 from __future__ import annotations
 
 import logging
+import os
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -25,12 +26,20 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from assistants_grpc.observability.otlp_transport import HttpClientTransport, tls_from_environment
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
 
 __all__ = ["FastOTLPSpanExporter", "encode"]
 
 log = logging.getLogger(__name__)
+
+# The SDK's variables naming a `requests.Session` factory for the exporter's requests.
+_SESSION_PROVIDERS: Final = (
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER",
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER",
+)
 
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
@@ -261,8 +270,17 @@ def encode(spans: Iterable[ReadableSpan]) -> bytes:
 
 
 class FastOTLPSpanExporter(OTLPSpanExporter):
-    """The SDK's OTLP/HTTP exporter (its `OTEL_EXPORTER_OTLP_*` configuration, HTTP session,
-    retries and compression), sending what `encode` writes instead of its own encoding."""
+    """The SDK's OTLP/HTTP exporter (its `OTEL_EXPORTER_OTLP_*` configuration, retries and
+    compression), sending what `encode` writes instead of its own encoding, over one kept-alive
+    `http.client` connection (otlp_transport.py) rather than a `requests` session; the session
+    still, when a credential provider (the SDK's `requests.Session` entry point) is named."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        env = os.environ
+        if "_transport" not in kwargs and not any(name in env for name in _SESSION_PROVIDERS):
+            verify, cert = tls_from_environment(env)
+            kwargs["_transport"] = HttpClientTransport(verify=verify, cert=cert)
+        super().__init__(**kwargs)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:

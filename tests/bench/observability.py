@@ -133,9 +133,11 @@ async def measure(children: Children, model_port: int, tmp: Path, plan: Plan) ->
             env={
                 "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
                 "OTEL_SERVICE_NAME": "assistants-grpc-bench",
-                # Spans exported within the slice that made them (the default waits 5 s), so
-                # each slice's CPU holds its own exports: the same work, counted where it is due.
-                "OTEL_BSP_SCHEDULE_DELAY": "100",
+                # Exports as a deployment makes them, by the batch of 512 spans (the SDK's
+                # default; about every half second at the paced GetAssistant rate), with the
+                # timer at 1 s rather than 5 s so the runs' few spans are exported within
+                # the slice that made them, most of them: their CPU counted where it is due.
+                "OTEL_BSP_SCHEDULE_DELAY": "1000",
             },
         )
         return await _measure(services, metrics_port, sink, plan)
@@ -180,7 +182,7 @@ async def _measure(
         # Many short rounds, each measuring the three variants back to back (in a rotating
         # order): a busy machine's load changes between rounds more than within one.
         # Slices of a second or more: /proc counts CPU in 10 ms ticks.
-        rounds = 2 if plan.quick else 4
+        rounds = 2 if plan.quick else 6
         unary_seconds = max(plan.unary_seconds / 2, 0.5)
         run_seconds = max(plan.run_seconds / 3, 0.5)
         kinds = (

@@ -139,6 +139,43 @@ class LoadResult:
         }
 
 
+class _Window:
+    """The measured window of a load loop: what a call inside it counts for, and the CPU the
+    watched processes use during it."""
+
+    def __init__(self, warmup: float, duration: float, pids: Sequence[int]) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.begin = self.loop.time()
+        self.start = self.begin + warmup
+        self.end = self.start + duration
+        self.latencies: list[float] = []
+        self.finished = 0
+        self.cpu: dict[int, float] = {}
+        self._pids = pids
+
+    async def timed(self, call: Callable[[int], Awaitable[object]], index: int) -> None:
+        """One call: its latency kept if it started inside the window, counted if it finished
+        inside it."""
+        began = self.loop.time()  # uvloop's clock ticks in milliseconds: windows only
+        timer = time.perf_counter()
+        await call(index)
+        latency = time.perf_counter() - timer
+        done = self.loop.time()
+        if began >= self.start:
+            self.latencies.append(latency)
+        if self.start <= done < self.end:
+            self.finished += 1
+
+    async def sample_cpu(self) -> None:
+        await asyncio.sleep(max(self.start - self.loop.time(), 0))
+        before = {pid: cpu_seconds(pid) for pid in self._pids}
+        await asyncio.sleep(max(self.end - self.loop.time(), 0))
+        self.cpu.update({pid: cpu_seconds(pid) - before[pid] for pid in self._pids})
+
+    def result(self, concurrency: int, seconds: float) -> LoadResult:
+        return LoadResult(concurrency, self.finished, seconds, self.latencies, self.cpu)
+
+
 async def closed_loop(
     call: Callable[[int], Awaitable[object]],
     concurrency: int,
@@ -150,47 +187,25 @@ async def closed_loop(
     """`concurrency` callers call `call(caller_index)` back to back for `warmup + duration`
     seconds. The rate counts the calls that finish inside the measured window; the latencies
     are those of the calls that start inside it. The first exception is raised."""
-    loop = asyncio.get_running_loop()
-    start = loop.time() + warmup
-    end = start + duration
-    latencies: list[float] = []
-    finished_in_window = 0
+    window = _Window(warmup, duration, pids)
+    loop = window.loop
     calls = 0
 
     async def caller(index: int) -> None:
-        nonlocal finished_in_window, calls
-        while calls < max_calls:
-            began = loop.time()  # uvloop's clock ticks in milliseconds: windows only
-            if began >= end:
-                return
+        nonlocal calls
+        while calls < max_calls and loop.time() < window.end:
             calls += 1
-            timer = time.perf_counter()
-            await call(index)
-            latency = time.perf_counter() - timer
-            done = loop.time()
-            if began >= start:
-                latencies.append(latency)
-            if start <= done < end:
-                finished_in_window += 1
-
-    cpu: dict[int, float] = {}
-
-    async def sampler() -> None:
-        await asyncio.sleep(max(start - loop.time(), 0))
-        before = {pid: cpu_seconds(pid) for pid in pids}
-        await asyncio.sleep(max(end - loop.time(), 0))
-        cpu.update({pid: cpu_seconds(pid) - before[pid] for pid in pids})
+            await window.timed(call, index)
 
     tasks = [asyncio.create_task(caller(i)) for i in range(concurrency)]
-    tasks.append(asyncio.create_task(sampler()))
+    tasks.append(asyncio.create_task(window.sample_cpu()))
     try:
         await asyncio.gather(*tasks)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    seconds = min(loop.time(), end) - start
-    return LoadResult(concurrency, finished_in_window, seconds, latencies, cpu)
+    return window.result(concurrency, min(loop.time(), window.end) - window.start)
 
 
 async def paced_loop(
@@ -206,47 +221,26 @@ async def paced_loop(
     comparison paced alike sees the same load, so its CPU per call is what a call costs it:
     under a closed loop a server kept less busy (its client slowed by anything) batches less
     per event-loop turn and spends more per call for it. Counted and timed as `closed_loop`."""
-    loop = asyncio.get_running_loop()
-    begin = loop.time()
-    start = begin + warmup
-    end = start + duration
-    latencies: list[float] = []
-    finished_in_window = 0
+    window = _Window(warmup, duration, pids)
+    loop = window.loop
     slots = asyncio.Semaphore(max_in_flight)
     failures: list[BaseException] = []
 
     async def one(index: int) -> None:
-        nonlocal finished_in_window
         try:
-            began = loop.time()
-            timer = time.perf_counter()
-            await call(index)
-            latency = time.perf_counter() - timer
-            done = loop.time()
-            if began >= start:
-                latencies.append(latency)
-            if start <= done < end:
-                finished_in_window += 1
+            await window.timed(call, index)
         except BaseException as error:  # the first is raised once the loop ends
             failures.append(error)
         finally:
             slots.release()
 
-    cpu: dict[int, float] = {}
-
-    async def sampler() -> None:
-        await asyncio.sleep(max(start - loop.time(), 0))
-        before = {pid: cpu_seconds(pid) for pid in pids}
-        await asyncio.sleep(max(end - loop.time(), 0))
-        cpu.update({pid: cpu_seconds(pid) - before[pid] for pid in pids})
-
-    sampling = asyncio.create_task(sampler())
+    sampling = asyncio.create_task(window.sample_cpu())
     calls: set[asyncio.Task[None]] = set()
     try:
         index = 0
         while not failures:
-            due = begin + index / rate
-            if due >= end:
+            due = window.begin + index / rate
+            if due >= window.end:
                 break
             if due > loop.time():
                 await asyncio.sleep(due - loop.time())
@@ -264,7 +258,7 @@ async def paced_loop(
         await asyncio.gather(*calls, sampling, return_exceptions=True)
     if failures:
         raise failures[0]
-    return LoadResult(max_in_flight, finished_in_window, duration, latencies, cpu)
+    return window.result(max_in_flight, duration)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -132,6 +133,7 @@ _api: _Api | None = None
 _SCOPE = "assistants_grpc"
 
 
+@dataclass(slots=True)
 class ServerSpan:
     """A face's span of one call (`open_server_span`), made without the SDK's `Span`.
 
@@ -144,25 +146,13 @@ class ServerSpan:
     provider's span processors (their `on_end`; they do nothing in `on_start`). Span limits do
     not apply: the faces set three attributes."""
 
-    __slots__ = ("attributes", "context", "name", "parent", "recording", "start", "token")
-
-    def __init__(
-        self,
-        name: str,
-        context: Any,
-        parent: Any,
-        attributes: dict[str, Any],
-        recording: bool,
-        start: int,
-        token: object,
-    ) -> None:
-        self.name, self.context, self.parent = name, context, parent
-        self.attributes, self.recording, self.start, self.token = (
-            attributes,
-            recording,
-            start,
-            token,
-        )
+    name: str
+    context: Any
+    parent: Any
+    attributes: dict[str, Any]
+    recording: bool
+    start: int
+    token: object
 
     def set_attribute(self, key: str, value: Any) -> None:
         self.attributes[key] = value

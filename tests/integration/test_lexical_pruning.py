@@ -196,7 +196,6 @@ def test_postgresql_counts_come_from_the_statistics_read_once(
         texts = [f"common word{i % 50} " + ("often " if i % 4 == 0 else "") for i in range(400)]
         _store(database, "vs_stats", texts)
         database.transaction_sync(lambda c: c.exec_driver_sql("ANALYZE vector_store_chunks"))
-        monkeypatch.setattr(vs, "_LEXEME_FREQUENCIES", vs._LexemeStats())
         monkeypatch.setattr(vs, "_DOCUMENT_COUNTS", {})
         event.listen(database.engine, "before_cursor_execute", seen)
         rows, counts = database.transaction_sync(
@@ -211,7 +210,7 @@ def test_postgresql_counts_come_from_the_statistics_read_once(
         assert 0 < later["word7"] <= rows / 10
         assert stats_reads() == 1
         # Once what was read is old, read again.
-        monkeypatch.setattr(vs._LexemeStats, "STATS_SECONDS", 0.0)
+        monkeypatch.setattr(vs._DocumentCounts, "STATS_SECONDS", 0.0)
         database.transaction_sync(lambda c: vs.document_counts(c, ["word8"]))
         assert stats_reads() == 2
     finally:

@@ -443,12 +443,20 @@ _INDEXED_ROWS = text("SELECT coalesce(max(pk), 0) FROM vector_store_chunks")
 
 
 class _DocumentCounts:
-    """One database's (by URL) cached counts."""
+    """One database's (by URL) cached counts, and on PostgreSQL its parsed lexeme statistics.
+
+    pg_stats' row is an array of thousands of lexemes (~3 ms to read and parse), and the
+    questions of a busy store keep bringing words not yet counted: it is kept STATS_SECONDS.
+    ANALYZE (autovacuum's, after many changes) updates it rarely; a minute late only changes
+    which terms are kept."""
+
+    STATS_SECONDS = 60.0
 
     def __init__(self, max_words: int = 50_000) -> None:
         self._counts: dict[str, int] = {}
         self._rows = -1
         self._max_words = max_words
+        self._stats: tuple[float, dict[str, float], float] | None = None
         self._lock = threading.Lock()
 
     def get(self, connection: Connection, words: Sequence[str]) -> tuple[int, dict[str, int]]:
@@ -461,12 +469,35 @@ class _DocumentCounts:
             known = {word: self._counts[word] for word in words if word in self._counts}
         missing = [word for word in dict.fromkeys(words) if word not in known]
         if missing:
-            postgres = connection.dialect.name == "postgresql"
-            found = (_read_counts_postgres if postgres else _read_counts)(connection, missing)
+            if connection.dialect.name == "postgresql":
+                stats = self._lexeme_stats(connection)
+                found = _read_counts_postgres(connection, missing, rows, stats)
+            else:
+                found = _read_counts(connection, missing)
             known |= found
             with self._lock:
                 self._counts.update(found)
         return rows, known
+
+    def _lexeme_stats(self, connection: Connection) -> tuple[dict[str, float], float] | None:
+        """({lexeme: share of the rows holding it}, the share of any lexeme not listed), or
+        None before the column's first ANALYZE."""
+        now = time.monotonic()
+        with self._lock:
+            known = self._stats
+        if known is not None and now - known[0] < self.STATS_SECONDS:
+            return known[1], known[2]
+        stats = connection.execute(_LEXEME_STATS).first()
+        if stats is None or not stats[0] or not stats[1]:
+            return None
+        elements, frequencies = list(stats[0]), list(stats[1])
+        # The frequencies: one per element, then the least and the greatest, then of empty
+        # rows.
+        frequency = dict(zip(elements, frequencies[: len(elements)], strict=False))
+        rarest = frequencies[len(elements)] if len(frequencies) > len(elements) else 0.0
+        with self._lock:
+            self._stats = (now, frequency, rarest)
+        return frequency, rarest
 
 
 def _read_counts(connection: Connection, words: Sequence[str]) -> dict[str, int]:
@@ -504,45 +535,13 @@ _WORD_COUNT_POSTGRES = text(
 )
 
 
-class _LexemeStats:
-    """pg_stats' commonest lexemes of one database (by URL), parsed, kept for STATS_SECONDS:
-    the row is an array of thousands of lexemes (~3 ms to read and parse), and the questions
-    of a busy store keep bringing words not yet counted. ANALYZE (autovacuum's, after many
-    changes) updates it rarely; a minute late only changes which terms are kept."""
-
-    STATS_SECONDS = 60.0
-
-    def __init__(self) -> None:
-        self._read: dict[str, tuple[float, dict[str, float], float]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, connection: Connection) -> tuple[dict[str, float], float] | None:
-        """({lexeme: share of the rows holding it}, the share of any lexeme not listed), or
-        None before the column's first ANALYZE."""
-        url = str(connection.engine.url)
-        now = time.monotonic()
-        with self._lock:
-            known = self._read.get(url)
-        if known is not None and now - known[0] < self.STATS_SECONDS:
-            return known[1], known[2]
-        stats = connection.execute(_LEXEME_STATS).first()
-        if stats is None or not stats[0] or not stats[1]:
-            return None
-        elements, frequencies = list(stats[0]), list(stats[1])
-        # The frequencies: one per element, then the least and the greatest, then of empty
-        # rows.
-        frequency = dict(zip(elements, frequencies[: len(elements)], strict=False))
-        rarest = frequencies[len(elements)] if len(frequencies) > len(elements) else 0.0
-        with self._lock:
-            self._read[url] = (now, frequency, rarest)
-        return frequency, rarest
-
-
-_LEXEME_FREQUENCIES = _LexemeStats()
-
-
-def _read_counts_postgres(connection: Connection, words: Sequence[str]) -> dict[str, int]:
-    stats = _LEXEME_FREQUENCIES.get(connection)
+def _read_counts_postgres(
+    connection: Connection,
+    words: Sequence[str],
+    rows: int,
+    stats: tuple[dict[str, float], float] | None,
+) -> dict[str, int]:
+    """The words' counts from the lexeme statistics, or, before any ANALYZE, from the index."""
     if stats is None:
         # Letters and digits only (files/query.query_terms), quoted: never an operator.
         return {
@@ -550,7 +549,6 @@ def _read_counts_postgres(connection: Connection, words: Sequence[str]) -> dict[
             for word in words
         }
     frequency, rarest = stats
-    rows = int(connection.execute(_INDEXED_ROWS).scalar() or 0)
     counts: dict[str, int] = {}
     for word, lexemes in connection.execute(_LEXEMES, {"words": list(words)}):
         known = [frequency.get(lexeme, rarest) for lexeme in lexemes or []]

@@ -24,7 +24,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import numpy as np
 from sqlalchemy import Connection, RowMapping
 
 from assistants_grpc.files import filters as attribute_filters
@@ -69,6 +68,9 @@ class SearchQuery:
     token_budget: int | None = None
     filters: Mapping[str, Any] | None = None
     """A checked attribute filter (OpenAI JSON), or None."""
+    check: Callable[[Connection], object] | None = None
+    """Run first, in the search's own read transaction: the caller's precondition (a store
+    in the caller's project, not expired), whose error ends the search."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ class _Scope:
     files: dict[tuple[str, str], RowMapping]
     allowed: dict[str, list[str] | None]
     """Per store: the file ids passing the filter, or None when there is no filter."""
+    idle: list[str]
+    """The live stores whose last_active_at is behind the search's second."""
 
 
 class Retriever:
@@ -112,27 +116,61 @@ class Retriever:
         return self.embedder.model if self.embedder is not None else None
 
     async def search(self, query: SearchQuery) -> list[SearchHit]:
+        """Mostly one round trip to the database: one read runs the caller's check, reads the
+        scope, ranks the lexical lists and fetches the texts of the candidates known by then,
+        while the query embedding's HTTP call and the vector scan run beside it. A second
+        transaction fetches the texts of best chunks that only a later list found, and moves
+        last_active_at."""
         texts = [q for q in query.queries if q.strip()]
         if not texts or not query.store_ids:
-            return []
-        scope = await self._database.transaction(lambda c: self._scope(c, query))
-        if not scope.stores:
+            if query.check is not None:
+                await self._database.read(query.check)
             return []
         depth = max(MIN_CANDIDATES, 3 * query.max_results)
-        # Both at once, off the event loop: the full-text query on a reader thread while the
-        # queries are embedded (an HTTP call), then the vector scan on a thread too.
-        lexical, dense = await asyncio.gather(
-            self._database.read(lambda c: self._lexical_lists(c, scope, texts, depth)),
-            self._dense_lists(scope, texts, depth),
-        )
-        lists = lexical + dense
-        fused = _fuse(lists)
-        if not fused:
-            return []
-        best = fused[: max(query.max_results * 2, query.max_results + 10)]
-        rows = await self._database.transaction(
-            lambda c: vs.chunks_by_pk(c, [pk for pk, _, _ in best])
-        )
+        keep = max(query.max_results * 2, query.max_results + 10)
+        now = self._now()
+        loop = asyncio.get_running_loop()
+        scoped: asyncio.Future[_Scope] = loop.create_future()
+        dense_done: list[list[_Ranked]] = []
+        """The dense lists once the loop has them: the read fetches their texts too if they
+        are there when its lexical lists are (appended on the loop, read on the reader's
+        thread; a list's append is atomic)."""
+
+        def read(connection: Connection) -> tuple[_Scope, list[_Ranked], dict[int, RowMapping]]:
+            if query.check is not None:
+                query.check(connection)
+            scope = self._scope(connection, query, now)
+            # The vector scan needs the scope (versions, the filter's files), not the lexical
+            # lists: it goes on while the full-text query runs here.
+            loop.call_soon_threadsafe(_resolve, scoped, scope)
+            lexical = self._lexical_lists(connection, scope, texts, depth)
+            known = lexical + (dense_done[0] if dense_done else [])
+            return scope, lexical, vs.chunks_by_pk(connection, _leaders(known, keep))
+
+        dense_lists = asyncio.ensure_future(self._dense_lists(scoped, texts, depth))
+
+        def keep_dense(done: asyncio.Future[list[_Ranked]]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                dense_done.append(done.result())
+
+        dense_lists.add_done_callback(keep_dense)
+        try:
+            scope, lexical, rows = await self._database.read(read)
+            dense = await dense_lists
+        finally:
+            dense_lists.cancel()
+        best = _fuse(lexical + dense)[:keep]
+        missing = [pk for pk, _, _ in best if pk not in rows]
+        if missing or scope.idle:
+
+            def texts_and_touch(connection: Connection) -> dict[int, RowMapping]:
+                vs.touch_stores(connection, scope.idle, now)
+                return vs.chunks_by_pk(connection, missing) if missing else {}
+
+            # last_active_at is in seconds: a store searched again within its second is not
+            # written.
+            finish = self._database.transaction if scope.idle else self._database.read
+            rows |= await finish(texts_and_touch)
         hits: list[SearchHit] = []
         budget = query.token_budget
         used = 0
@@ -162,13 +200,13 @@ class Retriever:
                 break
         return hits
 
-    def _scope(self, connection: Connection, query: SearchQuery) -> _Scope:
+    def _scope(self, connection: Connection, query: SearchQuery, now: int) -> _Scope:
         stores = {
             row["id"]: row
             for row in vs.stores_by_id(connection, list(dict.fromkeys(query.store_ids)))
             if row["expired_at"] is None
         }
-        vs.touch_stores(connection, list(stores), self._now())
+        idle = [sid for sid, row in stores.items() if row["last_active_at"] < now]
         files: dict[tuple[str, str], RowMapping] = {}
         allowed: dict[str, list[str] | None] = dict.fromkeys(stores)
         for row in vs.files_of_stores(connection, list(stores), status="completed"):
@@ -183,7 +221,7 @@ class Retriever:
         if query.filters is not None:
             # A store none of whose files pass has nothing to rank.
             stores = {sid: row for sid, row in stores.items() if allowed[sid]}
-        return _Scope(stores, files, allowed)
+        return _Scope(stores, files, allowed, idle)
 
     def _lexical_lists(
         self, connection: Connection, scope: _Scope, texts: Sequence[str], depth: int
@@ -202,10 +240,18 @@ class Retriever:
                 lists.append(_Ranked(store_id, LEXICAL_WEIGHT, [pk for pk, _ in found]))
         return lists
 
-    async def _dense_lists(self, scope: _Scope, texts: Sequence[str], depth: int) -> list[_Ranked]:
+    async def _dense_lists(
+        self,
+        scoped: asyncio.Future[_Scope],
+        texts: Sequence[str],
+        depth: int,
+    ) -> list[_Ranked]:
+        """The dense lists, once the scope is read: the queries' embedding (an HTTP call) then
+        the scan of each dense store's vectors, split over threads (StoreVectors.parts)."""
         embedder = self.embedder
         if embedder is None:
             return []
+        scope = await scoped
         dense_stores = [
             sid for sid, row in scope.stores.items() if row["embedding_model"] == embedder.model
         ]
@@ -220,8 +266,14 @@ class Retriever:
         for store_id in dense_stores:
             store = await self._vectors(store_id, scope.stores[store_id]["version"])
             allowed = scope.allowed[store_id]
-            allowed_set = set(allowed) if allowed is not None else None
-            found = await asyncio.to_thread(store.top_many, vectors, depth, allowed_set)
+            mask = store.mask(set(allowed) if allowed is not None else None)
+            scanned = await asyncio.gather(
+                *(
+                    asyncio.to_thread(store.scan, vectors, depth, mask, part)
+                    for part in store.parts()
+                )
+            )
+            found = store.merge(scanned, len(vectors), depth)
             lists += [_Ranked(store_id, DENSE_WEIGHT, [pk for pk, _ in one]) for one in found]
         return lists
 
@@ -313,6 +365,17 @@ def _fts5_search(
     return found
 
 
+def _leaders(lists: Sequence[_Ranked], count: int) -> list[int]:
+    """The first `count` chunks of each list: where the fusion's best `count` mostly come
+    from (a chunk found by several lists below them can still pass them)."""
+    return list(dict.fromkeys(pk for ranked in lists for pk in ranked.pks[:count]))
+
+
+def _resolve(future: asyncio.Future[_Scope], scope: _Scope) -> None:
+    if not future.done():  # the search may have ended (cancelled) meanwhile
+        future.set_result(scope)
+
+
 @dataclass(frozen=True)
 class _Ranked:
     store_id: str
@@ -333,7 +396,7 @@ def _fuse(lists: Sequence[_Ranked]) -> list[tuple[int, str, float]]:
             best_rank[pk] = min(best_rank.get(pk, rank), rank)
             store_of[pk] = ranked.store_id
     scored = [
-        (pk, store_of[pk], float(np.clip(total / ceiling[store_of[pk]], 0.0, 1.0)))
+        (pk, store_of[pk], min(1.0, max(0.0, total / ceiling[store_of[pk]])))
         for pk, total in totals.items()
     ]
     scored.sort(key=lambda item: (-item[2], best_rank[item[0]], item[0]))

@@ -446,9 +446,6 @@ class VectorStoreService:
                 v.add(field, problem)
             filters = _strip_nulls(filters)
         v.raise_if_any()
-        await self._deps.database.transaction(
-            lambda c: self._live_store_row(c, project, request.vector_store_id)
-        )
         hits = await self._retriever.search(
             SearchQuery(
                 store_ids=[request.vector_store_id],
@@ -456,6 +453,7 @@ class VectorStoreService:
                 max_results=limit,
                 score_threshold=threshold,
                 filters=filters,
+                check=lambda c: self._live_store_row(c, project, request.vector_store_id),
             )
         )
         response = V.SearchVectorStoreResponse(search_query=queries)

@@ -203,11 +203,17 @@ def chunk_spans(connection: Connection, store_id: str, file_id: str) -> list[tup
     return [(row[0], row[1], row[2]) for row in connection.execute(_CHUNK_SPANS, parameters)]
 
 
+_CHUNKS_BY_PK = select(
+    _C.pk, _C.vector_store_id, _C.file_id, _C.text, _C.token_start, _C.token_end
+).where(_C.pk.in_(bindparam("pks", expanding=True)))
+
+
 def chunks_by_pk(connection: Connection, pks: Iterable[int]) -> dict[int, RowMapping]:
-    query = select(
-        _C.pk, _C.vector_store_id, _C.file_id, _C.text, _C.token_start, _C.token_end
-    ).where(_C.pk.in_(list(pks)))
-    return {row["pk"]: row for row in connection.execute(query).mappings()}
+    wanted = list(pks)
+    if not wanted:
+        return {}
+    rows = connection.execute(_CHUNKS_BY_PK, {"pks": wanted}).mappings()
+    return {row["pk"]: row for row in rows}
 
 
 _EMBEDDINGS = select(_C.pk, _C.file_id, _C.embedding).where(

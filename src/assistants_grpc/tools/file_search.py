@@ -155,7 +155,6 @@ class FileSearchExecutor:
         store_ids = _store_ids(context.tool_resources)
         if store_ids:
             await self._wait_for_thread_files(context.thread_id)
-            await self._refuse_expired(store_ids)  # it may have expired since the run began
         limit, budget = result_limits(context.model, context.tool)
         hits = (
             await self._retriever.search(
@@ -165,6 +164,8 @@ class FileSearchExecutor:
                     max_results=limit,
                     score_threshold=float(ranking.get("score_threshold") or 0.0),
                     token_budget=budget,
+                    # A store may have expired since the run began.
+                    check=lambda c: _refuse_expired(c, store_ids),
                 )
             )
             if store_ids
@@ -178,15 +179,7 @@ class FileSearchExecutor:
         not the model would search (OpenAI: "runs on that thread will fail")."""
         store_ids = _store_ids(context.tool_resources)
         if store_ids:
-            await self._refuse_expired(store_ids)
-
-    async def _refuse_expired(self, store_ids: Sequence[str]) -> None:
-        expired = await self._database.transaction(lambda c: _expired(c, store_ids))
-        if expired:
-            raise ExpiredStoreError(
-                f"Vector store {expired[0]} has expired, so file_search cannot search it. "
-                "Create a new vector store with the same files and attach it instead."
-            )
+            await self._database.transaction(lambda c: _refuse_expired(c, store_ids))
 
     def annotator(self, context: ToolRunContext) -> FileCitationAnnotator | None:
         known = known_results(context.earlier_calls)
@@ -230,8 +223,13 @@ def _store_ids(resources: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(search.get("vector_store_ids") or ()))
 
 
-def _expired(connection: Connection, store_ids: Sequence[str]) -> list[str]:
-    return [row["id"] for row in vs.stores_by_id(connection, store_ids) if row["expired_at"]]
+def _refuse_expired(connection: Connection, store_ids: Sequence[str]) -> None:
+    expired = [row["id"] for row in vs.stores_by_id(connection, store_ids) if row["expired_at"]]
+    if expired:
+        raise ExpiredStoreError(
+            f"Vector store {expired[0]} has expired, so file_search cannot search it. "
+            "Create a new vector store with the same files and attach it instead."
+        )
 
 
 def _thread_files_pending(connection: Connection, thread_id: str) -> bool:

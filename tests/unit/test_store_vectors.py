@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -101,7 +102,9 @@ def test_parts_merged_equal_one_sorted_pass(
     scanned = [store.scan(asked, limit, mask, part) for part in parts]
     got = store.merge(scanned, queries, limit)
     _check(store, vectors, asked, limit, allowed, got)
-    _check(store, vectors, asked, limit, allowed, store.top_many(asked, limit, allowed))
+    _check(
+        store, vectors, asked, limit, allowed, asyncio.run(store.top_many(asked, limit, allowed))
+    )
 
 
 def test_parts_follow_cores_and_size() -> None:
@@ -114,26 +117,23 @@ def test_parts_follow_cores_and_size() -> None:
     assert small.parts(cores=8) == [slice(0, 10)]  # a thread hand-off costs more than its scan
 
 
-def test_a_store_of_other_dimensions_or_none_finds_nothing() -> None:
+async def test_a_store_of_other_dimensions_or_none_finds_nothing() -> None:
     empty = StoreVectors.build(1, [])
-    assert empty.top_many(np.ones((2, 4), np.float32), 5, None) == [[], []]
+    assert await empty.top_many(np.ones((2, 4), np.float32), 5, None) == [[], []]
     store = _store(normalise(np.ones((3, 4), np.float32)), 1)
-    assert store.top_many(np.ones((1, 5), np.float32), 5, None) == [[]]
-    assert store.top_many(normalise(np.ones((1, 4), np.float32)), 5, {"elsewhere"}) == [[]]
+    assert await store.top_many(np.ones((1, 5), np.float32), 5, None) == [[]]
+    assert await store.top_many(normalise(np.ones((1, 4), np.float32)), 5, {"elsewhere"}) == [[]]
 
 
-async def test_parts_scan_side_by_side_on_threads() -> None:
+async def test_parts_scan_side_by_side_on_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     """What the retriever does: each part on a worker thread at once, then merged."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
     rng = np.random.default_rng(5)
     vectors = normalise(rng.standard_normal((60_000, 16)).astype(np.float32))
     store = _store(vectors, 3)
     asked = normalise(rng.standard_normal((2, 16)).astype(np.float32))
-    parts = store.parts(cores=2)
-    assert len(parts) == 2
-    scanned = await asyncio.gather(
-        *(asyncio.to_thread(store.scan, asked, 50, None, part) for part in parts)
-    )
-    _check(store, vectors, asked, 50, None, store.merge(scanned, 2, 50))
+    assert len(store.parts()) == 2
+    _check(store, vectors, asked, 50, None, await store.top_many(asked, 50, None))
 
 
 # --- the embedding client ---------------------------------------------------------------------

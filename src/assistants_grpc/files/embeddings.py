@@ -137,17 +137,16 @@ class StoreVectors:
             columns = np.zeros((0, 0), dtype=np.float32)
         return cls(version, pks, files, tuple(file_index), columns)
 
-    def top(self, query: Matrix, limit: int, allowed: set[str] | None) -> list[tuple[int, str]]:
-        """The `limit` chunks most similar to `query` (normalised), best first, among the
-        files in `allowed` (None: every file)."""
-        return self.top_many(query.reshape(1, -1), limit, allowed)[0]
-
-    def top_many(
+    async def top_many(
         self, queries: Matrix, limit: int, allowed: set[str] | None
     ) -> list[list[tuple[int, str]]]:
-        """`top` of each row of `queries`, with one scan of the matrix for all of them."""
+        """For each row of `queries` (normalised), the `limit` chunks most similar to it, best
+        first, among the files in `allowed` (None: every file): one scan of the matrix for
+        all the rows, its parts side by side on worker threads."""
         mask = self.mask(allowed)
-        scanned = [self.scan(queries, limit, mask, part) for part in self.parts()]
+        scanned = await asyncio.gather(
+            *(asyncio.to_thread(self.scan, queries, limit, mask, part) for part in self.parts())
+        )
         return self.merge(scanned, len(queries), limit)
 
     def parts(self, cores: int | None = None) -> list[slice]:

@@ -165,7 +165,7 @@ class Retriever:
 
             def texts_and_touch(connection: Connection) -> dict[int, RowMapping]:
                 vs.touch_stores(connection, scope.idle, now)
-                return vs.chunks_by_pk(connection, missing) if missing else {}
+                return vs.chunks_by_pk(connection, missing)
 
             # last_active_at is in seconds: a store searched again within its second is not
             # written.
@@ -247,7 +247,7 @@ class Retriever:
         depth: int,
     ) -> list[_Ranked]:
         """The dense lists, once the scope is read: the queries' embedding (an HTTP call) then
-        the scan of each dense store's vectors, split over threads (StoreVectors.parts)."""
+        the scan of each dense store's vectors, split over threads (StoreVectors.top_many)."""
         embedder = self.embedder
         if embedder is None:
             return []
@@ -266,14 +266,9 @@ class Retriever:
         for store_id in dense_stores:
             store = await self._vectors(store_id, scope.stores[store_id]["version"])
             allowed = scope.allowed[store_id]
-            mask = store.mask(set(allowed) if allowed is not None else None)
-            scanned = await asyncio.gather(
-                *(
-                    asyncio.to_thread(store.scan, vectors, depth, mask, part)
-                    for part in store.parts()
-                )
+            found = await store.top_many(
+                vectors, depth, set(allowed) if allowed is not None else None
             )
-            found = store.merge(scanned, len(vectors), depth)
             lists += [_Ranked(store_id, DENSE_WEIGHT, [pk for pk, _ in one]) for one in found]
         return lists
 

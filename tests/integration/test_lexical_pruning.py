@@ -23,6 +23,7 @@ from assistants_grpc.store import migrate
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store import vector_stores as vs
 from assistants_grpc.store.database import Database
+from tests.integration.vector_helpers import insert_store_of_one_file
 
 
 def _store(database: Database, store_id: str, texts: list[str], *, first: int = 0) -> None:
@@ -30,20 +31,7 @@ def _store(database: Database, store_id: str, texts: list[str], *, first: int = 
 
     def work(connection):  # type: ignore[no-untyped-def]
         if not first:
-            repo.insert_row(
-                connection,
-                vs.VECTOR_STORES,
-                {"id": store_id, "project": "default", "created_at": 1, "name": "",
-                 "metadata": {}, "last_active_at": 1, "version": 0},
-            )  # fmt: skip
-            repo.insert_row(
-                connection,
-                vs.VECTOR_STORE_FILES,
-                {"id": f"file-{store_id}", "vector_store_id": store_id, "created_at": 1,
-                 "filename": "f.txt", "status": "completed", "usage_bytes": 0,
-                 "chunk_max_tokens": 800, "chunk_overlap_tokens": 400, "attributes": {},
-                 "attempts": 0},
-            )  # fmt: skip
+            insert_store_of_one_file(connection, store_id, f"file-{store_id}", "f.txt")
         repo.insert_rows(
             connection,
             vs.CHUNKS,

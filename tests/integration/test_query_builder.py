@@ -12,6 +12,7 @@ from assistants_grpc.store import migrate
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store import vector_stores as vs
 from assistants_grpc.store.database import Database
+from tests.integration.vector_helpers import insert_store_of_one_file
 
 SYNTAX = st.sampled_from(
     ['"', "'", "-", "*", "?", ":", "(", ")", "^", "NEAR", "OR", "AND", "NOT", "&", "|", "!",
@@ -22,19 +23,7 @@ QUESTIONS = st.lists(st.one_of(SYNTAX, st.text(max_size=12)), max_size=12).map("
 
 def _seed(database: Database) -> None:
     def work(connection):  # type: ignore[no-untyped-def]
-        repo.insert_row(
-            connection,
-            vs.VECTOR_STORES,
-            {"id": "vs_q", "project": "default", "created_at": 1, "name": "", "metadata": {},
-             "last_active_at": 1, "version": 0},
-        )  # fmt: skip
-        repo.insert_row(
-            connection,
-            vs.VECTOR_STORE_FILES,
-            {"id": "file-q", "vector_store_id": "vs_q", "created_at": 1, "filename": "q.md",
-             "status": "completed", "usage_bytes": 0, "chunk_max_tokens": 800,
-             "chunk_overlap_tokens": 400, "attributes": {}, "attempts": 0},
-        )  # fmt: skip
+        insert_store_of_one_file(connection, "vs_q", "file-q", "q.md")
         repo.insert_row(
             connection,
             vs.CHUNKS,

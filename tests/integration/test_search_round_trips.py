@@ -19,6 +19,7 @@ from assistants_grpc.store import migrate
 from assistants_grpc.store import repository as repo
 from assistants_grpc.store import vector_stores as vs
 from assistants_grpc.store.database import Database
+from tests.integration.vector_helpers import insert_store_of_one_file
 
 TOPICS = ["tea", "kiwi", "granite", "violin", "glacier"]
 DIMENSIONS = 8
@@ -39,21 +40,13 @@ def _text(index: int) -> str:
 
 def _seed(database: Database, store_id: str, *, dense: bool) -> None:
     def work(connection):  # type: ignore[no-untyped-def]
-        repo.insert_row(
+        insert_store_of_one_file(
             connection,
-            vs.VECTOR_STORES,
-            {"id": store_id, "project": "default", "created_at": 1, "name": "", "metadata": {},
-             "last_active_at": 1, "version": 0,
-             "embedding_model": "test-embedding" if dense else None},
-        )  # fmt: skip
-        repo.insert_row(
-            connection,
-            vs.VECTOR_STORE_FILES,
-            {"id": f"file-{store_id}", "vector_store_id": store_id, "created_at": 1,
-             "filename": "f.md", "status": "completed", "usage_bytes": 0,
-             "chunk_max_tokens": 800, "chunk_overlap_tokens": 400, "attributes": {},
-             "attempts": 0},
-        )  # fmt: skip
+            store_id,
+            f"file-{store_id}",
+            "f.md",
+            embedding_model="test-embedding" if dense else None,
+        )
         repo.insert_rows(
             connection,
             vs.CHUNKS,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Final
@@ -189,44 +190,45 @@ async def _measure(
             ("unary", unary, UNARY_IN_FLIGHT, unary_seconds),
             ("runs", run, RUNS_IN_FLIGHT, run_seconds),
         )
-        saturated: dict[str, dict[str, list[LoadResult]]] = {
-            kind: {name: [] for name in VARIANTS} for kind, *_ in kinds
-        }
-        paced: dict[str, dict[str, list[LoadResult]]] = {
-            kind: {name: [] for name in VARIANTS} for kind, *_ in kinds
-        }
-        for index in range(rounds):
-            order = VARIANTS[index % 3 :] + VARIANTS[: index % 3]
-            for kind, make, in_flight, seconds in kinds:
-                for name in order:
-                    saturated[kind][name].append(
-                        await closed_loop(
-                            make(name),
-                            in_flight,
-                            seconds,
-                            plan.unary_warmup,
-                            pids=(services[name].pid,),
+
+        async def in_rounds(
+            measure: Callable[[str, Any, int, float, int], Awaitable[LoadResult]],
+        ) -> dict[str, dict[str, list[LoadResult]]]:
+            """{kind: {variant: one result a round}}: `measure(kind, call, in flight,
+            seconds, pid)` of each kind and variant, the variants' order rotating."""
+            out: dict[str, dict[str, list[LoadResult]]] = {
+                kind: {name: [] for name in VARIANTS} for kind, *_ in kinds
+            }
+            for index in range(rounds):
+                order = VARIANTS[index % 3 :] + VARIANTS[: index % 3]
+                for kind, make, in_flight, seconds in kinds:
+                    for name in order:
+                        result = await measure(
+                            kind, make(name), in_flight, seconds, services[name].pid
                         )
-                    )
+                        out[kind][name].append(result)
+            return out
+
+        saturated = await in_rounds(
+            lambda _kind, call, in_flight, seconds, pid: closed_loop(
+                call, in_flight, seconds, plan.unary_warmup, pids=(pid,)
+            )
+        )
         rates = {
             kind: PACED_SHARE * min(sum(r.calls for r in got) / sum(r.seconds for r in got)
                                     for got in saturated[kind].values())
             for kind, *_ in kinds
         }  # fmt: skip
-        for index in range(rounds):
-            order = VARIANTS[index % 3 :] + VARIANTS[: index % 3]
-            for kind, make, in_flight, seconds in kinds:
-                for name in order:
-                    paced[kind][name].append(
-                        await paced_loop(
-                            make(name),
-                            rates[kind],
-                            seconds,
-                            plan.unary_warmup,
-                            max_in_flight=4 * in_flight,
-                            pids=(services[name].pid,),
-                        )
-                    )
+        paced = await in_rounds(
+            lambda kind, call, in_flight, seconds, pid: paced_loop(
+                call,
+                rates[kind],
+                seconds,
+                plan.unary_warmup,
+                max_in_flight=4 * in_flight,
+                pids=(pid,),
+            )
+        )
         # A scrape, as Prometheus would make: it must count what was done.
         scrape_after = _scrape(metrics_port)
         runs_counted = _metric(scrape_after, "assistants_runs_finished_total") - _metric(
